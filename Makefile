@@ -1,0 +1,56 @@
+# oprm build. `make` builds the release binary; `make test` builds the sanitizer
+# (ASan + UBSan) variant and runs every test. Sources are found by wildcard, so a
+# new file in src/<layer>/ needs no Makefile edit.
+CC      ?= cc
+PKGS    := jansson libpcre2-8 libutf8proc libmicrohttpd
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+WARN    := -Wall -Wextra -Werror -Wno-unused-parameter
+BASE    := -std=c11 -D_GNU_SOURCE -fopenmp -Isrc -I/usr/include/x86_64-linux-gnu/openblas-openmp $(PKG_CFLAGS) $(WARN)
+LIBS    := -fopenmp -lopenblas $(PKG_LIBS) -lm -lpthread
+
+RELEASE_FLAGS := -O3 -march=native -g
+ASAN_FLAGS    := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+
+LIB_SRC  := $(filter-out src/cli/main.c,$(wildcard src/*/*.c))
+CLI_MAIN := src/cli/main.c
+TEST_SRC := $(wildcard tests/test_*.c)
+HDRS     := $(wildcard src/*/*.h tests/*.h)
+
+all: build/release/oprm
+
+define variant
+build/$(1)/obj/%.o: %.c $(HDRS)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(BASE) $(2) -c $$< -o $$@
+
+build/$(1)/liboprm.a: $$(patsubst %.c,build/$(1)/obj/%.o,$$(LIB_SRC))
+	@rm -f $$@
+	ar rcs $$@ $$^
+
+build/$(1)/oprm: build/$(1)/obj/$$(CLI_MAIN:.c=.o) build/$(1)/liboprm.a
+	$$(CC) $(2) $$^ -o $$@ $$(LIBS)
+
+build/$(1)/tests/%: build/$(1)/obj/tests/%.o build/$(1)/liboprm.a
+	@mkdir -p $$(dir $$@)
+	$$(CC) $(2) $$^ -o $$@ $$(LIBS)
+endef
+$(eval $(call variant,release,$(RELEASE_FLAGS)))
+$(eval $(call variant,asan,$(ASAN_FLAGS)))
+
+TEST_BINS_ASAN    := $(patsubst tests/%.c,build/asan/tests/%,$(TEST_SRC))
+TEST_BINS_RELEASE := $(patsubst tests/%.c,build/release/tests/%,$(TEST_SRC))
+
+# The README's test command. Sanitizer build of everything, then the runner.
+test: $(TEST_BINS_ASAN) build/asan/oprm build/release/oprm
+	OPRM_BIN=build/asan/oprm tests/run.sh build/asan/tests
+
+# Same suite against the optimised build (faster; what benchmarks use).
+test-release: $(TEST_BINS_RELEASE) build/release/oprm
+	OPRM_BIN=build/release/oprm tests/run.sh build/release/tests
+
+clean:
+	rm -rf build
+
+.PHONY: all test test-release clean
+.SECONDARY:

@@ -1,0 +1,71 @@
+/* A tiny test harness. Each test binary defines test functions, registers them
+ * in main with RUN(fn), and ends with `return test_summary();`, which prints a
+ * line `RESULT <passed> <failed>` that tests/run.sh adds up.
+ * A check is counted once per CHECK call; a failing check prints file:line and
+ * the values, and the test goes on (so one run shows every failure). */
+#ifndef OPRM_TEST_H
+#define OPRM_TEST_H
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int test_passed_ = 0, test_failed_ = 0;
+static const char *test_current_ = "";
+
+#define CHECK(cond)                                                                   \
+    do {                                                                              \
+        if (cond) {                                                                   \
+            test_passed_++;                                                           \
+        } else {                                                                      \
+            test_failed_++;                                                           \
+            fprintf(stderr, "FAIL %s (%s:%d): %s\n", test_current_, __FILE__, __LINE__, #cond); \
+        }                                                                             \
+    } while (0)
+
+/* |a-b| <= tol_abs + tol_rel*|b|  (b is the reference). */
+#define CHECK_NEAR(a, b, tol_abs, tol_rel)                                            \
+    do {                                                                              \
+        double a_ = (a), b_ = (b);                                                    \
+        if (isfinite(a_) && isfinite(b_) && fabs(a_ - b_) <= (tol_abs) + (tol_rel) * fabs(b_)) { \
+            test_passed_++;                                                           \
+        } else {                                                                      \
+            test_failed_++;                                                           \
+            fprintf(stderr, "FAIL %s (%s:%d): %s = %.12g, expected %s = %.12g\n", test_current_, \
+                    __FILE__, __LINE__, #a, a_, #b, b_);                              \
+        }                                                                             \
+    } while (0)
+
+#define CHECK_STR_CONTAINS(hay, needle)                                               \
+    do {                                                                              \
+        const char *h_ = (hay), *n_ = (needle);                                       \
+        if (h_ && strstr(h_, n_)) {                                                   \
+            test_passed_++;                                                           \
+        } else {                                                                      \
+            test_failed_++;                                                           \
+            fprintf(stderr, "FAIL %s (%s:%d): \"%s\" does not contain \"%s\"\n", test_current_, \
+                    __FILE__, __LINE__, h_ ? h_ : "(null)", n_);                      \
+        }                                                                             \
+    } while (0)
+
+#define RUN(fn)                                                                       \
+    do {                                                                              \
+        test_current_ = #fn;                                                          \
+        int before_ = test_failed_;                                                   \
+        fn();                                                                         \
+        fprintf(stderr, "%s %s\n", test_failed_ == before_ ? "ok  " : "FAIL", #fn);  \
+    } while (0)
+
+static inline int test_summary(void) {
+    printf("RESULT %d %d\n", test_passed_, test_failed_);
+    return test_failed_ ? 1 : 0;
+}
+
+/* Root of the team's shared data, relative to the repo (tests run from it). */
+static inline const char *shared_data_dir(void) {
+    const char *d = getenv("OPRM_SHARED_DATA");
+    return d ? d : "../shared/data";
+}
+
+#endif
