@@ -1,0 +1,106 @@
+/* The transformer engine: Hugging Face Llama / Mistral / Qwen2 / Qwen3
+ * checkpoints, forward and backward on the CPU.
+ *
+ * The engine stops at the final hidden state of the LAST position of each
+ * sequence (after the final RMSNorm). Heads sit on top of that:
+ *  - the OPRM head reads only the nine LM-head rows of the digit tokens
+ *    (model_head_rows_*), never the full vocabulary;
+ *  - the Bradley-Terry baseline puts its own scalar head on the same vector;
+ *  - generation (tests) uses model_logits_full on one position.
+ * Sequences of a batch are packed back to back with no padding. */
+#ifndef OPRM_MODEL_MODEL_H
+#define OPRM_MODEL_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/err.h"
+
+typedef enum { ARCH_LLAMA, ARCH_MISTRAL, ARCH_QWEN2, ARCH_QWEN3 } ModelArch;
+
+typedef struct {
+    ModelArch arch;
+    char architecture[64]; /* as in config.json, e.g. "Qwen2ForCausalLM" */
+    int hidden, n_layers, n_heads, n_kv_heads, head_dim, ffn, vocab, max_pos;
+    double rope_theta, rms_eps;
+    int tie_embeddings, qkv_bias, qk_norm;
+    /* Llama-3 rope_scaling (type "llama3"); factor 0 = none. */
+    double rope_factor, rope_low_freq_factor, rope_high_freq_factor;
+    int rope_original_max_pos;
+    int bos_id, eos_id; /* -1 when absent */
+} ModelConfig;
+
+/* Parses config.json (file path). Refuses unsupported architectures/options
+ * (e.g. a configured sliding window) with an error naming them. */
+int model_config_load(const char *path, ModelConfig *cfg, OprmError *err);
+
+typedef struct Model Model;
+
+typedef enum { WEIGHTS_F32 = 0, WEIGHTS_BF16 = 1 } WeightStorage;
+
+typedef struct {
+    WeightStorage frozen_storage; /* storage of frozen base weights (LoRA) */
+    int lora_rank;                /* 0 = full fine-tuning */
+    double lora_alpha;
+    unsigned lora_targets;        /* bitmask of LORA_* below */
+} ModelOptions;
+
+enum { LORA_Q = 1, LORA_K = 2, LORA_V = 4, LORA_O = 8, LORA_GATE = 16, LORA_UP = 32, LORA_DOWN = 64 };
+
+/* dir: a Hugging Face model directory (config.json + model.safetensors or a
+ * sharded model.safetensors.index.json). opt may be NULL (full fp32). */
+Model *model_load(const char *dir, const ModelOptions *opt, OprmError *err);
+/* Fresh random weights (normal(0, 0.02), norms = 1), deterministic in seed. */
+Model *model_new_random(const ModelConfig *cfg, const ModelOptions *opt, uint64_t seed, OprmError *err);
+void model_free(Model *m);
+const ModelConfig *model_config(const Model *m);
+
+/* Writes config.json + model.safetensors (atomically) into dir. LoRA models
+ * write merged weights; model_save_adapter writes a PEFT-style adapter. */
+int model_save(const Model *m, const char *dir, OprmError *err);
+int model_save_adapter(const Model *m, const char *dir, OprmError *err);
+
+/* nseq sequences packed back to back: sequence s is ids[off_s .. off_s+lens[s]). */
+typedef struct {
+    const int32_t *ids;
+    const int32_t *lens;
+    int nseq;
+} SeqBatch;
+
+/* Forward pass; writes the final-normed hidden state at the last position of
+ * each sequence into h_last[nseq * hidden]. train != 0 keeps what backward
+ * needs (until the next forward). Ids out of range are an error. */
+int model_forward(Model *m, const SeqBatch *b, int train, float *h_last, OprmError *err);
+
+/* Backward from dL/dh_last[nseq * hidden] of the last training forward;
+ * ACCUMULATES into the gradients of every trainable parameter. */
+int model_backward(Model *m, const float *dh_last, OprmError *err);
+
+/* logits[s*nrows + k] = h_last[s] . W_lm_head[rows[k]]. */
+void model_head_rows_forward(const Model *m, const float *h_last, int nseq, const int32_t *rows,
+                             int nrows, float *logits);
+/* Accumulates dW_lm_head[rows[k]] (if trainable) and ADDS dL/dh_last into dh_last. */
+void model_head_rows_backward(Model *m, const float *h_last, int nseq, const int32_t *rows, int nrows,
+                              const float *dlogits, float *dh_last);
+/* Full-vocabulary logits of one final-normed hidden vector (generation, tests). */
+void model_logits_full(const Model *m, const float *h, float *logits /* vocab */);
+
+/* Parameters, for the optimizer and checkpoints. Names are the Hugging Face
+ * tensor names (LoRA: PEFT names). grad is NULL for frozen tensors. */
+typedef struct {
+    const char *name;
+    float *data;
+    float *grad;
+    size_t numel;
+    int ndim;
+    int64_t shape[2];
+} ModelParam;
+
+ModelParam *model_params(Model *m, int *count);
+void model_zero_grad(Model *m);
+size_t model_num_params(const Model *m, int trainable_only);
+
+/* OpenMP/OpenBLAS threads used by the engine (0 = all cores). */
+void model_set_threads(int n);
+
+#endif
