@@ -18,6 +18,7 @@ torch.set_num_threads(1)
 
 SYSTEM = ("You are a reward model. Rate the quality of the assistant's response to the user's request "
           "on a scale from 1 (very poor) to 9 (excellent).")
+SYSTEM_USED = SYSTEM  # --system replaces it (a template file in oprm)
 LABEL_CENTRE = {"bad": 2, "normal": 5, "good": 8}
 GRADE = {"bad": 0, "normal": 1, "good": 2}
 
@@ -51,9 +52,11 @@ def make_rule_prompt(rng, digits):
     return "Write %s %s digits." % (words[digits], rule), rule  # no digit in the prompt
 
 def make_rule_response(rng, rule, grade, digits):
-    """good: every digit follows the rule; normal: exactly one does not; bad: at least half do not."""
+    """good: every digit follows the rule; normal: a third to a half do not; bad: all or all but one
+    do not (with 6 digits: 0 / 2-3 / 5-6 wrong), so neighbouring grades differ by at least 2 digits."""
     ok, wrong = RULES[rule], [d for d in "0123456789" if d not in RULES[rule]]
-    k = 0 if grade == "good" else 1 if grade == "normal" else rng.randint((digits + 1) // 2, digits)
+    k = 0 if grade == "good" else rng.randint(digits // 3, digits // 2) if grade == "normal" \
+        else rng.randint(digits - 1, digits)
     pos = set(rng.sample(range(digits), k))
     return "".join(rng.choice(wrong) if i in pos else rng.choice(ok) for i in range(digits))
 
@@ -159,11 +162,11 @@ class Tok:
         return ids
 
 def scoring_prompt(prompt, response):
-    return ("<|im_start|>system\n" + SYSTEM + "<|im_end|>\n<|im_start|>user\n" + prompt + "\n\n" + response
+    return ("<|im_start|>system\n" + SYSTEM_USED + "<|im_end|>\n<|im_start|>user\n" + prompt + "\n\n" + response
             + "<|im_end|>\n<|im_start|>assistant\nScore: ")
 
 def tokenizer_corpus(rng, digits, n=200):
-    texts = [(SYSTEM, 1000), ("system\nuser\nassistant\nScore: ", 1000)]
+    texts = [(SYSTEM, 1000), (SYSTEM_USED, 1000), ("system\nuser\nassistant\nScore: ", 1000)]
     for p in make_pairs(rng, n, digits):
         texts += [(p["prompt"], 1), (p["chosen"], 1), (p["rejected"], 1)]
     return texts
@@ -279,10 +282,13 @@ def main():
     ap.add_argument("--flip", type=float, default=0.1); ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--test", type=int, default=600); ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=50)
+    ap.add_argument("--system", default=None, help="replace the system text of the scoring prompt")
     ap.add_argument("--task", default="copy", choices=["copy", "rule"])
     a = ap.parse_args()
-    global TASK
+    global TASK, SYSTEM_USED
     TASK = a.task
+    if a.system is not None:
+        SYSTEM_USED = a.system
     rng = random.Random(a.seed); torch.manual_seed(a.seed)
 
     merges = train_bpe(tokenizer_corpus(random.Random(a.seed + 1), a.digits), a.merges)
