@@ -28,8 +28,10 @@ build/$(1)/liboprm.a: $$(patsubst %.c,build/$(1)/obj/%.o,$$(LIB_SRC))
 	@rm -f $$@
 	ar rcs $$@ $$^
 
+# --whole-archive: main.c's weak cmd_* fallbacks would otherwise stop the linker
+# from ever pulling the real src/cli/cmd_*.o out of the archive.
 build/$(1)/oprm: build/$(1)/obj/$$(CLI_MAIN:.c=.o) build/$(1)/liboprm.a
-	$$(CC) $(2) $$^ -o $$@ $$(LIBS)
+	$$(CC) $(2) $$< -Wl,--whole-archive build/$(1)/liboprm.a -Wl,--no-whole-archive -o $$@ $$(LIBS)
 
 build/$(1)/tests/%: build/$(1)/obj/tests/%.o build/$(1)/liboprm.a
 	@mkdir -p $$(dir $$@)

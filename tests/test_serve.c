@@ -14,6 +14,7 @@
 #include "serve/chat_split.h"
 #include "serve/compare.h"
 #include "serve/http_client.h"
+#include "serve/loadgen.h"
 #include "serve/server.h"
 #include "test.h"
 
@@ -797,6 +798,32 @@ static void test_graceful_drain(void) {
     CHECK(a.status == 200);
 }
 
+/* The load-test harness on the test backend: fixed count, zero errors,
+ * percentiles ordered, and concurrent clients share scorer calls. */
+static void test_loadgen(void) {
+    ServeConfig cfg;
+    serve_config_defaults(&cfg);
+    cfg.batch_window_ms = 10;
+    Server *s = start(&cfg);
+    if (!s) return;
+    const char *bodies[] = {"{\"items\": [{\"prompt\": \"p\", \"response\": \"one\"}]}",
+                            "{\"items\": [{\"prompt\": \"q\", \"response\": \"two\"}]}"};
+    LoadConfig lc = {8, 96, 20000, 60};
+    LoadStats st;
+    OprmError err = {{0}};
+    CHECK(loadgen_run(HOST, serve_port(s), "/v1/score", bodies, 2, &lc, &st, &err) == 0);
+    CHECK(st.sent == 96 && st.ok == 96 && st.errors == 0);
+    CHECK(st.p50_ms > 0 && st.p50_ms <= st.p99_ms && st.p99_ms <= st.max_ms);
+    CHECK(st.requests_per_s > 0);
+    CHECK(TB.items == 96);
+    CHECK(TB.calls < 96); /* 8 clients within a 10 ms window share calls */
+    /* A wrong path counts as errors, not as a harness failure. */
+    LoadConfig lc2 = {2, 4, 20000, 60};
+    CHECK(loadgen_run(HOST, serve_port(s), "/nope", bodies, 2, &lc2, &st, &err) == 0);
+    CHECK(st.errors == 4 && st.ok == 0 && st.first_error_status == 404);
+    serve_shutdown(s, 5000);
+}
+
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
     pthread_mutex_init(&TB.mu, NULL);
@@ -815,5 +842,6 @@ int main(void) {
     RUN(test_dynamic_batching);
     RUN(test_malformed_inputs);
     RUN(test_graceful_drain);
+    RUN(test_loadgen);
     return test_summary();
 }
