@@ -123,6 +123,7 @@ static void *worker_main(void *arg) {
                 ring_pop(b);
             }
             if (n == cap || full || b->stopping || b->cfg.batch_window_ms <= 0) break;
+            if (b->cfg.arriving && atomic_load(b->cfg.arriving) <= 0) break;
             double left = deadline - now_s();
             if (left <= 0) break;
             struct timespec until;

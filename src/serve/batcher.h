@@ -6,6 +6,7 @@
 #ifndef OPRM_SERVE_BATCHER_H
 #define OPRM_SERVE_BATCHER_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include "serve/backend.h"
@@ -17,6 +18,11 @@ typedef struct {
     long max_batch_tokens;  /* token budget per backend call (a lone larger item still goes) */
     int batch_window_ms;    /* how long to wait for more items after the first; 0 = none */
     long max_request_tokens; /* per request; over it the request fails with 413 */
+    /* Optional: requests still being received that will queue items soon.
+     * The window ends early when this is 0: nobody else is on the way, so
+     * waiting would only add latency (under load, items pile up while the
+     * scorer runs, and batches form without any wait). */
+    const atomic_int *arriving;
 } BatcherConfig;
 
 typedef struct Batcher Batcher;

@@ -26,6 +26,7 @@ struct Server {
     int port;
     atomic_int in_flight;
     atomic_int draining;
+    atomic_int arriving; /* scoring requests whose body is still being received or parsed */
 };
 
 /* Per-request state kept by MHD between calls of the access handler. */
@@ -36,7 +37,8 @@ typedef struct {
     char early_msg[256];
     StrBuf body;
     int too_large;
-    int code; /* status sent */
+    int arriving; /* counted in Server.arriving */
+    int code;     /* status sent */
 } Request;
 
 void serve_config_defaults(ServeConfig *c) {
@@ -164,9 +166,15 @@ static enum MHD_Result answer_get(Server *s, struct MHD_Connection *c, Request *
     return send_text(s, c, rq, 200, "text/plain; version=0.0.4", b.s, n);
 }
 
+static void end_arrival(Server *s, Request *rq) {
+    if (rq->arriving) atomic_fetch_sub(&s->arriving, 1);
+    rq->arriving = 0;
+}
+
 static enum MHD_Result answer_post(Server *s, struct MHD_Connection *c, Request *rq) {
     json_error_t jerr;
     json_t *body = json_loadb(rq->body.s ? rq->body.s : "", rq->body.n, JSON_REJECT_DUPLICATES, &jerr);
+    end_arrival(s, rq);
     if (!body) {
         char msg[300];
         snprintf(msg, sizeof msg, "body is not valid JSON (line %d, column %d): %s", jerr.line, jerr.column,
@@ -198,7 +206,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         rq->route = route_of(url);
         *con_cls = rq;
         atomic_fetch_add(&s->in_flight, 1);
-        check_headers(s, c, rq, method);
+        if (!check_headers(s, c, rq, method) && !rq->early_code && route_is_post(rq->route)) {
+            rq->arriving = 1;
+            atomic_fetch_add(&s->arriving, 1);
+        }
         return MHD_YES;
     }
     if (rq->code) { /* answered from the headers; discard whatever body arrives */
@@ -219,6 +230,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     if (rq->early_code) return send_error(s, c, rq, rq->early_code, rq->early_msg);
     if (rq->too_large) {
+        end_arrival(s, rq);
         char msg[128];
         snprintf(msg, sizeof msg, "body exceeds the limit of %zu bytes (--max-body-bytes)", s->cfg.max_body_bytes);
         return send_error(s, c, rq, 413, msg);
@@ -231,6 +243,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     Server *s = cls;
     Request *rq = *con_cls;
     if (!rq) return;
+    end_arrival(s, rq); /* e.g. the client went away mid-body */
     if (rq->code) metrics_request(&s->metrics, rq->route, rq->code, now_s() - rq->t0);
     sb_free(&rq->body);
     free(rq);
@@ -280,6 +293,7 @@ Server *serve_start(const ServeConfig *cfg, const ServeBackend *backend, OprmErr
         .max_batch_tokens = cfg->max_batch_tokens,
         .batch_window_ms = cfg->batch_window_ms,
         .max_request_tokens = cfg->max_request_tokens,
+        .arriving = &s->arriving,
     };
     s->batcher = batcher_start(backend, &bc, &s->metrics);
     if (!s->batcher) {
