@@ -254,13 +254,14 @@ int cmd_serve(int argc, char **argv) {
     if (rc) return rc > 0 ? EXIT_OK : EXIT_USAGE;
     if (a.load_test) a.cfg.api_key = NULL; /* the load generator sends no key */
 
-    /* Signals are taken synchronously by sigwait below, so every thread
-     * (HTTP, batcher, OpenMP) must start with them blocked. */
+    /* When serving, signals are taken synchronously by sigwait below, so every
+     * thread (HTTP, batcher, OpenMP) must start with them blocked. The load
+     * test keeps the default: Ctrl-C just ends it. */
     sigset_t stop;
     sigemptyset(&stop);
     sigaddset(&stop, SIGTERM);
     sigaddset(&stop, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    if (!a.load_test) pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     OprmError err = {{0}};
