@@ -77,8 +77,8 @@ static json_t *bytelevel_tokenizer(const char *const *extra_merges, size_t n_ext
 static int encodes_as(const Tokenizer *t, const char *text, const int32_t *want, size_t n) {
     IdVec ids = {0};
     OprmError err = {{0}};
-    int ok = tok_encode(t, text, strlen(text), 0, &ids, &err) == 0 && ids.n == n &&
-             !memcmp(ids.v, want, n * sizeof *want);
+    int ok = tok_encode(t, text, strlen(text), 0, &ids, &err) == 0 && ids.n == n && (n == 0 ||
+             !memcmp(ids.v, want, n * sizeof *want));
     if (!ok) {
         fprintf(stderr, "  \"%s\" ->", text);
         for (size_t i = 0; i < ids.n; i++) fprintf(stderr, " %d", (int)ids.v[i]);

@@ -57,6 +57,10 @@ static void free_vectors(Vec *v, size_t n) {
     free(v);
 }
 
+static int ids_equal(const int32_t *a, size_t na, const int32_t *b, size_t nb) {
+    return na == nb && (na == 0 || !memcmp(a, b, na * sizeof *a));
+}
+
 static Tokenizer *load(const char *sub) {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", shared_data_dir(), sub);
@@ -80,7 +84,7 @@ static size_t check_vectors(const Tokenizer *t, const char *file, size_t *total)
         IdVec out = {0};
         OprmError err = {{0}};
         int rc = tok_encode(t, v[i].text, v[i].len, 0, &out, &err);
-        int same = rc == 0 && out.n == v[i].n_ids && !memcmp(out.v, v[i].ids, out.n * sizeof *out.v);
+        int same = rc == 0 && ids_equal(out.v, out.n, v[i].ids, v[i].n_ids);
         if (same) ok++;
         else if (shown++ < 5) {
             fprintf(stderr, "%s #%zu mismatch: text=\"%.80s\" %s\n", file, i, v[i].text, rc ? err.msg : "");
@@ -113,7 +117,7 @@ static size_t round_trips(const Tokenizer *t, const char *file, int expect_nfc) 
                                               &nfc, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
             if (n >= 0) want = (const char *)nfc, want_len = (size_t)n;
         }
-        if (rc || out.n != want_len || memcmp(out.s, want, want_len)) {
+        if (rc || out.n != want_len || (want_len && memcmp(out.s, want, want_len))) {
             bad++;
             fprintf(stderr, "%s #%zu: round trip differs: \"%.60s\" -> \"%.60s\"\n", file, i, v[i].text,
                     out.s ? out.s : "");
@@ -130,8 +134,8 @@ static void check_encode(const Tokenizer *t, const char *text, int add_special, 
     IdVec ids = {0};
     OprmError err = {{0}};
     CHECK(tok_encode(t, text, strlen(text), add_special, &ids, &err) == 0);
-    CHECK(ids.n == n && !memcmp(ids.v, want, n * sizeof *want));
-    if (ids.n != n || memcmp(ids.v, want, n * sizeof *want)) print_ids(text, ids.v, ids.n);
+    CHECK(ids_equal(ids.v, ids.n, want, n));
+    if (!ids_equal(ids.v, ids.n, want, n)) print_ids(text, ids.v, ids.n);
     idvec_free(&ids);
 }
 
