@@ -272,7 +272,7 @@ void dataset_free(DataSet *s) {
 }
 
 void data_report_print(const DataReport *r, const char *path, FILE *f) {
-    fprintf(f, "%s: %zu records (%zu pairs, %zu labelled responses, %zu best-of-N sets; %zu "
+    fprintf(f, "%s: %zu records (%zu pairs, %zu point-wise responses, %zu best-of-N sets; %zu "
                "responses carry a label)",
             path, r->records, r->by_kind[REC_PAIR], r->by_kind[REC_POINT], r->by_kind[REC_BEST_OF_N],
             r->labelled_responses);
