@@ -264,6 +264,7 @@ int scoring_build(const ScoringConfig *cfg, const Conversation *prompt, const ch
     if (encode_count(cfg, response, resp_len, &resp_n, err)) goto fail;
     if (frame_n > max_len) {
         idvec_free(&tmp);
+        scoring_prompt_free(out);
         return oprm_fail(err, "scoring prompt of %zu tokens does not fit --max-len %zu: the frame "
                               "alone (system text, template, chat markup, cue) is %zu tokens "
                               "(response %zu tokens, conversation %zu turns); raise --max-len or "
@@ -307,6 +308,7 @@ int scoring_build(const ScoringConfig *cfg, const Conversation *prompt, const ch
             if (first_keep < turn_n[first]) {
                 if ((rc = fit_tokens(cfg, c, cl, first_keep, 1, &keep, err))) break;
                 v.first_from = cl - keep;
+                while (c[v.first_from] == ' ' || c[v.first_from] == '\n') v.first_from++;
             }
         }
         v.response_len = resp_len;
@@ -361,5 +363,6 @@ int scoring_build(const ScoringConfig *cfg, const Conversation *prompt, const ch
     return 0;
 fail:
     idvec_free(&tmp);
+    scoring_prompt_free(out);
     return -1;
 }
