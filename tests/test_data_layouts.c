@@ -1,6 +1,7 @@
 /* Data layouts from small inline fixtures (temp files), every bad-input case
  * (message names file, line and field; the loader returns no records), and
  * skip-invalid counting. */
+#include "data/flags.h"
 #include "data/reader.h"
 #include "test.h"
 #include "test_data_common.h"
@@ -321,7 +322,27 @@ static void test_skip_invalid(void) {
     CHECK_STR_CONTAINS(err.msg, "skip2.jsonl:1: field 'chosen': missing");
 }
 
+static void test_flags(void) {
+    DataOptions o = defaults();
+    OprmError err;
+    char *argv[] = {"train", "--prompt-key", "question", "--chosen_key=good", "--skip-invalid",
+                    "--data-kind", "pair", "--lr", "1e-5", "--label-key"};
+    int argc = 10;
+    CHECK(data_flag_parse(&o, argc, argv, 1, &err) == 2 && !strcmp(o.fields.prompt, "question"));
+    CHECK(data_flag_parse(&o, argc, argv, 3, &err) == 1 && !strcmp(o.fields.chosen, "good"));
+    CHECK(data_flag_parse(&o, argc, argv, 4, &err) == 1 && o.skip_invalid == 1);
+    CHECK(data_flag_parse(&o, argc, argv, 5, &err) == 2 && o.kind == REC_PAIR);
+    CHECK(data_flag_parse(&o, argc, argv, 7, &err) == 0); /* not a data flag */
+    CHECK(data_flag_parse(&o, argc, argv, 9, &err) == -1);
+    CHECK_STR_CONTAINS(err.msg, "--label-key needs a value");
+    char *bad[] = {"x", "--data-kind", "triples"};
+    CHECK(data_flag_parse(&o, 3, bad, 1, &err) == -1);
+    CHECK_STR_CONTAINS(err.msg, "unknown kind 'triples'");
+    CHECK(!strcmp(o.fields.rejected, "rejected")); /* untouched */
+}
+
 int main(void) {
+    RUN(test_flags);
     RUN(test_string_pairs_and_labels);
     RUN(test_message_lists_and_trl);
     RUN(test_hh_strings);
