@@ -122,7 +122,7 @@ int tok_digit_ids(const Tokenizer *t, int32_t ids[9], OprmError *err) {
         text[sizeof cue - 1] = (char)('0' + d);
         with.n = 0;
         if ((rc = tok_encode(t, text, sizeof cue, 0, &with, err))) break;
-        int ok = with.n == base.n + 1 && !memcmp(with.v, base.v, base.n * sizeof *base.v);
+        int ok = with.n == base.n + 1 && (base.n == 0 || !memcmp(with.v, base.v, base.n * sizeof *base.v));
         if (ok) {
             /* and that one token must decode to the digit alone */
             StrBuf s = {0};
