@@ -66,7 +66,8 @@ void scoring_render(const ScoringConfig *cfg, const Conversation *prompt, const 
  * the tokens left after the frame; then the oldest prompt turns are dropped;
  * then the first remaining turn is cut from its start; last the response is
  * cut further. If the frame alone does not fit, fails with an error naming the
- * lengths. out is reset first; free it with scoring_prompt_free. */
+ * lengths. out must be zeroed or hold an earlier result (it is reset); free
+ * it with scoring_prompt_free. On failure out is left empty. */
 int scoring_build(const ScoringConfig *cfg, const Conversation *prompt, const char *response,
                   ScoringPrompt *out, OprmError *err);
 void scoring_prompt_free(ScoringPrompt *p);
