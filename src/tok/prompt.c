@@ -366,3 +366,56 @@ fail:
     scoring_prompt_free(out);
     return -1;
 }
+
+int scoring_setup(ScoringSetup *s, const Tokenizer *t, const char *chat_format,
+                  const char *template_path, size_t max_len, OprmError *err) {
+    memset(s, 0, sizeof *s);
+    s->cfg.tok = t;
+    s->cfg.max_len = max_len;
+    if (chat_format_choose(t, chat_format, &s->cfg.format, err))
+        return chat_format ? oprm_prefix(err, "--chat-format: ") : -1;
+    s->tpl = xcalloc(1, sizeof *s->tpl);
+    if (template_path) {
+        if (scoring_template_load(template_path, s->tpl, err)) {
+            free(s->tpl);
+            s->tpl = NULL;
+            return -1;
+        }
+    } else {
+        scoring_template_default(s->tpl);
+    }
+    s->cfg.tpl = s->tpl;
+    if (tok_digit_ids(t, s->digits, err)) {
+        scoring_setup_free(s);
+        return -1;
+    }
+    return 0;
+}
+
+void scoring_setup_free(ScoringSetup *s) {
+    if (s->tpl) scoring_template_free(s->tpl);
+    free(s->tpl);
+    memset(s, 0, sizeof *s);
+}
+
+void scoring_stats_add(ScoringStats *st, const ScoringPrompt *p) {
+    st->prompts++;
+    if (!p->truncated) return;
+    st->truncated++;
+    st->tokens_cut += p->cut_tokens;
+    st->response_tokens_cut += p->response_cut;
+    st->turns_dropped += p->turns_dropped;
+    st->turn_tokens_cut += p->turn_cut;
+}
+
+void scoring_stats_describe(const ScoringStats *st, size_t max_len, StrBuf *out) {
+    if (!st->truncated) {
+        sb_printf(out, "no prompt truncated (%zu prompts)", st->prompts);
+        return;
+    }
+    sb_printf(out,
+              "%zu of %zu prompts truncated to --max-len %zu (%zu tokens cut: %zu from responses, "
+              "%zu oldest turns dropped, %zu tokens cut from the start of a turn)",
+              st->truncated, st->prompts, max_len, st->tokens_cut, st->response_tokens_cut,
+              st->turns_dropped, st->turn_tokens_cut);
+}
