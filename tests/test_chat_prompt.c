@@ -228,6 +228,28 @@ static void test_truncation(void) {
     CHECK(text && !strstr(text, "resp299"));
     free(text);
 
+    /* 3b. multi-byte text is cut at a character boundary: the kept response is
+     *     a prefix of the original (no broken UTF-8 after decoding) */
+    StrBuf cjk = {0};
+    for (int i = 0; i < 150; i++) sb_puts(&cjk, "東京は大きい。😀 ");
+    cfg.max_len = 0;
+    CHECK(scoring_build(&cfg, &one, cjk.s, &sp, &err) == 0);
+    cfg.max_len = sp.ids.n - 150;
+    CHECK(scoring_build(&cfg, &one, cjk.s, &sp, &err) == 0 && sp.truncated && sp.ids.n <= cfg.max_len);
+    CHECK(sp.response_cut >= 150 && sp.response_cut < 160);
+    text = decode(t, &sp.ids);
+    const char *rs = text ? strstr(text, "Response to rate:\n") : NULL;
+    const char *re = rs ? strstr(rs, "<|im_end|>") : NULL;
+    CHECK(rs && re);
+    if (rs && re) {
+        rs += strlen("Response to rate:\n");
+        size_t kept = (size_t)(re - rs);
+        CHECK(kept > 100 && kept < cjk.n && !memcmp(rs, cjk.s, kept));
+        CHECK(!strstr(text, "\xEF\xBF\xBD")); /* no U+FFFD from a split character */
+    }
+    free(text);
+    sb_free(&cjk);
+
     /* 4. the frame alone does not fit: an error naming the lengths */
     cfg.max_len = 20;
     CHECK(scoring_build(&cfg, &one, longresp.s, &sp, &err) == -1);
