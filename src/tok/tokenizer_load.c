@@ -269,6 +269,8 @@ Tokenizer *tok_load(const char *path, OprmError *err) {
     int is_dir = S_ISDIR(st.st_mode);
     char *json_path = is_dir ? path_join(path, "tokenizer.json") : xstrdup(path);
     Tokenizer *t = xcalloc(1, sizeof *t);
+    static _Atomic uint32_t next_uid = 1;
+    t->uid = next_uid++;
     t->name = xstrdup(json_path);
     t->bos_id = t->eos_id = -1;
     t->unk_id = -1;
