@@ -14,6 +14,7 @@ ASAN_FLAGS    := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fn
 
 LIB_SRC  := $(filter-out src/cli/main.c,$(wildcard src/*/*.c))
 CLI_MAIN := src/cli/main.c
+CLI_CMDS := $(wildcard src/cli/cmd_*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 HDRS     := $(wildcard src/*/*.h tests/*.h)
 
@@ -28,7 +29,9 @@ build/$(1)/liboprm.a: $$(patsubst %.c,build/$(1)/obj/%.o,$$(LIB_SRC))
 	@rm -f $$@
 	ar rcs $$@ $$^
 
-build/$(1)/oprm: build/$(1)/obj/$$(CLI_MAIN:.c=.o) build/$(1)/liboprm.a
+# The subcommand objects are linked directly: an archive member is never pulled
+# in to replace main.c's weak fallback definitions.
+build/$(1)/oprm: build/$(1)/obj/$$(CLI_MAIN:.c=.o) $$(patsubst %.c,build/$(1)/obj/%.o,$$(CLI_CMDS)) build/$(1)/liboprm.a
 	$$(CC) $(2) $$^ -o $$@ $$(LIBS)
 
 build/$(1)/tests/%: build/$(1)/obj/tests/%.o build/$(1)/liboprm.a

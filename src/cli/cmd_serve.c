@@ -1,0 +1,299 @@
+/* oprm serve: the HTTP reward server (src/serve) in front of the model's
+ * scorer (src/eval/scorer.h). Runs until SIGTERM/SIGINT, then stops
+ * accepting, finishes in-flight requests and exits 0. With --load-test it
+ * instead measures itself over loopback, batching on and off. */
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "eval/scorer.h"
+#include "serve/http_client.h"
+#include "serve/loadgen.h"
+#include "serve/server.h"
+
+/* The scorer (src/eval/scorer.c) is written in parallel with the server; weak
+ * references keep `oprm serve` linking in a tree that does not have it yet. */
+#pragma weak scorer_open
+#pragma weak scorer_close
+#pragma weak scorer_score
+#pragma weak scorer_count_tokens
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: oprm serve --model DIR [options]\n\n"
+            "HTTP reward server. Routes: POST /get_reward (OpenRLHF), POST /v1/score/evaluation\n"
+            "(LlamaFactory), POST /v1/score, POST /v1/compare, GET /health, GET /metrics.\n"
+            "See docs/serving.md for the request and response shapes.\n\n"
+            "options:\n"
+            "  --model DIR              model directory (Hugging Face layout, oprm.json optional)\n"
+            "  --host ADDR              address to bind (default 127.0.0.1)\n"
+            "  --port N                 port (default 8000; 0 = pick a free one and print it)\n"
+            "  --api-key KEY            require 'Authorization: Bearer KEY' (default: env OPRM_API_KEY)\n"
+            "  --model-name NAME        name reported by /health and /v1/score/evaluation\n"
+            "  --max-len N              scoring-prompt token limit (truncation; default from the model)\n"
+            "  --threads N              compute threads (default: all cores)\n"
+            "  --chat-format NAME       chat format of the scoring prompt (default from the model)\n"
+            "  --template FILE          scoring-prompt template file\n"
+            "batching and limits:\n"
+            "  --batch-window-ms N      wait up to N ms for more items after the first (default 5; 0 = off)\n"
+            "  --max-batch-items N      items per forward pass (default 64; alias --batch-size)\n"
+            "  --max-batch-tokens N     tokens per forward pass (default 32768)\n"
+            "  --max-queue-items N      queued items before 503 + Retry-After (default 4096)\n"
+            "  --max-request-items N    items per request, else 413 (default 512)\n"
+            "  --max-request-tokens N   scoring-prompt tokens per request, else 413 (default 1048576)\n"
+            "  --max-body-bytes N       request body size, else 413 (default 8388608)\n"
+            "  --max-connections N      concurrent connections (default 256)\n"
+            "  --drain-timeout-s N      on SIGTERM, wait up to N s for in-flight requests (default 30)\n"
+            "load test (loopback only; runs the server twice: batching as set, then off):\n"
+            "  --load-test              measure instead of serving; prints a table\n"
+            "  --clients N              concurrent clients (default 16)\n"
+            "  --requests N             requests per run (default 512)\n"
+            "  --items-per-request N    items in each /v1/score request (default 1)\n"
+            "  --max-seconds N          stop starting requests after N s per run (default 120)\n");
+}
+
+typedef struct {
+    const char *model_dir;
+    ServeConfig cfg;
+    ScorerOptions sopt;
+    int drain_timeout_s;
+    int load_test, clients, requests, items_per_request, max_seconds;
+} Args;
+
+static int parse_int(const char *flag, const char *v, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi) {
+        fprintf(stderr, "oprm serve: %s %s: expected an integer in %ld..%ld\n", flag, v, lo, hi);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+/* Returns 0 to go on, 1 after --help, -1 on a usage error. */
+static int parse_args(int argc, char **argv, Args *a) {
+    memset(a, 0, sizeof *a);
+    serve_config_defaults(&a->cfg);
+    a->cfg.api_key = getenv("OPRM_API_KEY");
+    a->drain_timeout_s = 30;
+    a->clients = 16;
+    a->requests = 512;
+    a->items_per_request = 1;
+    a->max_seconds = 120;
+    for (int i = 1; i < argc; i++) {
+        const char *f = argv[i];
+        if (!strcmp(f, "--help") || !strcmp(f, "-h")) {
+            usage(stdout);
+            return 1;
+        }
+        if (!strcmp(f, "--load-test")) {
+            a->load_test = 1;
+            continue;
+        }
+        if (strncmp(f, "--", 2) || i + 1 >= argc) {
+            fprintf(stderr, "oprm serve: %s: unknown option or missing value (see --help)\n", f);
+            return -1;
+        }
+        const char *v = argv[++i];
+        long x = 0;
+#define INT_FLAG(name, lo, hi, dst)                                   \
+    if (!strcmp(f, name)) {                                           \
+        if (parse_int(f, v, lo, hi, &x) < 0) return -1;               \
+        dst = x;                                                      \
+        continue;                                                     \
+    }
+        if (!strcmp(f, "--model")) { a->model_dir = v; continue; }
+        if (!strcmp(f, "--host")) { a->cfg.host = v; continue; }
+        if (!strcmp(f, "--api-key")) { a->cfg.api_key = v; continue; }
+        if (!strcmp(f, "--model-name")) { a->cfg.model_name = v; continue; }
+        if (!strcmp(f, "--chat-format")) { a->sopt.chat_format = v; continue; }
+        if (!strcmp(f, "--template")) { a->sopt.template_path = v; continue; }
+        INT_FLAG("--port", 0, 65535, a->cfg.port)
+        INT_FLAG("--max-len", 1, INT_MAX, a->sopt.max_len)
+        INT_FLAG("--threads", 0, 1024, a->sopt.threads)
+        INT_FLAG("--batch-window-ms", 0, 10000, a->cfg.batch_window_ms)
+        INT_FLAG("--max-batch-items", 1, 1 << 20, a->cfg.max_batch_items)
+        INT_FLAG("--batch-size", 1, 1 << 20, a->cfg.max_batch_items)
+        INT_FLAG("--max-batch-tokens", 1, INT_MAX, a->cfg.max_batch_tokens)
+        INT_FLAG("--max-queue-items", 1, 1 << 24, a->cfg.max_queue_items)
+        INT_FLAG("--max-request-items", 1, 1 << 24, a->cfg.max_request_items)
+        INT_FLAG("--max-request-tokens", 1, LONG_MAX, a->cfg.max_request_tokens)
+        INT_FLAG("--max-body-bytes", 1, 1L << 32, a->cfg.max_body_bytes)
+        INT_FLAG("--max-connections", 1, 65536, a->cfg.max_connections)
+        INT_FLAG("--drain-timeout-s", 0, 3600, a->drain_timeout_s)
+        INT_FLAG("--clients", 1, 1024, a->clients)
+        INT_FLAG("--requests", 1, 1 << 24, a->requests)
+        INT_FLAG("--items-per-request", 1, 1 << 16, a->items_per_request)
+        INT_FLAG("--max-seconds", 1, 86400, a->max_seconds)
+#undef INT_FLAG
+        fprintf(stderr, "oprm serve: unknown option %s (see --help)\n", f);
+        return -1;
+    }
+    if (!a->model_dir) {
+        fprintf(stderr, "oprm serve: --model DIR is required (see --help)\n");
+        return -1;
+    }
+    if (!a->cfg.model_name || !strcmp(a->cfg.model_name, "oprm")) {
+        const char *slash = strrchr(a->model_dir, '/');
+        a->cfg.model_name = slash && slash[1] ? slash + 1 : a->model_dir;
+    }
+    if (a->cfg.max_batch_tokens < a->sopt.max_batch_tokens) a->cfg.max_batch_tokens = a->sopt.max_batch_tokens;
+    return 0;
+}
+
+/* The scorer behind the server's backend vtable. */
+static int scorer_backend_score(void *ctx, const ScoreRequest *items, int n, ScoreResult *out, OprmError *err) {
+    return scorer_score(ctx, items, n, out, err);
+}
+
+static int scorer_backend_count(void *ctx, const ScoreRequest *item, OprmError *err) {
+    return scorer_count_tokens(ctx, item, err);
+}
+
+/* Deterministic story-like requests for the load test (seeded, varied lengths). */
+static char **load_bodies(int n_bodies, int items_per_request) {
+    static const char *const words[] = {"the", "little", "dog", "ran", "to", "park", "and", "saw", "a", "big",
+                                        "red", "ball", "she", "was", "happy", "they", "played", "all", "day",
+                                        "then", "went", "home", "mom", "said", "good", "night", "cat", "tree"};
+    int nw = (int)(sizeof words / sizeof *words);
+    unsigned long long rng = 42;
+    char **bodies = xcalloc((size_t)n_bodies, sizeof *bodies);
+    for (int b = 0; b < n_bodies; b++) {
+        json_t *items = json_array();
+        for (int it = 0; it < items_per_request; it++) {
+            StrBuf resp = {0};
+            rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+            int len = 20 + (int)((rng >> 33) % 60);
+            for (int w = 0; w < len; w++) {
+                rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+                sb_printf(&resp, "%s%s", w ? " " : "", words[(rng >> 33) % (unsigned)nw]);
+            }
+            sb_puts(&resp, ".");
+            char prompt[64];
+            snprintf(prompt, sizeof prompt, "Tell me a story about a %s.", words[(b + it) % nw]);
+            json_array_append_new(items, json_pack("{s:s, s:s}", "prompt", prompt, "response", resp.s));
+            sb_free(&resp);
+        }
+        json_t *root = json_pack("{s:o}", "items", items);
+        bodies[b] = json_dumps(root, JSON_COMPACT);
+        json_decref(root);
+    }
+    return bodies;
+}
+
+/* Mean items per scorer call, read back from /metrics. */
+static double mean_batch(int port, const char *api_key) {
+    char hdr[512] = "";
+    if (api_key) snprintf(hdr, sizeof hdr, "Authorization: Bearer %s\r\n", api_key);
+    HttpReply r;
+    OprmError err = {{0}};
+    if (http_request("127.0.0.1", port, "GET", "/metrics", hdr, NULL, 0, 10000, &r, &err) < 0) return 0;
+    double sum = 0, count = 0;
+    const char *p = strstr(r.body.s, "\noprm_batch_items_sum ");
+    if (p) sscanf(p, "\noprm_batch_items_sum %lf", &sum);
+    p = strstr(r.body.s, "\noprm_batch_items_count ");
+    if (p) sscanf(p, "\noprm_batch_items_count %lf", &count);
+    http_reply_free(&r);
+    return count > 0 ? sum / count : 0;
+}
+
+static int run_load_test(const Args *a, const ServeBackend *backend) {
+    enum { N_BODIES = 64 };
+    char **bodies = load_bodies(N_BODIES, a->items_per_request);
+    LoadConfig lc = {a->clients, a->requests, 120000, a->max_seconds};
+    printf("load test: %d clients, %d requests of %d item(s) to POST /v1/score, model %s, loopback\n\n",
+           a->clients, a->requests, a->items_per_request, a->model_dir);
+    printf("| batching | window ms | max batch items | ok | errors | requests/s | p50 ms | p99 ms | mean batch |\n"
+           "|---|---|---|---|---|---|---|---|---|\n");
+    int failed = 0;
+    for (int mode = 0; mode < 2; mode++) {
+        ServeConfig cfg = a->cfg;
+        cfg.host = "127.0.0.1";
+        cfg.port = 0;
+        if (mode == 1) {
+            cfg.batch_window_ms = 0;
+            cfg.max_batch_items = 1;
+        }
+        if (cfg.max_connections < a->clients + 4) cfg.max_connections = a->clients + 4;
+        OprmError err = {{0}};
+        Server *s = serve_start(&cfg, backend, &err);
+        if (!s) {
+            fprintf(stderr, "oprm serve: %s\n", err.msg);
+            failed = 1;
+            break;
+        }
+        LoadStats st;
+        loadgen_run("127.0.0.1", serve_port(s), "/v1/score", (const char *const *)bodies, N_BODIES, &lc, &st, &err);
+        double mb = mean_batch(serve_port(s), cfg.api_key);
+        printf("| %s | %d | %d | %d | %d | %.1f | %.1f | %.1f | %.2f |\n", mode == 0 ? "on" : "off",
+               cfg.batch_window_ms, cfg.max_batch_items, st.ok, st.errors, st.requests_per_s, st.p50_ms, st.p99_ms,
+               mb);
+        fflush(stdout);
+        if (st.errors) {
+            fprintf(stderr, "oprm serve: %d requests failed (first status %d)\n", st.errors, st.first_error_status);
+            failed = 1;
+        }
+        serve_shutdown(s, 10000);
+    }
+    for (int b = 0; b < N_BODIES; b++) free(bodies[b]);
+    free(bodies);
+    return failed ? EXIT_RUNTIME : EXIT_OK;
+}
+
+int cmd_serve(int argc, char **argv) {
+    Args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc) return rc > 0 ? EXIT_OK : EXIT_USAGE;
+    if (a.load_test) a.cfg.api_key = NULL; /* the load generator sends no key */
+
+    /* When serving, signals are taken synchronously by sigwait below, so every
+     * thread (HTTP, batcher, OpenMP) must start with them blocked. The load
+     * test keeps the default: Ctrl-C just ends it. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    if (!a.load_test) pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    OprmError err = {{0}};
+    if (!scorer_open) {
+        fprintf(stderr, "oprm serve: this build has no scorer (src/eval/scorer.c)\n");
+        return EXIT_RUNTIME;
+    }
+    Scorer *sc = scorer_open(a.model_dir, &a.sopt, &err);
+    if (!sc) {
+        fprintf(stderr, "oprm serve: %s\n", err.msg);
+        return EXIT_RUNTIME;
+    }
+    ServeBackend backend = {sc, scorer_backend_score, scorer_backend_count};
+    if (a.load_test) {
+        rc = run_load_test(&a, &backend);
+        scorer_close(sc);
+        return rc;
+    }
+    Server *s = serve_start(&a.cfg, &backend, &err);
+    if (!s) {
+        fprintf(stderr, "oprm serve: %s\n", err.msg);
+        scorer_close(sc);
+        return EXIT_RUNTIME;
+    }
+    printf("oprm serve: listening on http://%s:%d (model %s)\n", a.cfg.host, serve_port(s), a.cfg.model_name);
+    fflush(stdout);
+    int sig = 0;
+    sigwait(&stop, &sig);
+    fprintf(stderr, "oprm serve: %s: not accepting new connections; finishing %d in-flight request(s)\n",
+            sig == SIGINT ? "SIGINT" : "SIGTERM", serve_in_flight(s));
+    serve_shutdown(s, a.drain_timeout_s * 1000);
+    scorer_close(sc);
+    fprintf(stderr, "oprm serve: stopped\n");
+    return EXIT_OK;
+}

@@ -1,0 +1,299 @@
+/* Forward and backward of the whole model over a packed batch, and the heads.
+ * Memory: one arena for activations (grown when a batch needs more, never
+ * shrunk), one for backward scratch. In training mode each layer keeps its
+ * activations; otherwise one set is reused by every layer. */
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/layers.h"
+#include "model/model.h"
+#include "model/model_internal.h"
+
+static void ensure_rope(Model *m, int len) {
+    if (len <= m->rope_len) return;
+    int n = len < 256 ? 256 : len;
+    if (n < 2 * m->rope_len) n = 2 * m->rope_len;
+    const ModelConfig *c = &m->cfg;
+    size_t half = (size_t)c->head_dim / 2;
+    free(m->rope_cos);
+    free(m->rope_sin);
+    m->rope_cos = xmalloc(sizeof(float) * half * (size_t)n);
+    m->rope_sin = xmalloc(sizeof(float) * half * (size_t)n);
+    rope_tables(m->rope_cos, m->rope_sin, n, c->head_dim, c->rope_theta, c->rope_factor, c->rope_low_freq_factor,
+                c->rope_high_freq_factor, c->rope_original_max_pos);
+    m->rope_len = n;
+}
+
+/* Carves the arena; with base NULL only counts floats. */
+static size_t carve(Model *m, float *base, int N, int nseq, size_t p_total, int train) {
+    const ModelConfig *c = &m->cfg;
+    size_t D = (size_t)c->hidden, Hq = (size_t)c->n_heads * c->head_dim, Hk = (size_t)c->n_kv_heads * c->head_dim,
+           F = (size_t)c->ffn, n = (size_t)N;
+    size_t off = 0;
+#define TAKE(ptr, count)                       \
+    do {                                       \
+        if (base) (ptr) = base + off;          \
+        off += ((size_t)(count) + 15) & ~(size_t)15; \
+    } while (0)
+    int nl = train ? c->n_layers : 1;
+    float *dummy;
+    for (int l = 0; l < nl; l++) {
+        LayerActs *a = base ? &m->acts[l] : NULL;
+#define A(f) (*(base ? &a->f : &dummy))
+        TAKE(A(h1), n * D);
+        TAKE(A(rstd1), n);
+        if (c->qk_norm) {
+            TAKE(A(q_raw), n * Hq);
+            TAKE(A(k_raw), n * Hk);
+            TAKE(A(rstd_q), n * c->n_heads);
+            TAKE(A(rstd_k), n * c->n_kv_heads);
+        }
+        TAKE(A(q), n * Hq);
+        TAKE(A(k), n * Hk);
+        TAKE(A(v), n * Hk);
+        TAKE(A(p), p_total);
+        TAKE(A(att), n * Hq);
+        TAKE(A(x_mid), n * D);
+        TAKE(A(h2), n * D);
+        TAKE(A(rstd2), n);
+        TAKE(A(g), n * F);
+        TAKE(A(u), n * F);
+        TAKE(A(a), n * F);
+#undef A
+    }
+    /* Residual stream: every layer's input when training, ping-pong otherwise. */
+    int nres = train ? c->n_layers + 1 : 2;
+    float *res0 = NULL, *res1 = NULL;
+    for (int r = 0; r < nres; r++) {
+        float *x = NULL;
+        TAKE(x, n * D);
+        if (r == 0) res0 = x;
+        if (r == 1) res1 = x;
+        if (base && train && r < c->n_layers) m->acts[r].x_in = x;
+        if (base && train && r == c->n_layers) m->x_final = x;
+    }
+    if (base && !train) {
+        m->acts[0].x_in = res0;
+        m->x_final = res1; /* set per layer in forward */
+    }
+    TAKE(m->x_last, (size_t)nseq * D);
+    TAKE(m->rstd_last, (size_t)nseq);
+#undef TAKE
+    (void)dummy;
+    return off;
+}
+
+int model_forward(Model *m, const SeqBatch *b, int train, float *h_last, OprmError *err) {
+    const ModelConfig *c = &m->cfg;
+    if (b->nseq <= 0) return oprm_fail(err, "model_forward: empty batch");
+    long total = 0;
+    int maxT = 0;
+    size_t p_total = 0;
+    for (int s = 0; s < b->nseq; s++) {
+        if (b->lens[s] <= 0) return oprm_fail(err, "model_forward: sequence %d has length %d", s, b->lens[s]);
+        total += b->lens[s];
+        if (b->lens[s] > maxT) maxT = b->lens[s];
+        p_total += (size_t)c->n_heads * b->lens[s] * b->lens[s];
+    }
+    if (total > 0x7fffffff) return oprm_fail(err, "model_forward: batch too large");
+    int N = (int)total, nseq = b->nseq;
+    for (int i = 0; i < N; i++)
+        if (b->ids[i] < 0 || b->ids[i] >= c->vocab)
+            return oprm_fail(err, "model_forward: token id %d at position %d is outside the vocabulary [0, %d)",
+                             b->ids[i], i, c->vocab);
+
+    /* Index buffers and arena. */
+    if (N > m->ibuf_cap) {
+        free(m->ids);
+        free(m->pos);
+        m->ids = xmalloc(sizeof(int32_t) * (size_t)N);
+        m->pos = xmalloc(sizeof(int32_t) * (size_t)N);
+        m->ibuf_cap = N;
+    }
+    if (nseq > m->sbuf_cap) {
+        free(m->off);
+        free(m->len);
+        free(m->p_off);
+        m->off = xmalloc(sizeof(int32_t) * (size_t)nseq);
+        m->len = xmalloc(sizeof(int32_t) * (size_t)nseq);
+        m->p_off = xmalloc(sizeof(size_t) * (size_t)nseq);
+        m->sbuf_cap = nseq;
+    }
+    memcpy(m->ids, b->ids, sizeof(int32_t) * (size_t)N);
+    size_t po = 0;
+    for (int s = 0, o = 0; s < nseq; s++) {
+        m->off[s] = o;
+        m->len[s] = b->lens[s];
+        m->p_off[s] = po;
+        po += (size_t)c->n_heads * b->lens[s] * b->lens[s];
+        for (int t = 0; t < b->lens[s]; t++) m->pos[o + t] = t;
+        o += b->lens[s];
+    }
+    if (!m->acts) m->acts = xcalloc((size_t)c->n_layers, sizeof *m->acts);
+    size_t need = carve(m, NULL, N, nseq, p_total, train);
+    if (need > m->arena_cap) {
+        free(m->arena);
+        m->arena = xmalloc(sizeof(float) * need);
+        m->arena_cap = need;
+    }
+    carve(m, m->arena, N, nseq, p_total, train);
+    ensure_rope(m, maxT);
+    m->n_rows = N;
+    m->nseq = nseq;
+    m->p_total = p_total;
+    m->trained = 0;
+
+    int D = c->hidden, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, Hq = H * hd, Hk = KV * hd, F = c->ffn;
+    float *x = m->acts[0].x_in;
+    #pragma omp parallel for schedule(static)
+    for (int i = 0; i < N; i++) memcpy(x + (size_t)i * D, m->embed + (size_t)m->ids[i] * D, sizeof(float) * D);
+
+    float *ping[2] = {m->acts[0].x_in, m->x_final};
+    for (int l = 0; l < c->n_layers; l++) {
+        LayerActs *a = &m->acts[train ? l : 0];
+        const LayerWeights *w = &m->w[l];
+        float *x_in = train ? a->x_in : ping[l % 2];
+        float *x_out = train ? (l + 1 < c->n_layers ? m->acts[l + 1].x_in : m->x_final) : ping[(l + 1) % 2];
+
+        rmsnorm_forward(a->h1, a->rstd1, x_in, w->norm1, N, D, c->rms_eps);
+        float *q = c->qk_norm ? a->q_raw : a->q, *k = c->qk_norm ? a->k_raw : a->k;
+        linear_forward(q, a->h1, w->wq, w->bq, N, D, Hq);
+        linear_forward(k, a->h1, w->wk, w->bk, N, D, Hk);
+        linear_forward(a->v, a->h1, w->wv, w->bv, N, D, Hk);
+        if (c->qk_norm) {
+            rmsnorm_forward(a->q, a->rstd_q, a->q_raw, w->q_norm, N * H, hd, c->rms_eps);
+            rmsnorm_forward(a->k, a->rstd_k, a->k_raw, w->k_norm, N * KV, hd, c->rms_eps);
+        }
+        rope_forward(a->q, N, H, hd, m->pos, m->rope_cos, m->rope_sin);
+        rope_forward(a->k, N, KV, hd, m->pos, m->rope_cos, m->rope_sin);
+        attention_forward(a->att, a->p, a->q, a->k, a->v, m->off, m->len, m->p_off, nseq, H, KV, hd);
+        /* x_mid = x_in + att . Wo^T (GEMM accumulates onto the copy). */
+        memcpy(a->x_mid, x_in, sizeof(float) * (size_t)N * D);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, D, Hq, 1.0f, a->att, Hq, w->wo, Hq, 1.0f, a->x_mid, D);
+
+        rmsnorm_forward(a->h2, a->rstd2, a->x_mid, w->norm2, N, D, c->rms_eps);
+        linear_forward(a->g, a->h2, w->gate, NULL, N, D, F);
+        linear_forward(a->u, a->h2, w->up, NULL, N, D, F);
+        swiglu_forward(a->a, a->g, a->u, (size_t)N * F);
+        memcpy(x_out, a->x_mid, sizeof(float) * (size_t)N * D);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, D, F, 1.0f, a->a, F, w->down, F, 1.0f, x_out, D);
+        if (!train && l == c->n_layers - 1) m->x_final = x_out;
+    }
+    if (!train && c->n_layers % 2 == 0) m->x_final = ping[0];
+
+    for (int s = 0; s < nseq; s++)
+        memcpy(m->x_last + (size_t)s * D, m->x_final + (size_t)(m->off[s] + m->len[s] - 1) * D, sizeof(float) * D);
+    rmsnorm_forward(h_last, m->rstd_last, m->x_last, m->final_norm, nseq, D, c->rms_eps);
+    m->trained = train != 0;
+    return 0;
+}
+
+int model_backward(Model *m, const float *dh_last, OprmError *err) {
+    if (!m->trained) return oprm_fail(err, "model_backward: no training forward to go back through");
+    const ModelConfig *c = &m->cfg;
+    int N = m->n_rows, nseq = m->nseq;
+    int D = c->hidden, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, Hq = H * hd, Hk = KV * hd, F = c->ffn;
+    size_t n = (size_t)N;
+    size_t sizes[] = {n * D, n * D, n * Hq, n * Hk, n * Hk, n * Hq, n * Hq, m->p_total, n * Hq, n * F, n * F, n * F,
+                      c->qk_norm ? n * Hq : 0, c->qk_norm ? n * Hk : 0};
+    enum { DX, DH, DQ, DK, DV, DKH, DVH, DS, DATT, DG, DU, DA, DQR, DKR, NB };
+    size_t need = 0, offs[NB];
+    for (int i = 0; i < NB; i++) {
+        offs[i] = need;
+        need += (sizes[i] + 15) & ~(size_t)15;
+    }
+    if (need > m->bwd_cap) {
+        free(m->bwd);
+        m->bwd = xmalloc(sizeof(float) * need);
+        m->bwd_cap = need;
+    }
+    float *dx = m->bwd + offs[DX], *dh = m->bwd + offs[DH], *dq = m->bwd + offs[DQ], *dk = m->bwd + offs[DK],
+          *dv = m->bwd + offs[DV], *dkh = m->bwd + offs[DKH], *dvh = m->bwd + offs[DVH], *ds = m->bwd + offs[DS],
+          *datt = m->bwd + offs[DATT], *dg = m->bwd + offs[DG], *du = m->bwd + offs[DU], *da = m->bwd + offs[DA],
+          *dqr = m->bwd + offs[DQR], *dkr = m->bwd + offs[DKR];
+
+    /* The loss enters at the last row of each sequence only. */
+    memset(dx, 0, sizeof(float) * n * D);
+    float *dx_last = dh; /* scratch [nseq, D] */
+    memset(dx_last, 0, sizeof(float) * (size_t)nseq * D);
+    rmsnorm_backward(dx_last, m->d_final_norm, dh_last, m->x_last, m->final_norm, m->rstd_last, nseq, D);
+    for (int s = 0; s < nseq; s++)
+        memcpy(dx + (size_t)(m->off[s] + m->len[s] - 1) * D, dx_last + (size_t)s * D, sizeof(float) * D);
+
+    for (int l = c->n_layers - 1; l >= 0; l--) {
+        const LayerActs *a = &m->acts[l];
+        const LayerWeights *w = &m->w[l];
+        LayerWeights *g = &m->gw[l];
+        /* MLP: x_out = x_mid + down(swiglu(gate(h2), up(h2))). dx holds dL/dx_out. */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, F, D, 1.0f, dx, D, w->down, F, 0.0f, da, F);
+        linear_backward(NULL, g->down, NULL, dx, a->a, w->down, N, F, D);
+        swiglu_backward(dg, du, da, a->g, a->u, n * F);
+        memset(dh, 0, sizeof(float) * n * D);
+        linear_backward(dh, g->gate, NULL, dg, a->h2, w->gate, N, D, F);
+        linear_backward(dh, g->up, NULL, du, a->h2, w->up, N, D, F);
+        rmsnorm_backward(dx, g->norm2, dh, a->x_mid, w->norm2, a->rstd2, N, D); /* dx is now dL/dx_mid */
+
+        /* Attention: x_mid = x_in + o(att). */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, Hq, D, 1.0f, dx, D, w->wo, Hq, 0.0f, datt, Hq);
+        linear_backward(NULL, g->wo, NULL, dx, a->att, w->wo, N, Hq, D);
+        attention_backward(dq, dk, dv, ds, dkh, dvh, datt, a->p, a->q, a->k, a->v, m->off, m->len, m->p_off, nseq, H,
+                           KV, hd);
+        rope_backward(dq, N, H, hd, m->pos, m->rope_cos, m->rope_sin);
+        rope_backward(dk, N, KV, hd, m->pos, m->rope_cos, m->rope_sin);
+        float *dq_in = dq, *dk_in = dk, *q_in = a->h1;
+        (void)q_in;
+        if (c->qk_norm) {
+            memset(dqr, 0, sizeof(float) * n * Hq);
+            memset(dkr, 0, sizeof(float) * n * Hk);
+            rmsnorm_backward(dqr, g->q_norm, dq, a->q_raw, w->q_norm, a->rstd_q, N * H, hd);
+            rmsnorm_backward(dkr, g->k_norm, dk, a->k_raw, w->k_norm, a->rstd_k, N * KV, hd);
+            dq_in = dqr;
+            dk_in = dkr;
+        }
+        memset(dh, 0, sizeof(float) * n * D);
+        linear_backward(dh, g->wq, g->bq, dq_in, a->h1, w->wq, N, D, Hq);
+        linear_backward(dh, g->wk, g->bk, dk_in, a->h1, w->wk, N, D, Hk);
+        linear_backward(dh, g->wv, g->bv, dv, a->h1, w->wv, N, D, Hk);
+        rmsnorm_backward(dx, g->norm1, dh, a->x_in, w->norm1, a->rstd1, N, D); /* dx is now dL/dx_in */
+    }
+    /* Embedding rows (serial: ids repeat). */
+    for (int i = 0; i < N; i++) {
+        float *ge = m->d_embed + (size_t)m->ids[i] * D;
+        const float *d = dx + (size_t)i * D;
+        for (int j = 0; j < D; j++) ge[j] += d[j];
+    }
+    return 0;
+}
+
+void model_head_rows_forward(const Model *m, const float *h_last, int nseq, const int32_t *rows, int nrows,
+                             float *logits) {
+    int D = m->cfg.hidden;
+    for (int s = 0; s < nseq; s++)
+        for (int k = 0; k < nrows; k++) {
+            const float *w = m->lm_head + (size_t)rows[k] * D, *h = h_last + (size_t)s * D;
+            double acc = 0;
+            for (int j = 0; j < D; j++) acc += (double)h[j] * w[j];
+            logits[s * nrows + k] = (float)acc;
+        }
+}
+
+void model_head_rows_backward(Model *m, const float *h_last, int nseq, const int32_t *rows, int nrows,
+                              const float *dlogits, float *dh_last) {
+    int D = m->cfg.hidden;
+    for (int s = 0; s < nseq; s++)
+        for (int k = 0; k < nrows; k++) {
+            float dl = dlogits[s * nrows + k];
+            const float *w = m->lm_head + (size_t)rows[k] * D, *h = h_last + (size_t)s * D;
+            float *gw = m->d_lm_head + (size_t)rows[k] * D, *dh = dh_last + (size_t)s * D;
+            for (int j = 0; j < D; j++) {
+                gw[j] += dl * h[j];
+                dh[j] += dl * w[j];
+            }
+        }
+}
+
+void model_logits_full(const Model *m, const float *h, float *logits) {
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, m->cfg.vocab, m->cfg.hidden, 1.0f, m->lm_head, m->cfg.hidden, h, 1, 0.0f,
+                logits, 1);
+}

@@ -1,0 +1,55 @@
+/* The engine's layer kernels, one forward and one backward per layer type
+ * (llm.c style). Activations are row-major [rows, dim]; a batch is packed, so
+ * "rows" counts the tokens of all its sequences. Backward functions ADD into
+ * the gradients they are given (input and parameter gradients alike), so the
+ * caller zeroes what must start from zero.
+ * Threading: GEMMs go through OpenBLAS; everything else here uses OpenMP and
+ * never calls a threaded BLAS from inside a parallel region except where the
+ * region itself is the only parallelism (attention: OpenBLAS then runs one
+ * thread per call). */
+#ifndef OPRM_MODEL_LAYERS_H
+#define OPRM_MODEL_LAYERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* y[rows, out] = x[rows, in] . W[out, in]^T (+ b[out]). */
+void linear_forward(float *y, const float *x, const float *w, const float *b, int rows, int in, int out);
+/* dx[rows, in] += dy . W (skipped if dx NULL); dW[out, in] += dy^T . x; db[out] += sum_rows dy (if db). */
+void linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, int rows,
+                     int in, int out);
+
+/* y = x / sqrt(mean(x^2) + eps) * w per row; rstd[rows] keeps 1/sqrt(...) for backward. */
+void rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int rows, int dim, double eps);
+void rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd,
+                      int rows, int dim);
+
+/* Rotary tables for positions [0, max_len): cos/sin[pos * hd/2 + i] of angle
+ * pos * inv_freq[i] (Llama-3 scaling applied when factor > 0). */
+void rope_tables(float *cos_t, float *sin_t, int max_len, int head_dim, double theta, double factor,
+                 double low_freq_factor, double high_freq_factor, int original_max_pos);
+/* In place on x[rows, n_heads * hd], HF rotate-half layout; pos[r] is the
+ * position of row r inside its sequence. backward applies the inverse rotation. */
+void rope_forward(float *x, int rows, int n_heads, int hd, const int32_t *pos, const float *cos_t,
+                  const float *sin_t);
+void rope_backward(float *dx, int rows, int n_heads, int hd, const int32_t *pos, const float *cos_t,
+                   const float *sin_t);
+
+/* Causal self-attention over packed sequences (seq s = rows off[s] .. off[s]+len[s]).
+ * q, out: [rows, H*hd]; k, v: [rows, KV*hd]. p: softmax probabilities, H*len^2
+ * floats per sequence starting at p_off[s] (kept for backward). */
+void attention_forward(float *out, float *p, const float *q, const float *k, const float *v, const int32_t *off,
+                       const int32_t *len, const size_t *p_off, int nseq, int n_heads, int n_kv, int hd);
+/* dq, dk, dv are OVERWRITTEN. Scratch: ds (same size as p), dk_heads and
+ * dv_heads ([rows, H*hd] each; per-query-head partials summed into the shared
+ * KV heads afterwards, so no two threads write the same memory). */
+void attention_backward(float *dq, float *dk, float *dv, float *ds, float *dk_heads, float *dv_heads,
+                        const float *dout, const float *p, const float *q, const float *k, const float *v,
+                        const int32_t *off, const int32_t *len, const size_t *p_off, int nseq, int n_heads,
+                        int n_kv, int hd);
+
+/* a = silu(g) * u elementwise over n values; backward writes (overwrites) dg, du. */
+void swiglu_forward(float *a, const float *g, const float *u, size_t n);
+void swiglu_backward(float *dg, float *du, const float *da, const float *g, const float *u, size_t n);
+
+#endif

@@ -1,0 +1,100 @@
+/* The scorer on the real story-llama model: distributions are proper, equal a
+ * direct engine computation, and do not depend on how items are batched. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "eval/scorer.h"
+#include "io/fileio.h"
+#include "test.h"
+#include "util/vec.h"
+
+static char *story_dir(void) {
+    return path_join(shared_data_dir(), "models/story-llama");
+}
+
+static void test_batching_independent(void) {
+    char *dir = story_dir();
+    OprmError err = {0};
+    Scorer *alone = scorer_open(dir, NULL, &err);
+    ScorerOptions small = {.max_batch_tokens = 1}; /* forces one sequence per forward */
+    Scorer *one_by_one = scorer_open(dir, &small, &err);
+    CHECK(alone != NULL && one_by_one != NULL);
+    if (!alone || !one_by_one) {
+        fprintf(stderr, "%s\n", err.msg);
+        free(dir);
+        scorer_close(alone);
+        scorer_close(one_by_one);
+        return;
+    }
+    ScoreTurn t1[] = {{"user", "Tell me a story about a cat."}};
+    ScoreTurn t2[] = {{"system", "Be brief."}, {"user", "Hi"}, {"assistant", "Hello!"}, {"user", "Name a color."}};
+    ScoreRequest items[3] = {
+        {t1, 1, "Once upon a time there was a cat named Tom. He liked to play."},
+        {t2, 4, "Blue."},
+        {t1, 1, "The cat sat."},
+    };
+    ScoreResult batched[3], single[3];
+    CHECK(scorer_score(alone, items, 3, batched, &err) == 0);
+    CHECK(scorer_score(one_by_one, items, 3, single, &err) == 0);
+    for (int i = 0; i < 3; i++) {
+        double sum = 0, mean = 0;
+        for (int k = 0; k < 9; k++) {
+            sum += batched[i].p[k];
+            mean += (k + 1) * batched[i].p[k];
+            CHECK_NEAR(batched[i].p[k], single[i].p[k], 1e-6, 0);
+        }
+        CHECK_NEAR(sum, 1.0, 1e-9, 0);
+        CHECK_NEAR(batched[i].mean, mean, 1e-9, 0);
+        CHECK(batched[i].std >= 0 && batched[i].mode >= 1 && batched[i].mode <= 9);
+        CHECK(batched[i].n_tokens > 20 && !batched[i].truncated);
+    }
+    /* Different responses give different distributions (the model reads them). */
+    CHECK(fabs(batched[0].mean - batched[2].mean) > 1e-6);
+    int n = scorer_count_tokens(alone, &items[1], &err);
+    CHECK(n == batched[1].n_tokens);
+    scorer_close(alone);
+    scorer_close(one_by_one);
+    free(dir);
+}
+
+static void test_truncation_counted(void) {
+    char *dir = story_dir();
+    OprmError err = {0};
+    ScorerOptions o = {.max_len = 160};
+    Scorer *s = scorer_open(dir, &o, &err);
+    CHECK(s != NULL);
+    if (!s) {
+        free(dir);
+        return;
+    }
+    StrBuf long_text = {0};
+    for (int i = 0; i < 200; i++) sb_puts(&long_text, "the dog ran to the park and ");
+    ScoreTurn t[] = {{"user", "Write a long story."}};
+    ScoreRequest item = {t, 1, long_text.s};
+    ScoreResult r;
+    int rc = scorer_score(s, &item, 1, &r, &err);
+    if (rc) fprintf(stderr, "%s\n", err.msg);
+    CHECK(rc == 0);
+    CHECK(r.truncated == 1);
+    CHECK(r.n_tokens > 160);
+    ScoreTurn bad[] = {{"robot", "x"}};
+    ScoreRequest bad_item = {bad, 1, "y"};
+    CHECK(scorer_score(s, &bad_item, 1, &r, &err) == -1);
+    CHECK_STR_CONTAINS(err.msg, "unknown role 'robot'");
+    sb_free(&long_text);
+    scorer_close(s);
+    free(dir);
+}
+
+static void test_missing_model(void) {
+    OprmError err = {0};
+    CHECK(scorer_open("/nonexistent-model-dir", NULL, &err) == NULL);
+    CHECK_STR_CONTAINS(err.msg, "/nonexistent-model-dir");
+}
+
+int main(void) {
+    RUN(test_batching_independent);
+    RUN(test_truncation_counted);
+    RUN(test_missing_model);
+    return test_summary();
+}
