@@ -18,7 +18,6 @@ torch.set_num_threads(1)
 
 SYSTEM = ("You are a reward model. Rate the quality of the assistant's response to the user's request "
           "on a scale from 1 (very poor) to 9 (excellent).")
-SYSTEM_USED = SYSTEM  # --system replaces it (a template file in oprm)
 LABEL_CENTRE = {"bad": 2, "normal": 5, "good": 8}
 GRADE = {"bad": 0, "normal": 1, "good": 2}
 
@@ -161,12 +160,23 @@ class Tok:
                     ids += self.bpe(p)
         return ids
 
+# The scoring prompt exactly as oprm renders it (src/tok/prompt.c, ChatML): the default template of
+# spec §6, or the demo's short template (docs/demo.md) given to oprm with --template.
+DEFAULT_TEMPLATE = dict(system=SYSTEM, user="Conversation:\n{conversation}\n\nResponse to rate:\n{response}",
+                        cue="Score: ")
+SHORT_TEMPLATE = dict(system="Rate the response from 1 to 9.", user="{conversation}\n\nResponse: {response}",
+                      cue="Score: ")
+TEMPLATE = DEFAULT_TEMPLATE
+
 def scoring_prompt(prompt, response):
-    return ("<|im_start|>system\n" + SYSTEM_USED + "<|im_end|>\n<|im_start|>user\n" + prompt + "\n\n" + response
-            + "<|im_end|>\n<|im_start|>assistant\nScore: ")
+    user = TEMPLATE["user"].replace("{conversation}", "User: " + prompt).replace("{response}", response)
+    return ("<|im_start|>system\n" + TEMPLATE["system"] + "<|im_end|>\n<|im_start|>user\n" + user
+            + "<|im_end|>\n<|im_start|>assistant\n" + TEMPLATE["cue"])
 
 def tokenizer_corpus(rng, digits, n=200):
-    texts = [(SYSTEM, 1000), (SYSTEM_USED, 1000), ("system\nuser\nassistant\nScore: ", 1000)]
+    texts = [(SYSTEM, 1000), ("system\nuser\nassistant\nScore: ", 1000),
+             ("Conversation:\nUser: \n\nResponse to rate:\n", 1000), (SHORT_TEMPLATE["system"], 1000),
+             ("\n\nResponse: ", 1000)]
     for p in make_pairs(rng, n, digits):
         texts += [(p["prompt"], 1), (p["chosen"], 1), (p["rejected"], 1)]
     return texts
@@ -282,13 +292,13 @@ def main():
     ap.add_argument("--flip", type=float, default=0.1); ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--test", type=int, default=600); ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=50)
-    ap.add_argument("--system", default=None, help="replace the system text of the scoring prompt")
+    ap.add_argument("--short-template", action="store_true", help="the demo's short scoring template")
     ap.add_argument("--task", default="copy", choices=["copy", "rule"])
     a = ap.parse_args()
-    global TASK, SYSTEM_USED
+    global TASK, TEMPLATE
     TASK = a.task
-    if a.system is not None:
-        SYSTEM_USED = a.system
+    if a.short_template:
+        TEMPLATE = SHORT_TEMPLATE
     rng = random.Random(a.seed); torch.manual_seed(a.seed)
 
     merges = train_bpe(tokenizer_corpus(random.Random(a.seed + 1), a.digits), a.merges)
@@ -308,7 +318,7 @@ def main():
     T = len(tok.encode(scoring_prompt(train[0]["prompt"], train[0]["chosen"])))
     model = Model(V, a.hidden, a.layers, a.heads, a.ffn)
     nonemb = sum(p.numel() for n, p in model.named_parameters() if n not in ("emb.weight", "head.weight"))
-    print(json.dumps(dict(vocab=V, merges=len(merges), seq_tokens=T, system_tokens=len(tok.encode(SYSTEM)),
+    print(json.dumps(dict(vocab=V, merges=len(merges), seq_tokens=T, system_tokens=len(tok.encode(TEMPLATE["system"])),
                           nonembedding_params=nonemb, train_pairs=n_train,
                           train_flops_est=6 * nonemb * 2 * T * n_train)), flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.0, betas=(0.9, 0.95))

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "io/fileio.h"
+#include "tok/prompt.h"
 #include "util/vec.h"
 
 const char *const SYNTH_RULE_NAMES[SYNTH_N_RULES] = {"even", "odd", "small", "large"};
@@ -13,9 +14,15 @@ const char *const SYNTH_RULE_DIGITS[SYNTH_N_RULES] = {"02468", "13579", "01234",
 static const char *const NUMBER_WORDS[] = {"zero", "one", "two",   "three", "four",
                                            "five", "six", "seven", "eight", "nine"};
 
-const char SYNTH_SCORING_SYSTEM[] =
-    "You are a reward model. Rate the quality of the assistant's response to the user's request on a "
-    "scale from 1 (very poor) to 9 (excellent).";
+const char SYNTH_DEMO_TEMPLATE[] =
+    "[system]\n"
+    "Rate the response from 1 to 9.\n"
+    "[user]\n"
+    "{conversation}\n"
+    "\n"
+    "Response: {response}\n"
+    "[cue]\n"
+    "Score: \n";
 
 const char *synth_grade_name(SynthGrade g) {
     return g == SYNTH_GOOD ? "good" : g == SYNTH_NORMAL ? "normal" : "bad";
@@ -232,15 +239,20 @@ int synth_write_task(const char *dir, const SynthOptions *o, SynthSummary *sum, 
 /* ---------------------------------------------------------------- the demo tokenizer */
 
 int synth_write_tokenizer(const char *dir, uint64_t seed, int max_merges, int *vocab_size, OprmError *err) {
-    enum { N_SAMPLES = 400 };
+    enum { N_SAMPLES = 400, N_FRAME = 7 };
     /* The fixed text of every scoring prompt counts as much as all samples
      * together, so it merges into whole words first. */
-    BpeText texts[3 + 2 * SYNTH_N_RULES * (SYNTH_MAX_DIGITS - SYNTH_MIN_DIGITS + 1) + N_SAMPLES];
+    BpeText texts[N_FRAME + 2 * SYNTH_N_RULES * (SYNTH_MAX_DIGITS - SYNTH_MIN_DIGITS + 1) + N_SAMPLES];
     char prompts[SYNTH_N_RULES * (SYNTH_MAX_DIGITS - SYNTH_MIN_DIGITS + 1)][64];
     char samples[N_SAMPLES][SYNTH_MAX_DIGITS + 1];
     int n = 0, np = 0;
-    texts[n++] = (BpeText){SYNTH_SCORING_SYSTEM, N_SAMPLES};
+    /* The frames of the default scoring prompt (src/tok/prompt.c) and of the demo's short template. */
+    texts[n++] = (BpeText){SCORING_DEFAULT_SYSTEM, N_SAMPLES};
     texts[n++] = (BpeText){"system\nuser\nassistant\nScore: ", N_SAMPLES};
+    texts[n++] = (BpeText){"Conversation:\nUser: ", N_SAMPLES};
+    texts[n++] = (BpeText){"\n\nResponse to rate:\n", N_SAMPLES};
+    texts[n++] = (BpeText){"Rate the response from 1 to 9.", N_SAMPLES};
+    texts[n++] = (BpeText){"\n\nResponse: ", N_SAMPLES};
     texts[n++] = (BpeText){"\n\n", N_SAMPLES};
     for (int d = SYNTH_MIN_DIGITS; d <= SYNTH_MAX_DIGITS; d++)
         for (int rule = 0; rule < SYNTH_N_RULES; rule++) {

@@ -79,13 +79,14 @@ typedef struct {
  * subset is the pair's kind: "good>normal", "good>bad" or "normal>bad". */
 int synth_write_task(const char *dir, const SynthOptions *o, SynthSummary *sum, OprmError *err);
 
-/* The system text of the default scoring prompt (spec §6); the demo tokenizer
- * learns merges from it so that scoring prompts stay short. */
-extern const char SYNTH_SCORING_SYSTEM[];
+/* The demo's short scoring template (a --template file, format in docs/data.md):
+ * a one-line system text, so that a scoring prompt is ~40 tokens instead of ~60. */
+extern const char SYNTH_DEMO_TEMPLATE[];
 
 /* Trains the demo tokenizer (up to max_merges merges, 0 = default 400) on the
- * scoring prompt's fixed text and a sample of this task's prompts and
- * responses, and writes the Hugging Face tokenizer files into dir. */
+ * fixed text of the default scoring prompt (spec §6) and of the demo template,
+ * and on a sample of this task's prompts and responses (so that scoring
+ * prompts stay short), and writes the Hugging Face tokenizer files into dir. */
 int synth_write_tokenizer(const char *dir, uint64_t seed, int max_merges, int *vocab_size, OprmError *err);
 
 #endif
