@@ -112,7 +112,7 @@ static void test_write_task(void) {
     int n, nt;
     json_t **pairs = read_jsonl(dir, "train_pairs.jsonl", &n), **truth = read_jsonl(dir, "train_truth.jsonl", &nt);
     CHECK(n == 3000 && nt == 3000);
-    int flipped = 0, consistent = 0, kinds[3] = {0};
+    int flipped = 0, consistent = 0, kinds[3] = {0}, even = 0;
     for (int i = 0; i < n && i < nt; i++) {
         json_t *p = pairs[i], *t = truth[i];
         int wc = oracle_wrong(S(p, "prompt"), S(p, "chosen"), 6), wr = oracle_wrong(S(p, "prompt"), S(p, "rejected"), 6);
@@ -129,11 +129,13 @@ static void test_write_task(void) {
         snprintf(subset, sizeof subset, "%s>%s", S(p, "chosen_label"), S(p, "rejected_label"));
         CHECK(!strcmp(S(p, "subset"), subset));
         kinds[lc + lr - 1]++; /* good>normal 2, good>bad 1, normal>bad 0 */
+        even += strstr(S(p, "prompt"), " even ") != NULL;
     }
     CHECK(consistent == n);
     CHECK_NEAR(flipped / 3000.0, 0.1, 0.02, 0); /* binomial sd 0.0055 */
     CHECK(sum.n_flipped == flipped);
     for (int k = 0; k < 3; k++) CHECK_NEAR(kinds[k] / 3000.0, 1.0 / 3, 0.04, 0);
+    CHECK_NEAR(even / 3000.0, 0.4 + 0.6 / 4, 0.03, 0); /* rule_skew 0.4; binomial sd 0.009 */
     free_rows(pairs, n);
     free_rows(truth, nt);
 
@@ -198,6 +200,10 @@ static void test_bad_options(void) {
     o.flip_fraction = 1.5;
     CHECK(synth_write_task("/tmp/oprm-never-written", &o, NULL, &err) == -1);
     CHECK_STR_CONTAINS(err.msg, "flip fraction");
+    synth_default_options(&o);
+    o.rule_skew = -0.1;
+    CHECK(synth_write_task("/tmp/oprm-never-written", &o, NULL, &err) == -1);
+    CHECK_STR_CONTAINS(err.msg, "rule skew");
     CHECK(!file_exists("/tmp/oprm-never-written"));
 }
 

@@ -45,8 +45,10 @@ def make_prompt(rng, digits):
 PAIR_KINDS = [("good", "normal"), ("good", "bad"), ("normal", "bad")]
 RULES = {"even": "02468", "odd": "13579", "small": "01234", "large": "56789"}
 
+RULE_SKEW = 0.4  # share of prompts forced to "even" (src/synth/task.h: rule_skew)
+
 def make_rule_prompt(rng, digits):
-    rule = rng.choice(sorted(RULES))
+    rule = "even" if rng.random() < RULE_SKEW else rng.choice(["even", "odd", "small", "large"])
     words = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
     return "Write %s %s digits." % (words[digits], rule), rule  # no digit in the prompt
 
@@ -286,17 +288,20 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--hidden", type=int, default=64); ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--heads", type=int, default=4); ap.add_argument("--ffn", type=int, default=192)
-    ap.add_argument("--steps", type=int, default=600); ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=3e-3); ap.add_argument("--digits", type=int, default=6)
-    ap.add_argument("--merges", type=int, default=300); ap.add_argument("--label-fraction", type=float, default=0.3)
+    ap.add_argument("--steps", type=int, default=800); ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=5e-3); ap.add_argument("--digits", type=int, default=6)
+    ap.add_argument("--merges", type=int, default=300); ap.add_argument("--label-fraction", type=float, default=0.5)
     ap.add_argument("--flip", type=float, default=0.1); ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--test", type=int, default=600); ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=50)
     ap.add_argument("--short-template", action="store_true", help="the demo's short scoring template")
-    ap.add_argument("--task", default="copy", choices=["copy", "rule"])
+    ap.add_argument("--task", default="rule", choices=["copy", "rule"])
+    ap.add_argument("--rule-skew", type=float, default=0.4)
+    ap.add_argument("--beta2", type=float, default=0.95)
     a = ap.parse_args()
-    global TASK, TEMPLATE
+    global TASK, TEMPLATE, RULE_SKEW
     TASK = a.task
+    RULE_SKEW = a.rule_skew
     if a.short_template:
         TEMPLATE = SHORT_TEMPLATE
     rng = random.Random(a.seed); torch.manual_seed(a.seed)
@@ -321,7 +326,7 @@ def main():
     print(json.dumps(dict(vocab=V, merges=len(merges), seq_tokens=T, system_tokens=len(tok.encode(TEMPLATE["system"])),
                           nonembedding_params=nonemb, train_pairs=n_train,
                           train_flops_est=6 * nonemb * 2 * T * n_train)), flush=True)
-    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.0, betas=(0.9, 0.95))
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.0, betas=(0.9, a.beta2))
     sched = lambda s: min(1, (s + 1) / a.warmup) * 0.5 * (1 + math.cos(math.pi * s / a.steps))
     tc, tr = enc(test, "chosen"), enc(test, "rejected")
     kinds = [PAIR_KINDS.index((p["chosen_label"], p["rejected_label"])) for p in test]

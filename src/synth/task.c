@@ -118,11 +118,18 @@ void synth_default_options(SynthOptions *o) {
     o->n_test_labels = 300;
     o->n_bon = 200;
     o->bon_size = 4;
+    o->rule_skew = 0.4;
 }
 
 /* ---------------------------------------------------------------- writing */
 
 static const SynthGrade PAIR_KINDS[3][2] = {{SYNTH_GOOD, SYNTH_NORMAL}, {SYNTH_GOOD, SYNTH_BAD}, {SYNTH_NORMAL, SYNTH_BAD}};
+
+/* Rule 0 ("even") gets an extra share of the prompts, see task.h. */
+static int draw_rule(SynthRng *r, const SynthOptions *o) {
+    if (synth_rng_uniform(r) < o->rule_skew) return 0;
+    return synth_rng_below(r, SYNTH_N_RULES);
+}
 
 static void append_line(StrBuf *b, json_t *obj) {
     char *s = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -143,7 +150,7 @@ static int flush_file(const char *dir, const char *name, StrBuf *b, OprmError *e
 static void write_pairs(SynthRng *r, const SynthOptions *o, int n, const char *id_prefix, int flip, StrBuf *pairs,
                         StrBuf *truth, int *n_flipped) {
     for (int i = 0; i < n; i++) {
-        int rule = synth_rng_below(r, SYNTH_N_RULES), kind = synth_rng_below(r, 3);
+        int rule = draw_rule(r, o), kind = synth_rng_below(r, 3);
         char prompt[64], better[SYNTH_MAX_DIGITS + 1], worse[SYNTH_MAX_DIGITS + 1];
         synth_prompt(rule, o->digits, prompt, sizeof prompt);
         synth_response(r, rule, o->digits, PAIR_KINDS[kind][0], better);
@@ -168,7 +175,7 @@ static void write_pairs(SynthRng *r, const SynthOptions *o, int n, const char *i
 
 static void write_labels(SynthRng *r, const SynthOptions *o, int n, const char *id_prefix, StrBuf *b) {
     for (int i = 0; i < n; i++) {
-        int rule = synth_rng_below(r, SYNTH_N_RULES);
+        int rule = draw_rule(r, o);
         SynthGrade g = (SynthGrade)synth_rng_below(r, 3);
         char prompt[64], resp[SYNTH_MAX_DIGITS + 1], id[48];
         synth_prompt(rule, o->digits, prompt, sizeof prompt);
@@ -187,6 +194,8 @@ int synth_write_task(const char *dir, const SynthOptions *o, SynthSummary *sum, 
         return oprm_fail(err, "synthetic task: counts must not be negative");
     if (!(o->flip_fraction >= 0 && o->flip_fraction <= 1))
         return oprm_fail(err, "synthetic task: flip fraction must be in [0, 1], got %g", o->flip_fraction);
+    if (!(o->rule_skew >= 0 && o->rule_skew <= 1))
+        return oprm_fail(err, "synthetic task: rule skew must be in [0, 1], got %g", o->rule_skew);
     if (o->n_bon > 0 && o->bon_size < 2)
         return oprm_fail(err, "synthetic task: Best-of-N sets need at least 2 candidates, got %d", o->bon_size);
     if (make_dirs(dir, err)) return -1;
@@ -214,7 +223,7 @@ int synth_write_task(const char *dir, const SynthOptions *o, SynthSummary *sum, 
     if (!rc) rc = flush_file(dir, "test_labels.jsonl", &a, err);
     synth_rng_seed(&r, o->seed * 8 + 5);
     for (int i = 0; i < o->n_bon; i++) {
-        int rule = synth_rng_below(&r, SYNTH_N_RULES);
+        int rule = draw_rule(&r, o);
         char prompt[64], resp[SYNTH_MAX_DIGITS + 1], id[48];
         synth_prompt(rule, o->digits, prompt, sizeof prompt);
         synth_response(&r, rule, o->digits, SYNTH_GOOD, resp);

@@ -9,6 +9,11 @@
  *   bad    = all or all but one wrong.
  * Neighbouring grades differ by at least two digits, and a bad response to
  * "even" is a fine answer to "odd", so a model must read the prompt to judge.
+ * The rules are not equally frequent: "even" is asked more often (rule_skew),
+ * so the digits alone carry some signal. With perfectly balanced rules they
+ * carry none (quality is an XOR of rule and digit class), and a tiny model
+ * sits on a plateau for hundreds of steps before it learns anything
+ * (docs/demo.md has the measurements).
  * Everything is deterministic in the seed. */
 #ifndef OPRM_SYNTH_TASK_H
 #define OPRM_SYNTH_TASK_H
@@ -60,6 +65,7 @@ typedef struct {
     int n_test_labels;    /* default 300 */
     int n_bon;            /* held-out Best-of-N sets; default 200 */
     int bon_size;         /* candidates per set (one good, the rest normal or bad); default 4 */
+    double rule_skew;     /* share of prompts forced to "even" before a uniform draw; default 0.4 */
 } SynthOptions;
 
 void synth_default_options(SynthOptions *o);
