@@ -1,0 +1,262 @@
+/* oprm demo: on a fresh machine, with nothing downloaded, a tiny ordinal
+ * reward model learns a graded synthetic task from scratch and shows what an
+ * OPRM gives: pair accuracy, calibration, score distributions, and the audit
+ * catching preference labels that were flipped on purpose. docs/demo.md. */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/cli.h"
+#include "io/fileio.h"
+#include "model/model.h"
+#include "ordinal/metrics.h"
+#include "synth/demo_eval.h"
+#include "synth/demo_train.h"
+#include "synth/init_model.h"
+#include "synth/task.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: oprm demo [--output DIR] [options]\n\n"
+            "Trains a tiny ordinal reward model (OPRM) from scratch on a synthetic graded task and\n"
+            "shows what it learned, in about a minute on two cores. Nothing is downloaded.\n"
+            "The task: requests such as \"Write six even digits.\" answered by digit strings whose\n"
+            "quality is known by construction (good: every digit follows the rule; normal: two or\n"
+            "three break it; bad: five or six do). 10%% of the training pairs have their preference\n"
+            "flipped on purpose; half of the pairs keep their quality labels for RgFT.\n\n"
+            "options:\n"
+            "  --output DIR          where everything goes (default oprm-demo): model/, data/,\n"
+            "                        demo_template.txt, summary.json, report.html\n"
+            "  --arch NAME           llama (default), qwen2, qwen3 or mistral\n"
+            "  --max-steps N         training steps (default 800)\n"
+            "  --batch-size N        pairs per step (default 16)\n"
+            "  --learning-rate X     peak learning rate (default 5e-3)\n"
+            "  --label-fraction F    share of pairs whose labels RgFT uses (default 0.5)\n"
+            "  --flip-fraction F     share of training pairs flipped on purpose (default 0.1)\n"
+            "  --audit-pairs N       training pairs the audit scores (default 3000)\n"
+            "  --seed N              seed of the task, the weights and the label choice (default 1)\n"
+            "  --threads N           CPU threads (default: all cores)\n"
+            "  --force               reuse an existing output directory\n"
+            "  -h, --help            show this help\n");
+}
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static int parse_long(const char *flag, const char *v, long min, long *out) {
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < min || x > 100000000L) {
+        fprintf(stderr, "oprm demo: %s expects an integer >= %ld, got '%s'\n", flag, min, v);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+static int parse_double(const char *flag, const char *v, double lo, double hi, double *out) {
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v || *end || !(x >= lo && x <= hi)) {
+        fprintf(stderr, "oprm demo: %s expects a number in [%g, %g], got '%s'\n", flag, lo, hi, v);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+static void print_example(int digits, uint64_t seed) {
+    SynthRng r;
+    synth_rng_seed(&r, seed + 12345);
+    char prompt[64], good[SYNTH_MAX_DIGITS + 1], normal[SYNTH_MAX_DIGITS + 1], bad[SYNTH_MAX_DIGITS + 1];
+    synth_prompt(0, digits, prompt, sizeof prompt);
+    synth_response(&r, 0, digits, SYNTH_GOOD, good);
+    synth_response(&r, 0, digits, SYNTH_NORMAL, normal);
+    synth_response(&r, 0, digits, SYNTH_BAD, bad);
+    printf("      e.g. \"%s\"  good \"%s\"  normal \"%s\"  bad \"%s\"\n", prompt, good, normal, bad);
+}
+
+static int write_summary(const char *out_dir, json_t *summary) {
+    char *path = path_join(out_dir, "summary.json");
+    char *text = json_dumps(summary, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    OprmError err = {{0}};
+    int rc = write_file_atomic(path, text, strlen(text), &err);
+    if (rc) fprintf(stderr, "oprm demo: %s\n", err.msg);
+    free(text);
+    free(path);
+    return rc;
+}
+
+int cmd_demo(int argc, char **argv) {
+    const char *out_dir = "oprm-demo", *arch_name = "llama";
+    DemoTrainOptions to;
+    demo_train_default_options(&to);
+    SynthOptions so;
+    synth_default_options(&so);
+    long audit_pairs = 3000, seed = 1, threads = 0;
+    int force = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return EXIT_OK;
+        }
+        if (!strcmp(a, "--force")) {
+            force = 1;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "oprm demo: unknown option or missing value: %s\n\n", a);
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+        const char *v = argv[++i];
+        long x = 0;
+        int bad = 0;
+        if (!strcmp(a, "--output")) out_dir = v;
+        else if (!strcmp(a, "--arch")) arch_name = v;
+        else if (!strcmp(a, "--max-steps")) bad = parse_long(a, v, 1, &x), to.steps = (int)x;
+        else if (!strcmp(a, "--batch-size")) bad = parse_long(a, v, 1, &x), to.batch = (int)x;
+        else if (!strcmp(a, "--learning-rate")) bad = parse_double(a, v, 0, 1, &to.lr);
+        else if (!strcmp(a, "--label-fraction")) bad = parse_double(a, v, 0, 1, &to.label_fraction);
+        else if (!strcmp(a, "--flip-fraction")) bad = parse_double(a, v, 0, 0.5, &so.flip_fraction);
+        else if (!strcmp(a, "--audit-pairs")) bad = parse_long(a, v, 1, &audit_pairs);
+        else if (!strcmp(a, "--seed")) bad = parse_long(a, v, 0, &seed);
+        else if (!strcmp(a, "--threads")) bad = parse_long(a, v, 0, &threads);
+        else {
+            fprintf(stderr, "oprm demo: unknown option %s\n\n", a);
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+        if (bad) return EXIT_USAGE;
+    }
+    OprmError err = {{0}};
+    InitOptions io;
+    ModelArch arch;
+    if (init_parse_arch(arch_name, &arch, &err)) {
+        fprintf(stderr, "oprm demo: %s\n", err.msg);
+        return EXIT_USAGE;
+    }
+    char *model_dir = path_join(out_dir, "model"), *data_dir = path_join(out_dir, "data");
+    char *tpl_path = path_join(out_dir, "demo_template.txt");
+    char *train_path = path_join(data_dir, "train_pairs.jsonl"), *truth_path = path_join(data_dir, "train_truth.jsonl");
+    char *test_path = path_join(data_dir, "test_pairs.jsonl");
+    int rc = EXIT_RUNTIME;
+    Scorer *scorer = NULL;
+    json_t *summary = json_object();
+    double t_start = now_s();
+    if (threads > 0) model_set_threads((int)threads);
+    {
+        char *cfg = path_join(model_dir, "config.json");
+        int exists = file_exists(cfg);
+        free(cfg);
+        if (exists && !force) {
+            fprintf(stderr, "oprm demo: %s already holds a demo; pass --force to overwrite it, or another --output\n",
+                    out_dir);
+            goto done;
+        }
+    }
+    printf("oprm demo: a tiny ordinal reward model learns a graded task from scratch\n\n");
+
+    init_default_options(&io, arch);
+    io.seed = (uint64_t)seed;
+    size_t n_params = 0;
+    if (init_model_dir(model_dir, &io, &n_params, &err)) goto fail;
+    printf("[1/5] model: %s, fresh random weights: hidden %d, %d layers, %d heads, %.2f M parameters\n", model_dir,
+           io.hidden, io.layers, io.heads, n_params / 1e6);
+
+    so.seed = (uint64_t)seed;
+    so.n_train_pairs = to.steps * to.batch;
+    SynthSummary ss;
+    if (synth_write_task(data_dir, &so, &ss, &err)) goto fail;
+    if (write_file_atomic(tpl_path, SYNTH_DEMO_TEMPLATE, strlen(SYNTH_DEMO_TEMPLATE), &err)) goto fail;
+    printf("[2/5] task: %s: %d training pairs (%d flipped on purpose), %d held-out pairs, %d Best-of-N sets\n",
+           data_dir, ss.n_train_pairs, ss.n_flipped, ss.n_test_pairs, ss.n_bon);
+    print_example(so.digits, (uint64_t)seed);
+
+    printf("[3/5] training: %d steps x %d pairs, pair loss -log P(chosen > rejected) with RgFT landscapes on "
+           "%.0f%% of the pairs\n",
+           to.steps, to.batch, 100 * to.label_fraction);
+    fflush(stdout);
+    to.seed = (uint64_t)seed;
+    to.template_path = tpl_path;
+    to.progress = stdout;
+    DemoTrainResult tr;
+    if (demo_train(model_dir, train_path, &to, &tr, &err)) goto fail;
+    printf("      %.1f s, %.0f tokens/s, final loss %.3f (%d of %d pairs labelled)\n", tr.seconds, tr.tokens_per_s,
+           tr.final_loss, tr.labelled_pairs, tr.pairs_used);
+
+    ScorerOptions sopt = {0};
+    sopt.threads = (int)threads;
+    scorer = scorer_open(model_dir, &sopt, &err); /* oprm.json carries the template */
+    if (!scorer) goto fail;
+    DemoPairEval ev;
+    if (demo_eval_pairs(scorer, test_path, 0, &ev, &err)) goto fail;
+    printf("[4/5] held-out pairs (%zu): accuracy %.3f (mean of chosen > mean of rejected; target 0.90)\n", ev.n_pairs,
+           ev.accuracy);
+    printf("      by kind:");
+    for (int k = 0; k < DEMO_N_KINDS; k++) printf("  %s %.3f", DEMO_KIND_NAMES[k], ev.kind_accuracy[k]);
+    printf("\n      accuracy of P(c>r) > P(r>c) %.3f, mean P(c>r) %.3f, ECE %.3f; absolute quality (region with "
+           "the most mass = true grade) %.3f\n",
+           ev.accuracy_prob, ev.mean_p_win, ev.ece, ev.region_accuracy);
+    static const char *const grade_titles[3] = {"bad responses (true region 1-3)", "normal responses (4-6)",
+                                                "good responses (7-9)"};
+    for (int g = 2; g >= 0; g--) {
+        char title[96];
+        snprintf(title, sizeof title, "mean distribution of %zu %s", ev.grade_n[g], grade_titles[g]);
+        demo_draw_dist(stdout, title, ev.grade_dist[g], 40);
+    }
+
+    DemoAudit au;
+    if (demo_audit(scorer, train_path, truth_path, (size_t)audit_pairs, &au, &err)) goto fail;
+    printf("[5/5] audit of %zu training pairs: %zu were flipped on purpose\n", au.n_pairs, au.n_flipped);
+    printf("      AUROC of the suspicion score %.3f (of P(r>c) alone %.3f); %zu of the %zu most suspicious pairs "
+           "are flipped ones\n",
+           au.auroc, au.auroc_p_loss, au.flipped_in_top, au.n_flipped);
+    printf("      mean P(r>c): flipped pairs %.3f, others %.3f\n", au.mean_p_loss_flipped, au.mean_p_loss_clean);
+
+    json_object_set_new(summary, "heldout_pair_accuracy", json_real(ev.accuracy));
+    json_object_set_new(summary, "target_met", json_boolean(ev.accuracy >= 0.9));
+    json_object_set_new(summary, "accuracy_by_prob", json_real(ev.accuracy_prob));
+    json_object_set_new(summary, "ece", json_real(ev.ece));
+    json_object_set_new(summary, "mean_p_win", json_real(ev.mean_p_win));
+    json_object_set_new(summary, "region_accuracy", json_real(ev.region_accuracy));
+    json_t *kinds = json_object();
+    for (int k = 0; k < DEMO_N_KINDS; k++) json_object_set_new(kinds, DEMO_KIND_NAMES[k], json_real(ev.kind_accuracy[k]));
+    json_object_set_new(summary, "accuracy_by_kind", kinds);
+    json_object_set_new(summary, "audit",
+                        json_pack("{s:i, s:i, s:f, s:f, s:i}", "pairs", (int)au.n_pairs, "flipped", (int)au.n_flipped,
+                                  "auroc", au.auroc, "auroc_p_loss", au.auroc_p_loss, "flipped_in_top",
+                                  (int)au.flipped_in_top));
+    json_object_set_new(summary, "training",
+                        json_pack("{s:i, s:i, s:f, s:f, s:f}", "steps", tr.steps, "batch", to.batch, "seconds",
+                                  tr.seconds, "tokens_per_s", tr.tokens_per_s, "final_loss", tr.final_loss));
+    json_object_set_new(summary, "total_seconds", json_real(now_s() - t_start));
+    if (write_summary(out_dir, summary)) goto done;
+    printf("\nwrote %s/summary.json; the model is in %s (oprm score --model %s ...). %.0f s in all.\n", out_dir,
+           model_dir, model_dir, now_s() - t_start);
+    if (ev.accuracy < 0.9)
+        printf("note: held-out accuracy %.3f is below the 0.90 this demo normally reaches; try more --max-steps\n",
+               ev.accuracy);
+    rc = EXIT_OK;
+    goto done;
+fail:
+    fprintf(stderr, "oprm demo: %s\n", err.msg);
+done:
+    scorer_close(scorer);
+    json_decref(summary);
+    free(model_dir);
+    free(data_dir);
+    free(tpl_path);
+    free(train_path);
+    free(truth_path);
+    free(test_path);
+    return rc;
+}
