@@ -239,6 +239,24 @@ static void test_digit_ids_synthetic(void) {
     }
 }
 
+/* A vocabulary with "a▁" (a piece ending in U+2581, as story-llama has) must
+ * not be cut into "▁word" parts before BPE: the merge "a ▁" crosses that cut. */
+static void test_metaspace_suffix_pieces(void) {
+    json_t *sp = json_pack(
+        "{s:[], s:{s:s, s:[{s:s, s:s}, {s:s, s:{s:s}, s:s}]}, s:n,"
+        " s:{s:s, s:{s:i, s:i, s:i, s:i}, s:[s]}}",
+        "added_tokens", "normalizer", "type", "Sequence", "normalizers", "type", "Prepend", "prepend", "\xE2\x96\x81",
+        "type", "Replace", "pattern", "String", " ", "content", "\xE2\x96\x81", "pre_tokenizer", "model", "type",
+        "BPE", "vocab", "\xE2\x96\x81", 0, "a", 1, "b", 2, "a\xE2\x96\x81", 3, "merges", "a \xE2\x96\x81");
+    OprmError err = {{0}};
+    Tokenizer *t = load_json(sp, &err);
+    CHECK(t != NULL);
+    if (!t) return;
+    CHECK(encodes_as(t, "a a", (int32_t[]){0, 3, 1}, 3));
+    CHECK(encodes_as(t, "ab b", (int32_t[]){0, 1, 2, 0, 2}, 5));
+    tok_free(t);
+}
+
 static json_t *with_added(json_t *j, const char *content, int id, int lstrip, int rstrip, int single_word) {
     json_t *tok = json_pack("{s:i, s:s, s:b, s:b, s:b, s:b, s:b}", "id", id, "content", content, "single_word",
                             single_word, "lstrip", lstrip, "rstrip", rstrip, "normalized", 0, "special", 1);
@@ -470,6 +488,7 @@ int main(void) {
     RUN(test_invalid_utf8_is_rejected);
     RUN(test_digit_ids_synthetic);
     RUN(test_added_token_flags);
+    RUN(test_metaspace_suffix_pieces);
     RUN(test_split_behaviors);
     RUN(test_digits_pretokenizer);
     RUN(test_metaspace_matches_mistral_oracle);

@@ -209,6 +209,17 @@ static int build_matchers(Tokenizer *t, OprmError *err) {
     return rc;
 }
 
+static int metaspace_only_leads(const StrMap *vocab) {
+    static const char ms[] = "\xE2\x96\x81"; /* U+2581 */
+    for (size_t e = 0; e < vocab->n; e++) {
+        const char *k = vocab->keys.s + vocab->key_off[e];
+        size_t len = vocab->key_len[e];
+        for (size_t i = 1; i + 3 <= len; i++)
+            if (!memcmp(k + i, ms, 3) && (i < 3 || memcmp(k + i - 3, ms, 3))) return 0;
+    }
+    return 1;
+}
+
 static int parse_tokenizer_json(Tokenizer *t, json_t *root, OprmError *err) {
     if (!json_is_object(root)) return oprm_fail(err, "the top level must be an object");
     json_t *model = json_object_get(root, "model");
@@ -256,6 +267,7 @@ static int parse_tokenizer_json(Tokenizer *t, json_t *root, OprmError *err) {
         t->byte_id[b] = t->byte_level ? strmap_get(&t->model_vocab, &c, 1) : -1;
     }
     if (build_matchers(t, err)) return -1;
+    t->split_at_metaspace = !t->byte_level && !t->ignore_merges && metaspace_only_leads(&t->model_vocab);
     json_t *pp = json_object_get(root, "post_processor");
     return tok_parse_post_processor(t, pp, err);
 }
