@@ -345,6 +345,24 @@ static void test_digits_pretokenizer(void) {
     }
 }
 
+static void test_replace_regex_and_whitespace_split(void) {
+    OprmError err = {{0}};
+    json_t *j = bytelevel_tokenizer(NULL, 0, NULL);
+    json_object_set_new(j, "normalizer", json_pack("{s:s, s:{s:s}, s:s}", "type", "Replace", "pattern", "Regex",
+                                                   " {2,}", "content", " "));
+    Tokenizer *t = load_json(j, &err);
+    CHECK(t && encodes_as(t, "a   b", (int32_t[]){'a', ' ', 'b'}, 3));
+    tok_free(t);
+    t = load_json(bytelevel_tokenizer(NULL, 0, NULL), &err);
+    CHECK(t && encodes_as(t, "a   b", (int32_t[]){'a', ' ', ' ', ' ', 'b'}, 5));
+    tok_free(t);
+    json_t *pre = json_pack("{s:s, s:[{s:s}, {s:s, s:b, s:b}]}", "type", "Sequence", "pretokenizers", "type",
+                            "WhitespaceSplit", "type", "ByteLevel", "add_prefix_space", 0, "use_regex", 0);
+    t = load_json(bytelevel_tokenizer(NULL, 0, pre), &err);
+    CHECK(t && encodes_as(t, " a \t\n b\xE3\x80\x80" "c", (int32_t[]){'a', 'b', 'c'}, 3)); /* U+3000 is white space */
+    tok_free(t);
+}
+
 /* The mistral tokenizer.json, with its normalizer replaced by edit(). */
 static Tokenizer *mistral_variant(void (*edit)(json_t *)) {
     char path[512];
@@ -491,6 +509,7 @@ int main(void) {
     RUN(test_metaspace_suffix_pieces);
     RUN(test_split_behaviors);
     RUN(test_digits_pretokenizer);
+    RUN(test_replace_regex_and_whitespace_split);
     RUN(test_metaspace_matches_mistral_oracle);
     RUN(test_story_llama);
     RUN(test_cli);
