@@ -117,6 +117,10 @@ static void test_missing_and_corrupt(void) {
     write_text("tokenizer.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": \"x\"}, \"merges\": []}}");
     CHECK(tok_load(tmp_dir, &err) == NULL);
     CHECK_STR_CONTAINS(err.msg, "model.vocab[\"a\"]");
+    /* an absurd id is refused instead of allocating gigabytes */
+    write_text("tokenizer.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 2000000000}, \"merges\": []}}");
+    CHECK(tok_load(tmp_dir, &err) == NULL);
+    CHECK_STR_CONTAINS(err.msg, "id must be an integer in 0..16777215");
     /* a valid tokenizer.json with a corrupt tokenizer_config.json */
     json_t *ok = bytelevel_tokenizer(NULL, 0, NULL);
     json_dump_file(ok, tmp_path("tokenizer.json"), 0);

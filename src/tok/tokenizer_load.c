@@ -50,21 +50,24 @@ static int check_model_options(json_t *model, OprmError *err) {
     return 0;
 }
 
+/* Ids index dense tables; real vocabularies stay far below this. */
+#define MAX_TOKEN_ID ((1 << 24) - 1)
+
 static int load_vocab(Tokenizer *t, json_t *vocab, json_t *added, OprmError *err) {
     if (!json_is_object(vocab)) return oprm_fail(err, "model.vocab must be an object");
     int32_t max_id = -1;
     const char *key;
     json_t *val;
     json_object_foreach(vocab, key, val) {
-        if (!json_is_integer(val) || json_integer_value(val) < 0 || json_integer_value(val) > INT32_MAX / 2)
-            return oprm_fail(err, "model.vocab[\"%s\"]: id must be a non-negative integer", key);
+        if (!json_is_integer(val) || json_integer_value(val) < 0 || json_integer_value(val) > MAX_TOKEN_ID)
+            return oprm_fail(err, "model.vocab[\"%s\"]: id must be an integer in 0..%d", key, MAX_TOKEN_ID);
         if (json_integer_value(val) > max_id) max_id = (int32_t)json_integer_value(val);
     }
     size_t i;
     json_array_foreach(added, i, val) {
         json_t *id = json_object_get(val, "id");
-        if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) > INT32_MAX / 2)
-            return oprm_fail(err, "added_tokens[%zu]: \"id\" must be a non-negative integer", i);
+        if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) > MAX_TOKEN_ID)
+            return oprm_fail(err, "added_tokens[%zu]: \"id\" must be an integer in 0..%d", i, MAX_TOKEN_ID);
         if (json_integer_value(id) > max_id) max_id = (int32_t)json_integer_value(id);
     }
     t->vocab_size = max_id + 1;
