@@ -17,10 +17,10 @@ typedef struct {
 
 /* What one layer's forward keeps for backward (pointers into the arena). */
 typedef struct {
-    float *x_in, *h1, *rstd1;
+    float *x_in, *rstd1;
     float *q_raw, *k_raw, *rstd_q, *rstd_k; /* qk_norm only */
     float *q, *k, *v, *p, *att;
-    float *x_mid, *h2, *rstd2, *g, *u, *a;
+    float *x_mid, *rstd2, *g, *u;
 } LayerActs;
 
 struct Model {
@@ -47,6 +47,7 @@ struct Model {
     LayerActs *acts; /* n_layers entries when training, 1 otherwise */
     float *x_final;  /* residual after the last layer [N, hidden] */
     float *x_last, *rstd_last; /* last rows before the final norm [nseq, hidden] */
+    float *h_buf, *a_buf, *rstd_tmp; /* shared by all layers: normed input, SwiGLU output */
     int n_rows, nseq, trained; /* trained: the last forward kept activations */
     size_t p_total;
 
