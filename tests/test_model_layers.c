@@ -109,31 +109,32 @@ static void test_rope(void) {
 /* ---- attention ---- */
 enum { A_N = 6, A_H = 4, A_KV = 2, A_HD = 4 };
 typedef struct {
-    float *q, *k, *v, *out, *p, *r;
+    float *q, *k, *v, *out, *lse, *r;
     int32_t off[2], len[2];
-    size_t p_off[2];
+    AttnScratch sc;
 } AttnCtx;
 static double attn_loss(void *c) {
     AttnCtx *a = c;
-    attention_forward(a->out, a->p, a->q, a->k, a->v, a->off, a->len, a->p_off, 2, A_H, A_KV, A_HD);
+    attention_forward(a->out, a->lse, &a->sc, a->q, a->k, a->v, a->off, a->len, 2, A_H, A_KV, A_HD);
     return dot_loss(a->out, a->r, A_N * A_H * A_HD);
 }
 static void test_attention(void) {
     AttnCtx a = {rand_vec(A_N * A_H * A_HD, 1.5), rand_vec(A_N * A_KV * A_HD, 1.5), rand_vec(A_N * A_KV * A_HD, 1),
-                 rand_vec(A_N * A_H * A_HD, 0), rand_vec(A_H * 26, 0), rand_vec(A_N * A_H * A_HD, 1),
-                 {0, 1}, {1, 5}, {0, A_H * 1}};
+                 rand_vec(A_N * A_H * A_HD, 0), rand_vec(A_N * A_H, 0), rand_vec(A_N * A_H * A_HD, 1),
+                 {0, 1}, {1, 5}, {NULL, attention_scratch_floats(5), 2}};
+    a.sc.buf = calloc(2 * a.sc.per_thread, sizeof(float));
     attn_loss(&a);
     /* A sequence of length 1 attends to itself only: output = its v. */
     for (int h = 0; h < A_H; h++)
         for (int i = 0; i < A_HD; i++) CHECK_NEAR(a.out[h * A_HD + i], a.v[(h / 2) * A_HD + i], 1e-6, 0);
     float *dq = calloc(A_N * A_H * A_HD, 4), *dk = calloc(A_N * A_KV * A_HD, 4), *dv = calloc(A_N * A_KV * A_HD, 4),
-          *ds = calloc(A_H * 26, 4), *dkh = calloc(A_N * A_H * A_HD, 4), *dvh = calloc(A_N * A_H * A_HD, 4);
-    attention_backward(dq, dk, dv, ds, dkh, dvh, a.r, a.p, a.q, a.k, a.v, a.off, a.len, a.p_off, 2, A_H, A_KV, A_HD);
+          *dkh = calloc(A_N * A_H * A_HD, 4), *dvh = calloc(A_N * A_H * A_HD, 4);
+    attention_backward(dq, dk, dv, dkh, dvh, &a.sc, a.r, a.lse, a.q, a.k, a.v, a.off, a.len, 2, A_H, A_KV, A_HD);
     fd_check("attention dq", a.q, dq, A_N * A_H * A_HD, attn_loss, &a);
     fd_check("attention dk", a.k, dk, A_N * A_KV * A_HD, attn_loss, &a);
     fd_check("attention dv", a.v, dv, A_N * A_KV * A_HD, attn_loss, &a);
-    free(a.q), free(a.k), free(a.v), free(a.out), free(a.p), free(a.r);
-    free(dq), free(dk), free(dv), free(ds), free(dkh), free(dvh);
+    free(a.q), free(a.k), free(a.v), free(a.out), free(a.lse), free(a.r), free(a.sc.buf);
+    free(dq), free(dk), free(dv), free(dkh), free(dvh);
 }
 
 /* ---- swiglu ---- */
