@@ -137,6 +137,63 @@ static void test_attention(void) {
     free(dq), free(dk), free(dv), free(dkh), free(dvh);
 }
 
+/* Long sequences cross the query-block boundaries (64, 128): forward against a
+ * direct double-precision evaluation, backward spot-checked by finite differences. */
+static void test_attention_long(void) {
+    enum { T = 150, H = 2, KV = 1, HD = 8 };
+    float *q = rand_vec(T * H * HD, 1.5), *k = rand_vec(T * KV * HD, 1.5), *v = rand_vec(T * KV * HD, 1),
+          *out = calloc(T * H * HD, 4), *lse = calloc(T * H, 4), *r = rand_vec(T * H * HD, 1);
+    int32_t off[1] = {0}, len[1] = {T};
+    AttnScratch sc = {NULL, attention_scratch_floats(T), 2};
+    sc.buf = calloc(2 * sc.per_thread, sizeof(float));
+    attention_forward(out, lse, &sc, q, k, v, off, len, 1, H, KV, HD);
+    double worst = 0;
+    for (int i = 0; i < T; i += 7)
+        for (int h = 0; h < H; h++) {
+            double s[T], mx = -1e300, z = 0;
+            for (int j = 0; j <= i; j++) {
+                s[j] = 0;
+                for (int d = 0; d < HD; d++) s[j] += (double)q[(i * H + h) * HD + d] * k[j * HD + d];
+                s[j] /= sqrt((double)HD);
+                mx = fmax(mx, s[j]);
+            }
+            for (int j = 0; j <= i; j++) z += exp(s[j] - mx);
+            for (int d = 0; d < HD; d++) {
+                double o = 0;
+                for (int j = 0; j <= i; j++) o += exp(s[j] - mx) / z * v[j * HD + d];
+                worst = fmax(worst, fabs(o - out[(i * H + h) * HD + d]));
+            }
+        }
+    CHECK(worst < 1e-5);
+    float *dq = calloc(T * H * HD, 4), *dk = calloc(T * HD, 4), *dv = calloc(T * HD, 4), *dkh = calloc(T * H * HD, 4),
+          *dvh = calloc(T * H * HD, 4);
+    attention_backward(dq, dk, dv, dkh, dvh, &sc, r, lse, q, k, v, off, len, 1, H, KV, HD);
+    int idx[] = {0, 5, 63 * 8 + 1, 64 * 8 + 2, 100 * 8 + 7, 129 * 8, 149 * 8 + 3};
+    int bad = 0;
+    for (int t = 0; t < 3; t++) {
+        float *x = t == 0 ? q : t == 1 ? k : v, *g = t == 0 ? dq : t == 1 ? dk : dv;
+        for (size_t n = 0; n < sizeof idx / sizeof idx[0]; n++) {
+            int i = idx[n];
+            float x0 = x[i], hh = 1e-2f;
+            x[i] = x0 + hh;
+            attention_forward(out, lse, &sc, q, k, v, off, len, 1, H, KV, HD);
+            double lp = dot_loss(out, r, T * H * HD);
+            x[i] = x0 - hh;
+            attention_forward(out, lse, &sc, q, k, v, off, len, 1, H, KV, HD);
+            double lm = dot_loss(out, r, T * H * HD);
+            x[i] = x0;
+            double fd = (lp - lm) / (2 * hh);
+            if (fabs(g[i] - fd) > 2e-3 + 1e-2 * fabs(fd)) {
+                bad++;
+                fprintf(stderr, "long attention grad %d[%d]: %g vs fd %g\n", t, i, g[i], fd);
+            }
+        }
+    }
+    CHECK(bad == 0);
+    free(q), free(k), free(v), free(out), free(lse), free(r), free(sc.buf);
+    free(dq), free(dk), free(dv), free(dkh), free(dvh);
+}
+
 /* ---- swiglu ---- */
 typedef struct {
     float *g, *u, *a, *r;
@@ -184,6 +241,7 @@ int main(void) {
     RUN(test_rmsnorm);
     RUN(test_rope);
     RUN(test_attention);
+    RUN(test_attention_long);
     RUN(test_swiglu);
     RUN(test_linear);
     fprintf(stderr, "worst finite-difference error |a - fd| / (0.01 + |fd|): %.3g\n", worst_fd);
