@@ -54,7 +54,9 @@ void attention_forward(float *out, float *lse, const AttnScratch *scratch, const
     int qs = n_heads * hd, ks = n_kv * hd, group = n_heads / n_kv;
     float scale = 1.0f / sqrtf((float)hd);
     if (!q_off) q_off = off, q_len = len;
-    #pragma omp parallel for schedule(dynamic, 1) num_threads(scratch->threads)
+    size_t work = 0;
+    for (int s = 0; s < nseq; s++) work += (size_t)q_len[s] * len[s] * n_heads * hd;
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(scratch->threads) if (work > OMP_MIN_WORK)
     for (int task = 0; task < nseq * n_heads; task++) {
         int s = task / n_heads, h = task % n_heads, g = h / group, T = len[s], first = T - q_len[s];
         /* Query row r of this sequence is position first + r. */
@@ -81,7 +83,9 @@ void attention_backward(float *dq, float *dk, float *dv, float *dk_heads, float 
     int qs = n_heads * hd, ks = n_kv * hd, group = n_heads / n_kv;
     float scale = 1.0f / sqrtf((float)hd);
     if (!q_off) q_off = off, q_len = len;
-    #pragma omp parallel for schedule(dynamic, 1) num_threads(scratch->threads)
+    size_t work = 0;
+    for (int s = 0; s < nseq; s++) work += (size_t)q_len[s] * len[s] * n_heads * hd;
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(scratch->threads) if (work > OMP_MIN_WORK)
     for (int task = 0; task < nseq * n_heads; task++) {
         int s = task / n_heads, h = task % n_heads, g = h / group, T = len[s], first = T - q_len[s];
         size_t qo = (size_t)q_off[s] * qs + (size_t)h * hd, ko = (size_t)off[s] * ks + (size_t)g * hd,
@@ -120,7 +124,7 @@ void attention_backward(float *dq, float *dk, float *dv, float *dk_heads, float 
     }
     /* Sum the query heads of each group into their shared KV head. */
     int rows = off[nseq - 1] + len[nseq - 1];
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)rows * qs > OMP_MIN_WORK)
     for (int r = 0; r < rows; r++) {
         for (int g = 0; g < n_kv; g++) {
             float *dkr = dk + (size_t)r * ks + (size_t)g * hd, *dvr = dv + (size_t)r * ks + (size_t)g * hd;

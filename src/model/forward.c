@@ -167,7 +167,7 @@ int model_forward(Model *m, const SeqBatch *b, int train, float *h_last, OprmErr
 
     int D = c->hidden, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, Hq = H * hd, Hk = KV * hd, F = c->ffn;
     float *x0 = train ? m->acts[0].x_in : m->res[0];
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)N * D > OMP_MIN_WORK)
     for (int i = 0; i < N; i++) memcpy(x0 + (size_t)i * D, m->embed + (size_t)m->ids[i] * D, sizeof(float) * D);
 
     for (int l = 0; l < c->n_layers; l++) {

@@ -13,6 +13,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Loops over fewer elements than this run on one thread: starting a team costs
+ * more than it saves, and far more on a busy machine where a descheduled
+ * team member stalls the others at the barrier. */
+#define OMP_MIN_WORK 32768
+
 /* y[rows, out] = x[rows, in] . W[out, in]^T (+ b[out]). */
 void linear_forward(float *y, const float *x, const float *w, const float *b, int rows, int in, int out);
 /* dx[rows, in] += dy . W (skipped if dx NULL); dW[out, in] += dy^T . x; db[out] += sum_rows dy (if db). */
