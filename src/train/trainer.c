@@ -301,7 +301,10 @@ static int evaluate(Trainer *t, EvalResult *out, OprmError *err) {
             break;
         }
         snprintf(where, sizeof where, "%s:%zu", t->cfg->eval_data, rec.line);
-        int added = micro_batch_add(&b, &t->setup, &rec, (int64_t)i, where, err);
+        /* Evaluation scores every label it is given (no --label-fraction). */
+        BatchSetup es = t->setup;
+        es.label_fraction = 1.0;
+        int added = micro_batch_add(&b, &es, &rec, (int64_t)i, where, err);
         record_free(&rec);
         if (added < 0) rc = -1;
         if (rc == 0 && (b.n_items >= t->cfg->batch_size || i + 1 == n)) {
