@@ -505,7 +505,15 @@ static void test_mixed_and_bt(void) {
     FILE *f = fopen(data, "w");
     write_pairs(f, 3, 24, LABELLED, 0, 180);
     write_pairs(f, 3, 27, PLAIN, 0, 180);
+    fclose(f);
+    /* Point records and a best-of-N set in a second --data file. */
+    char *data2 = tmp("f2.jsonl");
+    f = fopen(data2, "w");
     write_pairs(f, 1, 30, POINT, 0, 180);
+    fprintf(f, "{\"id\": \"bon\", \"prompt\": \"Say hi.\", \"best\": \"Hi there!\", "
+               "\"others\": [\"No.\", \"Whatever.\"]}\n");
+    fclose(f);
+    f = fopen(data, "a");
     /* Chosen labelled normal (centre 5) but rejected rated 6: the reader
      * accepts it (the regions overlap), the trainer skips it (spec §3). */
     fprintf(f, "{\"id\": \"contra\", \"prompt\": \"Hi\", \"chosen\": \"Hello!\", \"rejected\": \"Go.\", "
@@ -514,9 +522,11 @@ static void test_mixed_and_bt(void) {
     char *out = tmp("run_f");
     TrainConfig c;
     base_config(&c, data, out);
+    c.data[1] = data2;
+    c.n_data = 2;
     c.eval_data = data;
     c.batch_size = 4;
-    c.max_steps = 4;
+    c.max_steps = 5;
     c.label_fraction = 0.5;
     TrainResult r;
     OprmError err = {{0}};
@@ -527,7 +537,7 @@ static void test_mixed_and_bt(void) {
     if (rc) fprintf(stderr, "%s\n", err.msg);
     fprintf(stderr, "mixed: eval loss %.6f -> %.6f\n", r.eval_loss_start, r.eval_loss_end);
     CHECK(r.eval_loss_end < r.eval_loss_start - 0.02);
-    CHECK(r.contradictions >= 1); /* 9 records, 16 drawn: seen at least once */
+    CHECK(r.contradictions >= 1); /* 10 records, 20 drawn: seen at least once */
     char *log = slurp(out, TRAIN_LOG_FILE, &len);
     snprintf(want, sizeof want, "\"contradictions_skipped\":%lld,\"tokens_per_s\"", (long long)r.contradictions);
     CHECK(log && strstr(log, want));
@@ -554,7 +564,7 @@ static void test_mixed_and_bt(void) {
     free(head);
     /* Point records cannot train a BT head: refused up front. */
     char *out2 = tmp("run_bt_points");
-    base_config(&c, data, out2);
+    base_config(&c, data2, out2);
     c.loss = TRAIN_LOSS_BT;
     c.max_steps = 1;
     CHECK(train_run(&c, &r, &err) == 1);
@@ -563,6 +573,7 @@ static void test_mixed_and_bt(void) {
     free(out);
     free(pairs);
     free(data);
+    free(data2);
 }
 
 static int run_cli(const char *args, char *out, size_t size) {
