@@ -4,6 +4,8 @@
 #ifndef OPRM_EVAL_SCORE_DATA_H
 #define OPRM_EVAL_SCORE_DATA_H
 
+#include <jansson.h>
+
 #include "data/reader.h"
 #include "eval/progress.h"
 #include "eval/scorer.h"
@@ -27,5 +29,9 @@ void dist_of_result(const ScoreResult *r, OrdinalDist *d);
 
 /* "chosen"/"rejected", "response", "best"/"other". */
 const char *response_side_name(RecordKind kind, size_t response);
+
+/* {"distribution": [9], "mean", "std", "entropy", "mode", "bimodality",
+ * "bimodal", "truncated", "n_tokens"}: the fields of one scored response. */
+json_t *score_result_json(const ScoreResult *r);
 
 #endif
