@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 #include "serve/chat_split.h"
-#include "serve/compare.h"
 #include "serve/http_client.h"
 #include "serve/loadgen.h"
 #include "serve/server.h"
@@ -219,29 +218,6 @@ static void test_chat_split(void) {
     split_query_alone("plain text</s>", &c);
     CHECK(c.n == 1 && !strcmp(c.turns[0].content, "") && !strcmp(c.response, "plain text"));
     split_chat_free(&c);
-}
-
-static void test_compare_math(void) {
-    double pa[9], pb[9], sa = 0, sb = 0;
-    for (int k = 0; k < 9; k++) {
-        sa += (pa[k] = 1.0 + k * k % 5);
-        sb += (pb[k] = 2.0 + (k * 3) % 4);
-    }
-    for (int k = 0; k < 9; k++) pa[k] /= sa, pb[k] /= sb;
-    /* Reference: sum over the 81 cells. */
-    double ref_a = 0, ref_t = 0, ref_b = 0;
-    for (int i = 0; i < 9; i++)
-        for (int j = 0; j < 9; j++) {
-            double c = pa[i] * pb[j];
-            if (i > j) ref_a += c;
-            else if (i == j) ref_t += c;
-            else ref_b += c;
-        }
-    PairProbs pp = serve_compare(pa, pb);
-    CHECK_NEAR(pp.a_better, ref_a, 1e-15, 0);
-    CHECK_NEAR(pp.tie, ref_t, 1e-15, 0);
-    CHECK_NEAR(pp.b_better, ref_b, 1e-15, 0);
-    CHECK_NEAR(pp.a_better + pp.tie + pp.b_better, 1.0, 1e-14, 0);
 }
 
 static void test_health_metrics_404_405(void) {
@@ -833,7 +809,6 @@ int main(void) {
     pthread_mutex_init(&TB.mu, NULL);
     pthread_cond_init(&TB.cv, NULL);
     RUN(test_chat_split);
-    RUN(test_compare_math);
     RUN(test_health_metrics_404_405);
     RUN(test_score_route);
     RUN(test_get_reward);

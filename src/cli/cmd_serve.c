@@ -17,13 +17,6 @@
 #include "serve/loadgen.h"
 #include "serve/server.h"
 
-/* The scorer (src/eval/scorer.c) is written in parallel with the server; weak
- * references keep `oprm serve` linking in a tree that does not have it yet. */
-#pragma weak scorer_open
-#pragma weak scorer_close
-#pragma weak scorer_score
-#pragma weak scorer_count_tokens
-
 static void usage(FILE *f) {
     fprintf(f,
             "usage: oprm serve --model DIR [options]\n\n"
@@ -265,10 +258,6 @@ int cmd_serve(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
 
     OprmError err = {{0}};
-    if (!scorer_open) {
-        fprintf(stderr, "oprm serve: this build has no scorer (src/eval/scorer.c)\n");
-        return EXIT_RUNTIME;
-    }
     Scorer *sc = scorer_open(a.model_dir, &a.sopt, &err);
     if (!sc) {
         fprintf(stderr, "oprm serve: %s\n", err.msg);
