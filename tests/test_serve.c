@@ -791,7 +791,7 @@ static void test_loadgen(void) {
     LoadStats st;
     OprmError err = {{0}};
     CHECK(loadgen_run(HOST, serve_port(s), "/v1/score", bodies, 2, &lc, &st, &err) == 0);
-    CHECK(st.sent == 96 && st.ok == 96 && st.errors == 0);
+    CHECK(st.sent == 96 && st.ok == 96 && st.errors == 0 && st.unsent == 0);
     CHECK(st.p50_ms > 0 && st.p50_ms <= st.p99_ms && st.p99_ms <= st.max_ms);
     CHECK(st.requests_per_s > 0);
     CHECK(TB.items == 96);

@@ -217,8 +217,8 @@ static int run_load_test(const Args *a, const ServeBackend *backend) {
     int rounds = a->rounds < MAX_ROUNDS ? a->rounds : MAX_ROUNDS, failed = 0;
     printf("load test: %d clients, %d requests of %d item(s) to POST /v1/score, model %s, loopback, %d round(s)\n\n",
            a->clients, a->requests, a->items_per_request, a->model_dir, rounds);
-    printf("| round | batching | window ms | max batch items | ok | errors | requests/s | p50 ms | p99 ms | mean batch |\n"
-           "|---|---|---|---|---|---|---|---|---|---|\n");
+    printf("| round | batching | window ms | max batch items | ok | errors | unsent | requests/s | p50 ms | p99 ms | mean batch |\n"
+           "|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (int r = 0; r < rounds && !failed; r++) {
         for (int mode = 0; mode < 2; mode++) {
             ServeConfig cfg = a->cfg;
@@ -240,10 +240,13 @@ static int run_load_test(const Args *a, const ServeBackend *backend) {
             loadgen_run("127.0.0.1", serve_port(s), "/v1/score", (const char *const *)bodies, N_BODIES, &lc, st,
                         &err);
             batch[mode][r] = mean_batch(serve_port(s), cfg.api_key);
-            printf("| %d | %s | %d | %d | %d | %d | %.1f | %.1f | %.1f | %.2f |\n", r + 1, mode == 0 ? "on" : "off",
-                   cfg.batch_window_ms, cfg.max_batch_items, st->ok, st->errors, st->requests_per_s, st->p50_ms,
-                   st->p99_ms, batch[mode][r]);
+            printf("| %d | %s | %d | %d | %d | %d | %d | %.1f | %.1f | %.1f | %.2f |\n", r + 1,
+                   mode == 0 ? "on" : "off", cfg.batch_window_ms, cfg.max_batch_items, st->ok, st->errors, st->unsent,
+                   st->requests_per_s, st->p50_ms, st->p99_ms, batch[mode][r]);
             fflush(stdout);
+            if (st->unsent)
+                fprintf(stderr, "oprm serve: %d requests not sent: --max-seconds %d ran out\n", st->unsent,
+                        a->max_seconds);
             if (st->errors) {
                 fprintf(stderr, "oprm serve: %d requests failed (first status %d)\n", st->errors,
                         st->first_error_status);
