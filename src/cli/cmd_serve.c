@@ -307,7 +307,9 @@ int cmd_serve(int argc, char **argv) {
         scorer_close(sc);
         return EXIT_RUNTIME;
     }
-    printf("oprm serve: listening on http://%s:%d (model %s)\n", a.cfg.host, serve_port(s), a.cfg.model_name);
+    int v6 = strchr(a.cfg.host, ':') != NULL;
+    printf("oprm serve: listening on http://%s%s%s:%d (model %s)\n", v6 ? "[" : "", a.cfg.host, v6 ? "]" : "",
+           serve_port(s), a.cfg.model_name);
     fflush(stdout);
     int sig = 0;
     sigwait(&stop, &sig);
