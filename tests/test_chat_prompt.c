@@ -228,6 +228,28 @@ static void test_truncation(void) {
     CHECK(text && !strstr(text, "resp299"));
     free(text);
 
+    /* 3b. multi-byte text is cut at a character boundary: the kept response is
+     *     a prefix of the original (no broken UTF-8 after decoding) */
+    StrBuf cjk = {0};
+    for (int i = 0; i < 150; i++) sb_puts(&cjk, "東京は大きい。😀 ");
+    cfg.max_len = 0;
+    CHECK(scoring_build(&cfg, &one, cjk.s, &sp, &err) == 0);
+    cfg.max_len = sp.ids.n - 150;
+    CHECK(scoring_build(&cfg, &one, cjk.s, &sp, &err) == 0 && sp.truncated && sp.ids.n <= cfg.max_len);
+    CHECK(sp.response_cut >= 150 && sp.response_cut < 160);
+    text = decode(t, &sp.ids);
+    const char *rs = text ? strstr(text, "Response to rate:\n") : NULL;
+    const char *re = rs ? strstr(rs, "<|im_end|>") : NULL;
+    CHECK(rs && re);
+    if (rs && re) {
+        rs += strlen("Response to rate:\n");
+        size_t kept = (size_t)(re - rs);
+        CHECK(kept > 100 && kept < cjk.n && !memcmp(rs, cjk.s, kept));
+        CHECK(!strstr(text, "\xEF\xBF\xBD")); /* no U+FFFD from a split character */
+    }
+    free(text);
+    sb_free(&cjk);
+
     /* 4. the frame alone does not fit: an error naming the lengths */
     cfg.max_len = 20;
     CHECK(scoring_build(&cfg, &one, longresp.s, &sp, &err) == -1);
@@ -301,7 +323,44 @@ static void test_template_file(void) {
     CHECK_STR_CONTAINS(err.msg, "--template: ");
 }
 
+static void test_setup_and_stats(void) {
+    Tokenizer *t = load_tok("llama3");
+    if (!t) {
+        CHECK(0);
+        return;
+    }
+    OprmError err;
+    ScoringSetup su;
+    CHECK(scoring_setup(&su, t, NULL, NULL, 512, &err) == 0);
+    CHECK(su.cfg.format == CHAT_LLAMA3 && su.cfg.max_len == 512 && su.cfg.tpl == su.tpl);
+    CHECK(su.digits[0] == 16 && su.digits[8] == 24);
+    CHECK(!strcmp(su.tpl->system, SCORING_DEFAULT_SYSTEM) && !strcmp(su.tpl->cue, "Score: "));
+    scoring_setup_free(&su);
+    CHECK(scoring_setup(&su, t, "chatml2", NULL, 0, &err) == -1);
+    CHECK_STR_CONTAINS(err.msg, "--chat-format: unknown chat format 'chatml2'");
+    CHECK(scoring_setup(&su, t, "plain", tmp_path("nope.tpl"), 0, &err) == -1);
+    CHECK_STR_CONTAINS(err.msg, "--template: ");
+    const char *tp = write_tmp("ok.tpl", "[user]\n{conversation}\n--\n{response}\n");
+    CHECK(scoring_setup(&su, t, "plain", tp, 0, &err) == 0 && su.cfg.format == CHAT_PLAIN);
+    CHECK(!strcmp(su.tpl->user, "{conversation}\n--\n{response}"));
+    scoring_setup_free(&su);
+
+    ScoringStats st = {0};
+    ScoringPrompt a = {0}, b = {0};
+    b.truncated = 1, b.cut_tokens = 30, b.response_cut = 20, b.turns_dropped = 1, b.turn_cut = 4;
+    scoring_stats_add(&st, &a);
+    scoring_stats_add(&st, &b);
+    scoring_stats_add(&st, &b);
+    StrBuf out = {0};
+    scoring_stats_describe(&st, 256, &out);
+    CHECK(!strcmp(out.s, "2 of 3 prompts truncated to --max-len 256 (60 tokens cut: 40 from responses, "
+                         "2 oldest turns dropped, 8 tokens cut from the start of a turn)"));
+    sb_free(&out);
+    tok_free(t);
+}
+
 int main(void) {
+    RUN(test_setup_and_stats);
     RUN(test_whole_text_equality);
     RUN(test_truncation);
     RUN(test_template_file);

@@ -341,7 +341,41 @@ static void test_flags(void) {
     CHECK(!strcmp(o.fields.rejected, "rejected")); /* untouched */
 }
 
+/* Many records: the index holds them all, any record can be read back. */
+static void test_many_records_streaming(void) {
+    const char *path = tmp_path("many.jsonl");
+    FILE *fp = fopen(path, "wb");
+    if (!fp) {
+        CHECK(0);
+        return;
+    }
+    const size_t n = 20000;
+    for (size_t i = 0; i < n; i++)
+        fprintf(fp, "{\"id\": \"r%zu\", \"prompt\": \"question %zu\", \"chosen\": \"yes %zu\", \"rejected\": \"no\"}\n",
+                i, i, i);
+    fclose(fp);
+    DataOptions o = defaults();
+    OprmError err;
+    DataReport rep;
+    DataFile *f = data_open(path, &o, &rep, &err);
+    CHECK(f && data_count(f) == n && rep.records == n);
+    size_t ok = 0;
+    for (size_t k = 0; f && k < 1000; k++) {
+        size_t i = (k * 7919) % n;
+        DataRecord r;
+        char id[32], chosen[32];
+        snprintf(id, sizeof id, "r%zu", i);
+        snprintf(chosen, sizeof chosen, "yes %zu", i);
+        if (data_read(f, i, &r, &err)) break;
+        ok += !strcmp(r.id, id) && !strcmp(r.responses[0].text, chosen) && r.line == i + 1;
+        record_free(&r);
+    }
+    CHECK(ok == 1000);
+    data_close(f);
+}
+
 int main(void) {
+    RUN(test_many_records_streaming);
     RUN(test_flags);
     RUN(test_string_pairs_and_labels);
     RUN(test_message_lists_and_trl);

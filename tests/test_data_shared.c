@@ -84,6 +84,10 @@ static void test_pandalm(void) {
     for (size_t i = 0; i < s.n; i++)
         for (int k = 0; k < 2; k++) trues += !strcmp(s.recs[i].responses[k].text, "True");
     CHECK(trues == 6); /* README: 6 boolean responses written as "True" */
+    size_t empty = 0;
+    for (size_t i = 0; i < s.n; i++)
+        for (int k = 0; k < 2; k++) empty += s.recs[i].responses[k].text[0] == 0;
+    CHECK(empty == 52); /* counted with Python's json module: empty answers are valid responses */
     dataset_free(&s);
 }
 

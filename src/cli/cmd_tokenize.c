@@ -57,8 +57,8 @@ static int run_stdin(const Tokenizer *t, int add_special) {
         json_t *j = json_loadb(line, (size_t)n, JSON_ALLOW_NUL, &jerr);
         json_t *text = json_object_get(j, "text");
         if (!j || !json_is_string(text)) {
-            fprintf(stderr, "oprm tokenize: stdin line %zu: %s\n", lineno,
-                    !j ? jerr.text : "expected an object with a string field \"text\"");
+            if (!j) fprintf(stderr, "oprm tokenize: stdin line %zu: invalid JSON: %s\n", lineno, jerr.text);
+            else fprintf(stderr, "oprm tokenize: stdin line %zu: expected an object with a string field \"text\"\n", lineno);
             json_decref(j);
             rc = EXIT_RUNTIME;
             break;
@@ -163,7 +163,7 @@ static int run_bench(const char *model, double load_s, const Tokenizer *t, char 
     size_t n_tokens = 0;
     int rc = EXIT_OK;
     double best = 1e30;
-    for (int rep = 0; rep < 3 && rc == EXIT_OK; rep++) { /* best of 3: the machine is shared */
+    for (int rep = 0; rep < 5 && rc == EXIT_OK; rep++) { /* best of 5: machines are shared */
         double t0 = now_s();
         n_tokens = 0;
         for (size_t i = 0; i < texts.n; i++) {
@@ -181,7 +181,7 @@ static int run_bench(const char *model, double load_s, const Tokenizer *t, char 
     }
     if (rc == EXIT_OK)
         printf("tokenizer %s: load %.3f s; %zu texts, %.2f MB, %zu tokens; encode %.3f s = %.2f MB/s "
-               "(%.0f tokens/s, single thread, best of 3)\n",
+               "(%.0f tokens/s, single thread, best of 5)\n",
                model, load_s, texts.n, texts.bytes / 1e6, n_tokens, best, texts.bytes / 1e6 / best,
                n_tokens / best);
     for (size_t i = 0; i < texts.n; i++) free(texts.s[i]);

@@ -206,32 +206,69 @@ static int utf8_boundary(const char *s, size_t len, size_t i) {
     return i == 0 || i >= len || ((unsigned char)s[i] & 0xC0) != 0x80;
 }
 
-/* The longest prefix (from_end = 0) or suffix (from_end = 1) of s[0..len),
- * cut at a UTF-8 character boundary, that tokenizes to at most k tokens.
- * Returns its length in bytes. Bisection over byte positions. */
-static int fit_tokens(const ScoringConfig *cfg, const char *s, size_t len, size_t k, int suffix,
-                      size_t *keep, OprmError *err) {
-    size_t lo = 0, hi = len; /* lo fits; hi is the candidate upper bound */
-    size_t n;
-    if (encode_count(cfg, s, len, &n, err)) return -1;
+/* Moves i to a UTF-8 character boundary of the kept part (down when down = 1). */
+static size_t to_boundary(const char *s, size_t len, size_t i, int suffix, int down) {
+    while (i > 0 && i < len && !utf8_boundary(s, len, suffix ? len - i : i)) i += down ? (size_t)-1 : 1;
+    return i;
+}
+
+static int count_kept(const ScoringConfig *cfg, const char *s, size_t len, size_t keep, int suffix,
+                      size_t *n, OprmError *err) {
+    return encode_count(cfg, suffix ? s + len - keep : s, keep, n, err);
+}
+
+/* The longest prefix (suffix = 0) or suffix (suffix = 1) of s[0..len), cut at
+ * a UTF-8 character boundary, that tokenizes to at most k tokens; n is the
+ * token count of all of s. Returns its length in bytes in *keep. Gallops from
+ * the proportional estimate to bracket the answer, then bisects, so that only a
+ * few encodes of about the kept length are needed. */
+static int fit_tokens(const ScoringConfig *cfg, const char *s, size_t len, size_t n, size_t k,
+                      int suffix, size_t *keep, OprmError *err) {
     if (n <= k) {
         *keep = len;
         return 0;
     }
-    hi = len - 1;
+    size_t lo = 0, hi = len - 1; /* the answer lies in [lo, hi]; lo fits */
+    size_t est = (size_t)((double)len * (double)k / (double)n);
+    size_t step = n ? 8 * (len / n + 1) : 8;
+    size_t probe = to_boundary(s, len, est, suffix, 1), c;
+    if (probe > lo && probe <= hi) {
+        if (count_kept(cfg, s, len, probe, suffix, &c, err)) return -1;
+        if (c <= k) { /* gallop up */
+            lo = probe;
+            for (size_t up = probe + step; up <= hi; up += step, step *= 2) {
+                size_t q = to_boundary(s, len, up, suffix, 0);
+                if (q > hi) break;
+                if (count_kept(cfg, s, len, q, suffix, &c, err)) return -1;
+                if (c > k) {
+                    hi = q - 1;
+                    break;
+                }
+                lo = q;
+            }
+        } else { /* gallop down */
+            hi = probe - 1;
+            for (size_t down = probe > step ? probe - step : 0; down > lo; step *= 2,
+                        down = down > step ? down - step : 0) {
+                size_t q = to_boundary(s, len, down, suffix, 1);
+                if (q <= lo) break;
+                if (count_kept(cfg, s, len, q, suffix, &c, err)) return -1;
+                if (c <= k) {
+                    lo = q;
+                    break;
+                }
+                hi = q - 1;
+            }
+        }
+    }
     while (lo < hi) {
-        size_t mid = lo + (hi - lo + 1) / 2;
-        /* move mid down to a character boundary of the kept part */
-        while (mid > lo && !utf8_boundary(s, len, suffix ? len - mid : mid)) mid--;
-        if (mid == lo) {
-            /* no boundary in (lo, hi]: search above the midpoint */
-            mid = lo + (hi - lo + 1) / 2;
-            while (mid <= hi && !utf8_boundary(s, len, suffix ? len - mid : mid)) mid++;
+        size_t mid = to_boundary(s, len, lo + (hi - lo + 1) / 2, suffix, 1);
+        if (mid <= lo) {
+            mid = to_boundary(s, len, lo + (hi - lo + 1) / 2, suffix, 0);
             if (mid > hi) break;
         }
-        const char *start = suffix ? s + len - mid : s;
-        if (encode_count(cfg, start, mid, &n, err)) return -1;
-        if (n <= k) lo = mid;
+        if (count_kept(cfg, s, len, mid, suffix, &c, err)) return -1;
+        if (c <= k) lo = mid;
         else hi = mid - 1;
     }
     *keep = lo;
@@ -306,13 +343,13 @@ int scoring_build(const ScoringConfig *cfg, const Conversation *prompt, const ch
             const char *c = prompt->msgs[first].content;
             size_t cl = strlen(c), keep;
             if (first_keep < turn_n[first]) {
-                if ((rc = fit_tokens(cfg, c, cl, first_keep, 1, &keep, err))) break;
+                if ((rc = fit_tokens(cfg, c, cl, turn_n[first], first_keep, 1, &keep, err))) break;
                 v.first_from = cl - keep;
                 while (c[v.first_from] == ' ' || c[v.first_from] == '\n') v.first_from++;
             }
         }
         v.response_len = resp_len;
-        if (resp_keep < resp_n && (rc = fit_tokens(cfg, response, resp_len, resp_keep, 0,
+        if (resp_keep < resp_n && (rc = fit_tokens(cfg, response, resp_len, resp_n, resp_keep, 0,
                                                     &v.response_len, err)))
             break;
         if ((rc = encode_view(cfg, tpl, &v, &tmp, err))) break;
@@ -365,4 +402,57 @@ fail:
     idvec_free(&tmp);
     scoring_prompt_free(out);
     return -1;
+}
+
+int scoring_setup(ScoringSetup *s, const Tokenizer *t, const char *chat_format,
+                  const char *template_path, size_t max_len, OprmError *err) {
+    memset(s, 0, sizeof *s);
+    s->cfg.tok = t;
+    s->cfg.max_len = max_len;
+    if (chat_format_choose(t, chat_format, &s->cfg.format, err))
+        return chat_format ? oprm_prefix(err, "--chat-format: ") : -1;
+    s->tpl = xcalloc(1, sizeof *s->tpl);
+    if (template_path) {
+        if (scoring_template_load(template_path, s->tpl, err)) {
+            free(s->tpl);
+            s->tpl = NULL;
+            return -1;
+        }
+    } else {
+        scoring_template_default(s->tpl);
+    }
+    s->cfg.tpl = s->tpl;
+    if (tok_digit_ids(t, s->digits, err)) {
+        scoring_setup_free(s);
+        return -1;
+    }
+    return 0;
+}
+
+void scoring_setup_free(ScoringSetup *s) {
+    if (s->tpl) scoring_template_free(s->tpl);
+    free(s->tpl);
+    memset(s, 0, sizeof *s);
+}
+
+void scoring_stats_add(ScoringStats *st, const ScoringPrompt *p) {
+    st->prompts++;
+    if (!p->truncated) return;
+    st->truncated++;
+    st->tokens_cut += p->cut_tokens;
+    st->response_tokens_cut += p->response_cut;
+    st->turns_dropped += p->turns_dropped;
+    st->turn_tokens_cut += p->turn_cut;
+}
+
+void scoring_stats_describe(const ScoringStats *st, size_t max_len, StrBuf *out) {
+    if (!st->truncated) {
+        sb_printf(out, "no prompt truncated (%zu prompts)", st->prompts);
+        return;
+    }
+    sb_printf(out,
+              "%zu of %zu prompts truncated to --max-len %zu (%zu tokens cut: %zu from responses, "
+              "%zu oldest turns dropped, %zu tokens cut from the start of a turn)",
+              st->truncated, st->prompts, max_len, st->tokens_cut, st->response_tokens_cut,
+              st->turns_dropped, st->turn_tokens_cut);
 }

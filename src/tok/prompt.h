@@ -66,9 +66,33 @@ void scoring_render(const ScoringConfig *cfg, const Conversation *prompt, const 
  * the tokens left after the frame; then the oldest prompt turns are dropped;
  * then the first remaining turn is cut from its start; last the response is
  * cut further. If the frame alone does not fit, fails with an error naming the
- * lengths. out is reset first; free it with scoring_prompt_free. */
+ * lengths. out must be zeroed or hold an earlier result (it is reset); free
+ * it with scoring_prompt_free. On failure out is left empty. */
 int scoring_build(const ScoringConfig *cfg, const Conversation *prompt, const char *response,
                   ScoringPrompt *out, OprmError *err);
 void scoring_prompt_free(ScoringPrompt *p);
+
+/* Everything a subcommand needs from the flags --chat-format, --template and
+ * --max-len, plus the nine digit ids (spec §1). chat_format / template_path
+ * may be NULL (format from the tokenizer; default template). Errors name the
+ * flag. The config points into the setup: do not copy a ScoringSetup. */
+typedef struct {
+    ScoringConfig cfg;
+    ScoringTemplate *tpl; /* owned; cfg.tpl points to it */
+    int32_t digits[9];
+} ScoringSetup;
+
+int scoring_setup(ScoringSetup *s, const Tokenizer *t, const char *chat_format,
+                  const char *template_path, size_t max_len, OprmError *err);
+void scoring_setup_free(ScoringSetup *s);
+
+/* Truncation counts over many prompts, for the end-of-run report. */
+typedef struct {
+    size_t prompts, truncated, tokens_cut, response_tokens_cut, turns_dropped, turn_tokens_cut;
+} ScoringStats;
+
+void scoring_stats_add(ScoringStats *st, const ScoringPrompt *p);
+/* "T of P prompts truncated to --max-len N (X tokens cut: ...)" or "no prompt truncated". */
+void scoring_stats_describe(const ScoringStats *st, size_t max_len, StrBuf *out);
 
 #endif

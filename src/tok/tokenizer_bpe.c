@@ -2,6 +2,7 @@
  * symbols form a doubly linked list; a binary heap holds candidate merges
  * ordered by (rank, position); a popped candidate is applied only if the pair
  * at its position is still the one it was made for. O(n log n) per word. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -103,8 +104,64 @@ static size_t char_symbols(const Tokenizer *t, const char *s, size_t len, BpeScr
     return n;
 }
 
+/* Word cache: most pre-tokens are frequent words, and merging them again costs
+ * a dozen random lookups in the merge table. A per-thread direct-mapped cache
+ * (1 MiB) keeps encode() free of shared mutable state; entries are tagged with
+ * the tokenizer's uid so several tokenizers can share a thread. */
+#define WC_SLOTS 16384
+#define WC_MAX_BYTES 22
+#define WC_MAX_IDS 6
+
+typedef struct {
+    uint32_t owner, hash;
+    uint8_t len, n_ids;
+    char bytes[WC_MAX_BYTES];
+    int32_t ids[WC_MAX_IDS];
+} WordSlot;
+
+static _Thread_local WordSlot *tl_cache;
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+
+static void cache_make_key(void) { pthread_key_create(&cache_key, free); }
+
+static WordSlot *word_cache(void) {
+    if (!tl_cache) {
+        pthread_once(&cache_once, cache_make_key);
+        tl_cache = xcalloc(WC_SLOTS, sizeof *tl_cache);
+        pthread_setspecific(cache_key, tl_cache); /* freed when the thread exits */
+    }
+    return tl_cache;
+}
+
+static void bpe_merge_piece(const Tokenizer *t, const char *s, size_t len, BpeScratch *sc, IdVec *out);
+
 void bpe_encode_piece(const Tokenizer *t, const char *s, size_t len, BpeScratch *sc, IdVec *out) {
     if (!len) return;
+    if (len > WC_MAX_BYTES) {
+        bpe_merge_piece(t, s, len, sc, out);
+        return;
+    }
+    uint32_t hash = (uint32_t)tok_hash_bytes(s, len);
+    WordSlot *slot = &word_cache()[hash & (WC_SLOTS - 1)];
+    if (slot->owner == t->uid && slot->hash == hash && slot->len == len && !memcmp(slot->bytes, s, len)) {
+        idvec_extend(out, slot->ids, slot->n_ids);
+        return;
+    }
+    size_t before = out->n;
+    bpe_merge_piece(t, s, len, sc, out);
+    size_t n_ids = out->n - before;
+    if (n_ids <= WC_MAX_IDS) {
+        slot->owner = t->uid;
+        slot->hash = hash;
+        slot->len = (uint8_t)len;
+        slot->n_ids = (uint8_t)n_ids;
+        memcpy(slot->bytes, s, len);
+        memcpy(slot->ids, out->v + before, n_ids * sizeof *slot->ids);
+    }
+}
+
+static void bpe_merge_piece(const Tokenizer *t, const char *s, size_t len, BpeScratch *sc, IdVec *out) {
     if (t->ignore_merges) {
         int32_t whole = strmap_get(&t->model_vocab, s, len);
         if (whole >= 0) {

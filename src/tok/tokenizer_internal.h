@@ -39,30 +39,37 @@ void strmap_put(StrMap *m, const char *key, size_t len, int32_t val);
 /* Returns the value or -1. */
 int32_t strmap_get(const StrMap *m, const char *key, size_t len);
 
-/* (left id, right id) -> (rank, merged id): the BPE merge table. */
+/* (left id, right id) -> (rank, merged id): the BPE merge table. One 16-byte
+ * entry per slot so a lookup touches one cache line. */
 typedef struct {
-    uint64_t *keys; /* (left << 32 | right) + 1, 0 = empty */
-    int32_t *rank, *merged;
+    uint64_t key; /* (left << 32 | right) + 1, 0 = empty */
+    int32_t rank, merged;
+} PairEntry;
+
+typedef struct {
+    PairEntry *e;
     size_t mask, n;
 } PairMap;
 
 void pairmap_init(PairMap *m, size_t expected);
 void pairmap_free(PairMap *m);
 void pairmap_put(PairMap *m, int32_t left, int32_t right, int32_t rank, int32_t merged);
+static inline size_t pairmap_slot(uint64_t key, size_t mask) {
+    return (size_t)((key * 0x9E3779B97F4A7C15ull) >> 20) & mask;
+}
 /* Returns 1 and fills rank/merged if present, else 0. */
 static inline int pairmap_get(const PairMap *m, int32_t left, int32_t right, int32_t *rank,
                               int32_t *merged) {
     uint64_t key = (((uint64_t)(uint32_t)left << 32) | (uint32_t)right) + 1;
-    uint64_t h = key * 0x9E3779B97F4A7C15ull;
-    size_t i = (size_t)(h >> 20) & m->mask;
+    size_t i = pairmap_slot(key, m->mask);
     for (;;) {
-        uint64_t k = m->keys[i];
-        if (k == key) {
-            *rank = m->rank[i];
-            *merged = m->merged[i];
+        const PairEntry *e = &m->e[i];
+        if (e->key == key) {
+            *rank = e->rank;
+            *merged = e->merged;
             return 1;
         }
-        if (k == 0) return 0;
+        if (e->key == 0) return 0;
         i = (i + 1) & m->mask;
     }
 }
@@ -210,6 +217,7 @@ void added_matcher_split(const AddedMatcher *m, const char *text, size_t len, Se
 
 struct Tokenizer {
     char *name; /* the path it was loaded from, for messages */
+    uint32_t uid; /* unique per loaded tokenizer: tags its entries in the word cache */
     int32_t vocab_size;
     char **token_str; /* id -> token string as in tokenizer.json (NULL for holes) */
     uint32_t *token_len;
@@ -220,6 +228,10 @@ struct Tokenizer {
     StrMap model_vocab; /* model piece (raw bytes when byte_level) -> id */
     PairMap merges;
     int ignore_merges, byte_fallback, fuse_unk;
+    /* No vocabulary piece has U+2581 right after another character, so BPE
+     * over a whole SentencePiece-style text equals BPE over its "▁word" parts
+     * (no merge can cross such a boundary): lets long texts use the word cache. */
+    int split_at_metaspace;
     int32_t unk_id;
     int32_t byte_id[256];       /* byte_level: id of each single byte */
     int32_t byte_fallback_id[256]; /* "<0xNN>" ids or -1 */

@@ -93,37 +93,30 @@ int32_t strmap_get(const StrMap *m, const char *key, size_t len) {
 
 void pairmap_init(PairMap *m, size_t expected) {
     size_t size = table_size_for(expected);
-    m->keys = xcalloc(size, sizeof *m->keys);
-    m->rank = xcalloc(size, sizeof *m->rank);
-    m->merged = xcalloc(size, sizeof *m->merged);
+    m->e = xcalloc(size, sizeof *m->e);
     m->mask = size - 1;
     m->n = 0;
 }
 
 void pairmap_free(PairMap *m) {
-    free(m->keys);
-    free(m->rank);
-    free(m->merged);
+    free(m->e);
     memset(m, 0, sizeof *m);
 }
 
 void pairmap_put(PairMap *m, int32_t left, int32_t right, int32_t rank, int32_t merged) {
     uint64_t key = (((uint64_t)(uint32_t)left << 32) | (uint32_t)right) + 1;
-    uint64_t h = key * 0x9E3779B97F4A7C15ull;
-    size_t i = (size_t)(h >> 20) & m->mask;
-    while (m->keys[i] && m->keys[i] != key) i = (i + 1) & m->mask;
-    if (!m->keys[i]) m->n++;
-    m->keys[i] = key;
-    m->rank[i] = rank;
-    m->merged[i] = merged;
+    size_t i = pairmap_slot(key, m->mask);
+    while (m->e[i].key && m->e[i].key != key) i = (i + 1) & m->mask;
+    if (!m->e[i].key) m->n++;
+    m->e[i] = (PairEntry){key, rank, merged};
     /* The table is sized from the merge count up front; growth is a safeguard. */
     if (m->n * 2 > m->mask + 1) {
         PairMap bigger;
         pairmap_init(&bigger, m->n * 2);
         for (size_t j = 0; j <= m->mask; j++) {
-            if (!m->keys[j]) continue;
-            uint64_t k = m->keys[j] - 1;
-            pairmap_put(&bigger, (int32_t)(k >> 32), (int32_t)(uint32_t)k, m->rank[j], m->merged[j]);
+            if (!m->e[j].key) continue;
+            uint64_t k = m->e[j].key - 1;
+            pairmap_put(&bigger, (int32_t)(k >> 32), (int32_t)(uint32_t)k, m->e[j].rank, m->e[j].merged);
         }
         pairmap_free(m);
         *m = bigger;
