@@ -1,10 +1,11 @@
 /* oprm serve on the real scorer and the story-llama model: the server's
  * numbers equal direct scorer_score calls (what `oprm score` does) on the
  * same input, through every scoring route; and the `oprm serve` binary
- * binds a free port, answers, and exits 0 on SIGTERM after finishing a
- * request in flight. */
+ * binds a free port, answers, and on SIGTERM finishes the request in
+ * flight and exits 0. */
 #include <errno.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -155,6 +156,41 @@ static int read_port(int fd) {
     return -1;
 }
 
+typedef struct {
+    int port, status, n_results;
+} BigRequest;
+
+/* 48 items: long enough (a second or more under ASan) to be in flight when SIGTERM arrives. */
+static void *big_request_main(void *arg) {
+    BigRequest *b = arg;
+    json_t *items = json_array();
+    for (int i = 0; i < 48; i++) {
+        char resp[160];
+        snprintf(resp, sizeof resp, "Once upon a time, a little dog named Max found %d red balls in the park.", i);
+        json_array_append_new(items, json_pack("{s:s, s:s}", "prompt", "Tell me a story.", "response", resp));
+    }
+    json_t *root = json_pack("{s:o}", "items", items);
+    char *body = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    json_t *j = post(b->port, "/v1/score", body, &b->status);
+    b->n_results = (int)json_array_size(json_object_get(j, "results"));
+    json_decref(j);
+    free(body);
+    return NULL;
+}
+
+/* In flight = requests the server is working on, read from /health (which counts itself). */
+static int in_flight(int port) {
+    HttpReply r;
+    OprmError err = {{0}};
+    if (http_request(HOST, port, "GET", "/health", NULL, NULL, 0, 30000, &r, &err) < 0) return -1;
+    json_t *j = json_loads(r.body.s, 0, NULL);
+    int n = (int)json_integer_value(json_object_get(j, "in_flight"));
+    json_decref(j);
+    http_reply_free(&r);
+    return n;
+}
+
 static void test_binary_sigterm(void) {
     const char *bin = getenv("OPRM_BIN");
     if (!bin) bin = "build/asan/oprm";
@@ -164,26 +200,32 @@ static void test_binary_sigterm(void) {
     if (pid == 0) {
         dup2(out[1], 1);
         close(out[0]);
-        execl(bin, bin, "serve", "--model", MODEL, "--port", "0", "--threads", "2", (char *)NULL);
+        execl(bin, bin, "serve", "--model", MODEL, "--port", "0", "--threads", "2", "--max-batch-items", "4",
+              (char *)NULL);
         _exit(127);
     }
     close(out[1]);
     int port = read_port(out[0]);
     CHECK(port > 0);
+    BigRequest big = {port, 0, 0};
+    pthread_t t;
+    int started = 0, saw_in_flight = 0;
     if (port > 0) {
         int st;
-        HttpReply r;
-        OprmError err = {{0}};
-        CHECK(http_request(HOST, port, "GET", "/health", NULL, NULL, 0, 30000, &r, &err) == 0 && r.status == 200);
-        http_reply_free(&r);
-        json_t *j = post(port, "/v1/score",
-                         "{\"items\": [{\"prompt\": \"Hi\", \"response\": \"Once upon a time.\"}]}", &st);
+        json_t *j = post(port, "/v1/score", "{\"items\": [{\"prompt\": \"Hi\", \"response\": \"Once upon a time.\"}]}",
+                         &st);
         CHECK(st == 200);
         json_decref(j);
+        started = pthread_create(&t, NULL, big_request_main, &big) == 0;
+        for (int i = 0; i < 2000 && !saw_in_flight; i++) { /* up to ~10 s */
+            if (in_flight(port) >= 2) saw_in_flight = 1;
+            else usleep(5000);
+        }
+        CHECK(saw_in_flight);
     }
     kill(pid, SIGTERM);
     int status = 0, waited = 0;
-    for (int i = 0; i < 3000 && !waited; i++) { /* up to 30 s */
+    for (int i = 0; i < 6000 && !waited; i++) { /* up to 60 s */
         if (waitpid(pid, &status, WNOHANG) == pid) waited = 1;
         else usleep(10000);
     }
@@ -192,6 +234,9 @@ static void test_binary_sigterm(void) {
         waitpid(pid, &status, 0);
     }
     CHECK(waited && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    if (started) pthread_join(t, NULL);
+    /* The request in flight at SIGTERM was finished, not dropped. */
+    CHECK(big.status == 200 && big.n_results == 48);
     close(out[0]);
 }
 
