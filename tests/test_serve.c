@@ -26,6 +26,7 @@ typedef struct {
     int entered;     /* score() calls that have started */
     int calls, items, max_batch;
     int fail;     /* score() returns an error */
+    int nan;      /* score() returns NaN in the mean */
     int sleep_us; /* per call, to let queues form */
 } TestBackend;
 
@@ -85,11 +86,12 @@ static int tb_score(void *ctx, const ScoreRequest *items, int n, ScoreResult *ou
     b->calls++;
     b->items += n;
     if (n > b->max_batch) b->max_batch = n;
-    int fail = b->fail, sleep_us = b->sleep_us;
+    int fail = b->fail, sleep_us = b->sleep_us, nan = b->nan;
     pthread_mutex_unlock(&b->mu);
     if (sleep_us) usleep((useconds_t)sleep_us);
     if (fail) return oprm_fail(err, "test backend asked to fail");
     for (int i = 0; i < n; i++) fill_result(&items[i], &out[i]);
+    if (nan) out[n - 1].mean = NAN;
     return 0;
 }
 
@@ -102,7 +104,7 @@ static ServeBackend BACKEND = {&TB, tb_score, tb_count};
 
 static void tb_reset(void) {
     pthread_mutex_lock(&TB.mu);
-    TB.gate_closed = TB.entered = TB.calls = TB.items = TB.max_batch = TB.fail = TB.sleep_us = 0;
+    TB.gate_closed = TB.entered = TB.calls = TB.items = TB.max_batch = TB.fail = TB.sleep_us = TB.nan = 0;
     pthread_cond_broadcast(&TB.cv);
     pthread_mutex_unlock(&TB.mu);
 }
@@ -506,6 +508,12 @@ static void test_backend_error(void) {
     CHECK_STR_CONTAINS(err_msg(j), "scorer failed: test backend asked to fail");
     json_decref(j);
     TB.fail = 0;
+    TB.nan = 1;
+    CHECK(call(s, "POST", "/v1/score", "{\"items\": [{\"prompt\": \"p\", \"response\": \"r\"}]}", NULL, &j, NULL) ==
+          500);
+    CHECK_STR_CONTAINS(err_msg(j), "non-finite value for item 0");
+    json_decref(j);
+    TB.nan = 0;
     CHECK(call(s, "POST", "/v1/score", "{\"items\": [{\"prompt\": \"p\", \"response\": \"r\"}]}", NULL, NULL, NULL) ==
           200);
     serve_shutdown(s, 5000);

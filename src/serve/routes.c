@@ -118,6 +118,16 @@ static int run_items(const RouteEnv *env, ItemSet *s, RouteError *e) {
         e->code = code;
         return -1;
     }
+    /* JSON has no NaN/inf; a non-finite score would silently drop out of the answer. */
+    for (int i = 0; i < s->n; i++) {
+        const ScoreResult *r = &s->results[i];
+        int ok = isfinite(r->mean) && isfinite(r->std) && isfinite(r->entropy) && isfinite(r->bimodality);
+        for (int k = 0; k < 9; k++) ok = ok && isfinite(r->p[k]);
+        if (!ok) {
+            fail(e, 500, "scorer returned a non-finite value for item %d", i);
+            return -1;
+        }
+    }
     return 0;
 }
 
