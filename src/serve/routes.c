@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "eval/score_data.h"
 #include "serve/chat_split.h"
 #include "ordinal/ordinal.h"
 #include "util/err.h"
@@ -129,14 +130,6 @@ static int run_items(const RouteEnv *env, ItemSet *s, RouteError *e) {
         }
     }
     return 0;
-}
-
-json_t *score_result_json(const ScoreResult *r) {
-    json_t *dist = json_array();
-    for (int k = 0; k < 9; k++) json_array_append_new(dist, json_real(r->p[k]));
-    return json_pack("{s:o, s:f, s:f, s:f, s:f, s:i, s:i, s:b}", "distribution", dist, "mean", r->mean, "std",
-                     r->std, "entropy", r->entropy, "bimodality", r->bimodality, "mode", r->mode, "n_tokens",
-                     r->n_tokens, "truncated", r->truncated);
 }
 
 static json_t *require_object(json_t *body, RouteError *e) {
