@@ -1,6 +1,7 @@
 /* oprm serve on the real scorer and the story-llama model: the server's
  * numbers equal direct scorer_score calls (what `oprm score` does) on the
- * same input, through every scoring route; and the `oprm serve` binary
+ * same input, through every scoring route, and equal `oprm score` (the
+ * binary) on the same records; and the `oprm serve` binary
  * binds a free port, answers, and on SIGTERM finishes the request in
  * flight and exits 0. */
 #include <errno.h>
@@ -136,6 +137,86 @@ static void test_routes_equal_scorer(void) {
     scorer_close(sc);
 }
 
+/* The same items through `oprm score` (the binary) and through /v1/score give
+ * the same numbers. */
+static void test_equals_oprm_score(void) {
+    const char *bin = getenv("OPRM_BIN");
+    if (!bin) bin = "build/asan/oprm";
+    static const char *const prompts[] = {"Tell me a story about a dog.", "Tell me a story about a cat.",
+                                          "What did Lily find?"};
+    static const char *const responses[] = {"Once upon a time, there was a little dog named Max.",
+                                            "The cat sat. The cat sat.", "Lily found a shiny red ball in the park."};
+    char path[] = "/tmp/oprm_serve_test_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0) return;
+    FILE *f = fdopen(fd, "w");
+    json_t *items = json_array();
+    for (int i = 0; i < 3; i++) {
+        json_t *rec = json_pack("{s:s, s:s}", "prompt", prompts[i], "response", responses[i]);
+        char *line = json_dumps(rec, JSON_COMPACT);
+        fprintf(f, "%s\n", line);
+        free(line);
+        json_array_append_new(items, rec);
+    }
+    fclose(f);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s score --model %s --data %s --threads 2 --no-progress", bin, MODEL, path);
+    FILE *p = popen(cmd, "r");
+    CHECK(p != NULL);
+    json_t *lines[3] = {NULL, NULL, NULL};
+    char buf[8192];
+    for (int i = 0; p && i < 3 && fgets(buf, sizeof buf, p); i++) lines[i] = json_loads(buf, 0, NULL);
+    CHECK(p && pclose(p) == 0);
+    unlink(path);
+
+    OprmError err = {{0}};
+    ScorerOptions opt = {0};
+    opt.threads = 2;
+    Scorer *sc = scorer_open(MODEL, &opt, &err);
+    CHECK(sc != NULL);
+    if (sc) {
+        ServeBackend be = {sc, sc_score, sc_count};
+        ServeConfig cfg;
+        serve_config_defaults(&cfg);
+        cfg.host = HOST;
+        cfg.port = 0;
+        Server *s = serve_start(&cfg, &be, &err);
+        CHECK(s != NULL);
+        if (s) {
+            json_t *req = json_pack("{s:O}", "items", items);
+            char *body = json_dumps(req, JSON_COMPACT);
+            json_decref(req);
+            int st;
+            json_t *j = post(serve_port(s), "/v1/score", body, &st);
+            free(body);
+            CHECK(st == 200);
+            json_t *res = json_object_get(j, "results");
+            for (int i = 0; i < 3; i++) {
+                json_t *a = json_array_get(res, i), *b = lines[i];
+                CHECK(a && b);
+                if (!a || !b) continue;
+                CHECK_NEAR(json_number_value(json_object_get(a, "mean")),
+                           json_number_value(json_object_get(b, "mean")), TOL, 0);
+                CHECK_NEAR(json_number_value(json_object_get(a, "std")), json_number_value(json_object_get(b, "std")),
+                           TOL, 0);
+                CHECK_NEAR(json_number_value(json_object_get(a, "bimodality")),
+                           json_number_value(json_object_get(b, "bimodality")), TOL, 0);
+                for (int k = 0; k < 9; k++)
+                    CHECK_NEAR(json_number_value(json_array_get(json_object_get(a, "distribution"), k)),
+                               json_number_value(json_array_get(json_object_get(b, "distribution"), k)), TOL, 0);
+                CHECK(json_integer_value(json_object_get(a, "n_tokens")) ==
+                      json_integer_value(json_object_get(b, "n_tokens")));
+            }
+            json_decref(j);
+            serve_shutdown(s, 10000);
+        }
+        scorer_close(sc);
+    }
+    for (int i = 0; i < 3; i++) json_decref(lines[i]);
+    json_decref(items);
+}
+
 /* Reads the "listening on http://127.0.0.1:PORT" line (bounded wait). */
 static int read_port(int fd) {
     char buf[512];
@@ -244,6 +325,7 @@ int main(void) {
     signal(SIGPIPE, SIG_IGN);
     snprintf(MODEL, sizeof MODEL, "%s/models/story-llama", shared_data_dir());
     RUN(test_routes_equal_scorer);
+    RUN(test_equals_oprm_score);
     RUN(test_binary_sigterm);
     return test_summary();
 }
