@@ -393,6 +393,9 @@ static void test_bon(void) {
         chosen_best += want == 0;
     }
     CHECK(num(sum, "sets") == 4 && num(sum, "chosen_is_best") == chosen_best);
+    int trunc = 0;
+    for (size_t i = 0; i < json_array_size(sl); i++) trunc += json_is_true(json_object_get(json_array_get(sl, i), "truncated"));
+    CHECK(num(sum, "truncated") == trunc);
     CHECK_NEAR(num(sum, "accuracy"), chosen_best / 4.0, 1e-15, 0);
     CHECK_NEAR(num(sum, "risk"), 0.5, 0, 0);
     json_decref(sl);
@@ -457,6 +460,9 @@ static void test_audit(void) {
     CHECK(num(sum, "look_flipped") == look_flipped);
     CHECK(num(sum, "bimodal_pairs") == bimodal);
     CHECK(num(sum, "pairs") == 8);
+    int trunc = 0;
+    for (size_t i = 0; i < json_array_size(sl); i++) trunc += json_is_true(json_object_get(json_array_get(sl, i), "truncated"));
+    CHECK(num(sum, "truncated_responses") == trunc);
     /* --top 2 writes the two most suspicious only. */
     sb_clear(&args);
     sb_printf(&args, "audit --model %s --data %s --top 2 --no-progress", model_dir, data);
@@ -513,6 +519,14 @@ static void test_errors(void) {
         CHECK_STR_CONTAINS(se, "unknown option --bogus");
         free(se);
     }
+    /* The progress bar (forced on; normally only on a terminal) shows count, rate and ETA. */
+    sb_clear(&args);
+    sb_printf(&args, "score --model %s --data %s --max-len 128 --progress", model_dir, labels);
+    CHECK(run(args.s, NULL, &se) == 0);
+    CHECK_STR_CONTAINS(se, "4/4 records");
+    CHECK_STR_CONTAINS(se, "/s");
+    CHECK_STR_CONTAINS(se, "ETA");
+    free(se);
     /* --skip-invalid goes on with the valid record. */
     sb_clear(&args);
     sb_printf(&args, "score --model %s --data %s --skip-invalid", model_dir, bad);
