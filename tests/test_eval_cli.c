@@ -616,6 +616,9 @@ int main(void) {
         return 1;
     }
     model_dir = path_join(shared_data_dir(), "models/story-llama");
+    /* The model is tiny: one thread per run avoids OpenMP spinning on a busy
+     * machine (the score test passes --threads 2 to exercise the flag). */
+    setenv("OMP_NUM_THREADS", "1", 1);
     static const char *const llmbar[] = {"llmbar-natural", "llmbar-adver-neighbor", "mtbench-human", NULL};
     char *p = tmp("pairs.jsonl"), *h = tmp("hhh3.jsonl"), *l = tmp("labels.jsonl");
     write_subset_file("prefs/llmbar.jsonl", p, llmbar, 3);
