@@ -546,6 +546,11 @@ static void test_errors(void) {
     CHECK_STR_CONTAINS(se, "cannot load the model");
     free(se);
     sb_clear(&args);
+    sb_printf(&args, "eval --model %s --data %s /nonexistent/data.jsonl", model_dir, pairs);
+    CHECK(run(args.s, NULL, &se) == 1);
+    CHECK_STR_CONTAINS(se, "check the path given to --data");
+    free(se);
+    sb_clear(&args);
     sb_printf(&args, "bon --model %s --data %s --risk -1", model_dir, pairs);
     CHECK(run(args.s, NULL, &se) == 2);
     CHECK_STR_CONTAINS(se, "--risk");

@@ -1,5 +1,6 @@
 #include "cli/score_args.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -7,6 +8,7 @@
 
 #include "cli/cli.h"
 #include "data/flags.h"
+#include "io/fileio.h"
 
 const char *const SCORE_ARGS_HELP =
     "Model and scoring:\n"
@@ -167,7 +169,11 @@ DataFile *score_args_open_data(const ScoreArgs *a, const char *path, DataReport 
     DataFile *f = data_open(path, &a->dopt, rep, &err);
     if (!f) {
         fprintf(stderr, "oprm %s: %s\n", a->cmd, err.msg);
-        if (!a->dopt.skip_invalid && strstr(err.msg, ":"))
+        size_t n = strlen(path);
+        int at_line = !strncmp(err.msg, path, n) && err.msg[n] == ':' && isdigit((unsigned char)err.msg[n + 1]);
+        if (!file_exists(path))
+            fprintf(stderr, "  check the path given to --data\n");
+        else if (at_line && !a->dopt.skip_invalid)
             fprintf(stderr, "  fix that record, or pass --skip-invalid to leave invalid records out (they are "
                             "counted); field names can be changed with --prompt-key, --chosen-key, ...\n");
         return NULL;
