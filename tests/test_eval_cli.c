@@ -203,9 +203,33 @@ static void test_score_matches_scorer(void) {
     CHECK(!strcmp(json_string_value(json_object_get(json_array_get(sl, 1), "side")), "response"));
     CHECK(json_object_get(json_array_get(sl, 0), "label") == NULL);
     CHECK(num(json_array_get(sl, 0), "mean") != num(json_array_get(sl, 1), "mean"));
+    /* --chat-format and --template change the scoring prompt (and so n_tokens). */
+    double plain_tokens = num(json_array_get(sl, 0), "n_tokens");
     json_decref(sl);
     free(so);
     free(se);
+    char *tpl = tmp("judge.tpl");
+    f = fopen(tpl, "w");
+    fprintf(f, "[system]\nJudge.\n[user]\n{conversation}\n{response}\n[cue]\nRating: ");
+    fclose(f);
+    const char *variants[] = {"--chat-format chatml", "--template"};
+    for (int v = 0; v < 2; v++) {
+        sb_clear(&args);
+        sb_printf(&args, "score --model %s --data %s %s %s", model_dir, simple, variants[v], v ? tpl : "");
+        rc = run(args.s, &so, &se);
+        CHECK(rc == 0);
+        json_t *first = json_loads(so, JSON_DISABLE_EOF_CHECK, NULL);
+        CHECK(first && num(first, "n_tokens") != plain_tokens);
+        json_decref(first);
+        free(so);
+        free(se);
+    }
+    sb_clear(&args);
+    sb_printf(&args, "score --model %s --data %s --chat-format klingon", model_dir, simple);
+    CHECK(run(args.s, NULL, &se) == 2);
+    CHECK_STR_CONTAINS(se, "--chat-format");
+    free(se);
+    free(tpl);
     free(simple);
     sb_free(&args);
     free(data);
