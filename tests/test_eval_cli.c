@@ -203,9 +203,33 @@ static void test_score_matches_scorer(void) {
     CHECK(!strcmp(json_string_value(json_object_get(json_array_get(sl, 1), "side")), "response"));
     CHECK(json_object_get(json_array_get(sl, 0), "label") == NULL);
     CHECK(num(json_array_get(sl, 0), "mean") != num(json_array_get(sl, 1), "mean"));
+    /* --chat-format and --template change the scoring prompt (and so n_tokens). */
+    double plain_tokens = num(json_array_get(sl, 0), "n_tokens");
     json_decref(sl);
     free(so);
     free(se);
+    char *tpl = tmp("judge.tpl");
+    f = fopen(tpl, "w");
+    fprintf(f, "[system]\nJudge.\n[user]\n{conversation}\n{response}\n[cue]\nRating: ");
+    fclose(f);
+    const char *variants[] = {"--chat-format chatml", "--template"};
+    for (int v = 0; v < 2; v++) {
+        sb_clear(&args);
+        sb_printf(&args, "score --model %s --data %s %s %s", model_dir, simple, variants[v], v ? tpl : "");
+        rc = run(args.s, &so, &se);
+        CHECK(rc == 0);
+        json_t *first = json_loads(so, JSON_DISABLE_EOF_CHECK, NULL);
+        CHECK(first && num(first, "n_tokens") != plain_tokens);
+        json_decref(first);
+        free(so);
+        free(se);
+    }
+    sb_clear(&args);
+    sb_printf(&args, "score --model %s --data %s --chat-format klingon", model_dir, simple);
+    CHECK(run(args.s, NULL, &se) == 2);
+    CHECK_STR_CONTAINS(se, "--chat-format");
+    free(se);
+    free(tpl);
     free(simple);
     sb_free(&args);
     free(data);
@@ -220,7 +244,12 @@ static void test_eval_recomputed(void) {
     char *pairs = tmp("pairs.jsonl"), *hhh = tmp("hhh3.jsonl"), *labels = tmp("labels.jsonl");
     char *score_p = tmp("pairs.score.jsonl"), *score_h = tmp("hhh3.score.jsonl"), *score_l = tmp("labels.score.jsonl");
     char *summary = tmp("eval.json"), *report = tmp("report.html");
+    /* Scored with the same settings as eval below (the score test used other
+     * batching, which may change results within the 1e-6 batching tolerance). */
     StrBuf args = {0};
+    sb_printf(&args, "score --model %s --data %s --max-len 256 -o %s", model_dir, pairs, score_p);
+    CHECK(run(args.s, NULL, NULL) == 0);
+    sb_clear(&args);
     sb_printf(&args, "score --model %s --data %s --max-len 256 -o %s", model_dir, hhh, score_h);
     CHECK(run(args.s, NULL, NULL) == 0);
     sb_clear(&args);
@@ -275,10 +304,10 @@ static void test_eval_recomputed(void) {
     CHECK(num(sum, "n") == 12);
     CHECK_NEAR(num(sum, "accuracy"), correct / 12, 1e-12, 0);
     CHECK_NEAR(num(sum, "accuracy_by_prob"), correct_p / 12, 1e-12, 0);
-    CHECK_NEAR(num(sum, "mean_p_chosen_better"), sum_win / 12, 1e-9, 0);
-    CHECK_NEAR(num(sum, "ece"), ece10(conf1, ones, 12), 1e-9, 0);
-    CHECK_NEAR(num(sum, "ece"), 1 - sum_win / 12, 1e-9, 0);
-    CHECK_NEAR(num(sum, "ece_symmetric"), ece10(conf, outc, 24), 1e-9, 0);
+    CHECK_NEAR(num(sum, "mean_p_chosen_better"), sum_win / 12, 1e-12, 0);
+    CHECK_NEAR(num(sum, "ece"), ece10(conf1, ones, 12), 1e-12, 0);
+    CHECK_NEAR(num(sum, "ece"), 1 - sum_win / 12, 1e-12, 0);
+    CHECK_NEAR(num(sum, "ece_symmetric"), ece10(conf, outc, 24), 1e-12, 0);
     CHECK(num(sum, "responses") == 24 + (double)json_array_size(ll));
     CHECK(num(sum, "truncated") == truncated);
     CHECK(num(sum, "truncated_pairs") == truncated_pairs);
@@ -393,6 +422,9 @@ static void test_bon(void) {
         chosen_best += want == 0;
     }
     CHECK(num(sum, "sets") == 4 && num(sum, "chosen_is_best") == chosen_best);
+    int trunc = 0;
+    for (size_t i = 0; i < json_array_size(sl); i++) trunc += json_is_true(json_object_get(json_array_get(sl, i), "truncated"));
+    CHECK(num(sum, "truncated") == trunc);
     CHECK_NEAR(num(sum, "accuracy"), chosen_best / 4.0, 1e-15, 0);
     CHECK_NEAR(num(sum, "risk"), 0.5, 0, 0);
     json_decref(sl);
@@ -457,6 +489,9 @@ static void test_audit(void) {
     CHECK(num(sum, "look_flipped") == look_flipped);
     CHECK(num(sum, "bimodal_pairs") == bimodal);
     CHECK(num(sum, "pairs") == 8);
+    int trunc = 0;
+    for (size_t i = 0; i < json_array_size(sl); i++) trunc += json_is_true(json_object_get(json_array_get(sl, i), "truncated"));
+    CHECK(num(sum, "truncated_responses") == trunc);
     /* --top 2 writes the two most suspicious only. */
     sb_clear(&args);
     sb_printf(&args, "audit --model %s --data %s --top 2 --no-progress", model_dir, data);
@@ -513,6 +548,14 @@ static void test_errors(void) {
         CHECK_STR_CONTAINS(se, "unknown option --bogus");
         free(se);
     }
+    /* The progress bar (forced on; normally only on a terminal) shows count, rate and ETA. */
+    sb_clear(&args);
+    sb_printf(&args, "score --model %s --data %s --max-len 128 --progress", model_dir, labels);
+    CHECK(run(args.s, NULL, &se) == 0);
+    CHECK_STR_CONTAINS(se, "4/4 records");
+    CHECK_STR_CONTAINS(se, "/s");
+    CHECK_STR_CONTAINS(se, "ETA");
+    free(se);
     /* --skip-invalid goes on with the valid record. */
     sb_clear(&args);
     sb_printf(&args, "score --model %s --data %s --skip-invalid", model_dir, bad);
@@ -525,6 +568,11 @@ static void test_errors(void) {
     sb_printf(&args, "score --model /nonexistent/model --data %s", pairs);
     CHECK(run(args.s, NULL, &se) == 1);
     CHECK_STR_CONTAINS(se, "cannot load the model");
+    free(se);
+    sb_clear(&args);
+    sb_printf(&args, "eval --model %s --data %s /nonexistent/data.jsonl", model_dir, pairs);
+    CHECK(run(args.s, NULL, &se) == 1);
+    CHECK_STR_CONTAINS(se, "check the path given to --data");
     free(se);
     sb_clear(&args);
     sb_printf(&args, "bon --model %s --data %s --risk -1", model_dir, pairs);
@@ -602,6 +650,9 @@ int main(void) {
         return 1;
     }
     model_dir = path_join(shared_data_dir(), "models/story-llama");
+    /* The model is tiny: one thread per run avoids OpenMP spinning on a busy
+     * machine (the score test passes --threads 2 to exercise the flag). */
+    setenv("OMP_NUM_THREADS", "1", 1);
     static const char *const llmbar[] = {"llmbar-natural", "llmbar-adver-neighbor", "mtbench-human", NULL};
     char *p = tmp("pairs.jsonl"), *h = tmp("hhh3.jsonl"), *l = tmp("labels.jsonl");
     write_subset_file("prefs/llmbar.jsonl", p, llmbar, 3);

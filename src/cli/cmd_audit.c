@@ -37,7 +37,7 @@ typedef struct {
     char **ids;
     size_t *lines;
     double *mean_c, *mean_r;
-    size_t n, cap;
+    size_t n, cap, truncated;
 } AuditCtx;
 
 static int on_record(void *vctx, const DataRecord *rec, size_t index, const ScoreResult *res, OprmError *err) {
@@ -59,6 +59,7 @@ static int on_record(void *vctx, const DataRecord *rec, size_t index, const Scor
     c->mean_c[c->n] = res[0].mean;
     c->mean_r[c->n] = res[1].mean;
     c->n++;
+    c->truncated += (size_t)res[0].truncated + (size_t)res[1].truncated;
     (void)index;
     return 0;
 }
@@ -245,12 +246,16 @@ int cmd_audit(int argc, char **argv) {
         susp[i] = r->suspicion;
         ploss[i] = r->p_loss;
     }
-    json_t *sum = json_pack("{s:I, s:I, s:I, s:I, s:I}", "pairs", (json_int_t)c.n, "look_flipped",
+    json_t *sum = json_pack("{s:I, s:I, s:i, s:I, s:I, s:I, s:I}", "pairs", (json_int_t)c.n, "truncated_responses",
+                            (json_int_t)c.truncated, "max_len", scorer_max_len(s), "look_flipped",
                             (json_int_t)look_flipped, "bimodal_pairs", (json_int_t)bimodal_pairs, "bimodal_chosen",
                             (json_int_t)bimodal_c, "bimodal_rejected", (json_int_t)bimodal_r);
     fprintf(stderr, "oprm audit: %zu pairs; %zu look flipped (P(r>c) > P(c>r)); %zu have a bimodal side "
                     "(bimodality >= %.2f: %zu chosen, %zu rejected)\n",
             c.n, look_flipped, bimodal_pairs, OPRM_BIMODAL_THRESHOLD, bimodal_c, bimodal_r);
+    if (c.truncated)
+        fprintf(stderr, "oprm audit: %zu of %zu responses truncated to --max-len %d\n", c.truncated, 2 * c.n,
+                scorer_max_len(s));
     if (flipped) {
         double au_s = 0, au_p = 0;
         json_object_set_new(sum, "flipped_known", json_integer((json_int_t)known));

@@ -34,7 +34,7 @@ static void usage(FILE *f) {
 typedef struct {
     FILE *out;
     double lambda;
-    size_t sets, chosen_best, most_likely_is_best, candidates;
+    size_t sets, chosen_best, most_likely_is_best, candidates, truncated;
     double sum_p_best_of_best, sum_tie, sum_chosen_mean;
 } BonCtx;
 
@@ -69,6 +69,7 @@ static int on_record(void *vctx, const DataRecord *rec, size_t index, const Scor
     json_decref(o);
     c->sets++;
     c->candidates += rec->n_responses;
+    for (size_t i = 0; i < rec->n_responses; i++) c->truncated += (size_t)res[i].truncated;
     c->chosen_best += b.chosen == 0;
     c->most_likely_is_best += b.most_likely_best == 0;
     c->sum_p_best_of_best += b.p_best[0];
@@ -141,7 +142,8 @@ int cmd_bon(int argc, char **argv) {
     }
     if (rc == EXIT_OK) {
         double n = (double)c.sets;
-        json_t *sum = json_pack("{s:I, s:I, s:f, s:I, s:f, s:f, s:f, s:f, s:f}", "sets", (json_int_t)c.sets,
+        json_t *sum = json_pack("{s:I, s:I, s:I, s:i, s:f, s:I, s:f, s:f, s:f, s:f, s:f}", "sets", (json_int_t)c.sets,
+                                "truncated", (json_int_t)c.truncated, "max_len", scorer_max_len(s),
                                 "candidates", (json_int_t)c.candidates, "risk", c.lambda, "chosen_is_best",
                                 (json_int_t)c.chosen_best, "accuracy", c.chosen_best / n, "most_likely_is_best",
                                 c.most_likely_is_best / n, "mean_p_best_of_true_best", c.sum_p_best_of_best / n,
@@ -150,6 +152,9 @@ int cmd_bon(int argc, char **argv) {
                         "%zu (%.1f%%); mean P(best) of the true best %.3f, mean P(tie at top) %.3f\n",
                 c.sets, c.candidates, c.lambda, c.chosen_best, 100.0 * c.chosen_best / n, c.sum_p_best_of_best / n,
                 c.sum_tie / n);
+        if (c.truncated)
+            fprintf(stderr, "oprm bon: %zu of %zu candidates truncated to --max-len %d\n", c.truncated, c.candidates,
+                    scorer_max_len(s));
         if (summary_path) {
             char *text = json_dumps(sum, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
             OprmError err = {{0}};

@@ -262,7 +262,7 @@ int cmd_eval(int argc, char **argv) {
     char *text = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
     rc = EXIT_OK;
     if (report) {
-        const char *subset_names[c.subsets.n + 1];
+        const char **subset_names = xmalloc((c.subsets.n + 1) * sizeof *subset_names);
         for (size_t k = 0; k < c.subsets.n; k++) subset_names[k] = c.subsets.names[k];
         ReportInput in = {.model = a.model_dir, .files = a.data, .n_files = (size_t)a.n_data, .pairs = c.pairs,
                           .n_pairs = c.n_pairs, .overall = c.n_pairs ? &overall : NULL, .subsets = subset_names,
@@ -273,6 +273,7 @@ int cmd_eval(int argc, char **argv) {
             fprintf(stderr, "oprm eval: --report %s: %s\n", report, err.msg);
             rc = EXIT_RUNTIME;
         }
+        free(subset_names);
     }
     if (rc == EXIT_OK) {
         char *tmp = NULL;

@@ -1,5 +1,6 @@
 #include "cli/score_args.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -7,6 +8,8 @@
 
 #include "cli/cli.h"
 #include "data/flags.h"
+#include "io/fileio.h"
+#include "tok/chat.h"
 
 const char *const SCORE_ARGS_HELP =
     "Model and scoring:\n"
@@ -113,6 +116,12 @@ int score_args_parse(ScoreArgs *a, int argc, char **argv, int i) {
         return used;
     }
     if ((v = flag_value(a->cmd, argc, argv, i, "--chat-format", &used)) || used < 0) {
+        ChatFormat fmt;
+        OprmError err = {{0}};
+        if (v && chat_format_parse(v, &fmt, &err) != 0) {
+            fprintf(stderr, "oprm %s: --chat-format: %s\n", a->cmd, err.msg);
+            return -1;
+        }
         a->sopt.chat_format = v;
         return used;
     }
@@ -156,9 +165,15 @@ int score_args_check(const ScoreArgs *a) {
 Scorer *score_args_open_model(const ScoreArgs *a) {
     OprmError err = {{0}};
     Scorer *s = scorer_open(a->model_dir, &a->sopt, &err);
-    if (!s)
-        fprintf(stderr, "oprm %s: cannot load the model: %s\n  (--model must be a Hugging Face model directory: "
-                        "config.json, model.safetensors, tokenizer.json)\n", a->cmd, err.msg);
+    if (!s) {
+        /* Errors of --template / --chat-format already name the flag. */
+        fprintf(stderr, "oprm %s: %s%s\n", a->cmd, strncmp(err.msg, "--", 2) ? "cannot load the model: " : "", err.msg);
+        char *cfg = path_join(a->model_dir, "config.json");
+        if (!file_exists(cfg))
+            fprintf(stderr, "  --model must be a Hugging Face model directory (config.json, model.safetensors, "
+                            "tokenizer.json)\n");
+        free(cfg);
+    }
     return s;
 }
 
@@ -167,7 +182,11 @@ DataFile *score_args_open_data(const ScoreArgs *a, const char *path, DataReport 
     DataFile *f = data_open(path, &a->dopt, rep, &err);
     if (!f) {
         fprintf(stderr, "oprm %s: %s\n", a->cmd, err.msg);
-        if (!a->dopt.skip_invalid && strstr(err.msg, ":"))
+        size_t n = strlen(path);
+        int at_line = !strncmp(err.msg, path, n) && err.msg[n] == ':' && isdigit((unsigned char)err.msg[n + 1]);
+        if (!file_exists(path))
+            fprintf(stderr, "  check the path given to --data\n");
+        else if (at_line && !a->dopt.skip_invalid)
             fprintf(stderr, "  fix that record, or pass --skip-invalid to leave invalid records out (they are "
                             "counted); field names can be changed with --prompt-key, --chosen-key, ...\n");
         return NULL;

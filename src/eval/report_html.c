@@ -1,6 +1,7 @@
 #include "eval/report_html.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "eval/svg.h"
 #include "io/fileio.h"
@@ -12,6 +13,21 @@ static void row(StrBuf *o, const char *name, const char *fmt, double v) {
     sb_puts(o, "</th><td>");
     sb_printf(o, fmt, v);
     sb_puts(o, "</td></tr>\n");
+}
+
+/* Quality labels in order: bad < normal < good; ratings by level after them. */
+static int label_rank(const LabelStats *l) {
+    if (!strcmp(l->name, "bad")) return 0;
+    if (!strcmp(l->name, "normal")) return 1;
+    if (!strcmp(l->name, "good")) return 2;
+    return 3 + l->lo;
+}
+
+static const char *label_color(const LabelStats *l) {
+    if (!strcmp(l->name, "bad")) return "#e15759";
+    if (!strcmp(l->name, "normal")) return "#f28e2b";
+    if (!strcmp(l->name, "good")) return "#59a14f";
+    return NULL;
 }
 
 static void pair_plots(StrBuf *o, const ReportInput *in) {
@@ -33,7 +49,7 @@ static void pair_plots(StrBuf *o, const ReportInput *in) {
                "perfect calibration.</p>\n<div class=\"plot\">");
     svg_reliability(o, "Reliability diagram of P(A > B)", conf, out, 2 * n, OPRM_ECE_BINS);
     sb_puts(o, "</div>\n<h2>Scores</h2>\n<div class=\"plot\">");
-    SvgSeries s[2] = {{"chosen", mc, n}, {"rejected", mr, n}};
+    SvgSeries s[2] = {{"chosen", mc, n, "#59a14f"}, {"rejected", mr, n, "#e15759"}};
     svg_histogram(o, "Mean score: chosen vs rejected", s, 2, 1, 9, 32, "mean score (1..9)");
     sb_puts(o, "</div>\n");
     free(conf);
@@ -77,17 +93,27 @@ void report_html_render(const ReportInput *in, StrBuf *o) {
         sb_puts(o, "<h2>Labelled responses</h2>\n<table>\n<tr><th>label</th><th>n</th><th>mean score</th>"
                    "<th>mean P(region)</th><th>mode in region</th></tr>\n");
         SvgSeries *s = xmalloc(in->labels->n * sizeof *s);
+        /* Lowest label first (bad, normal, good, ratings by level). */
+        size_t *order = xmalloc(in->labels->n * sizeof *order);
+        for (size_t i = 0; i < in->labels->n; i++) order[i] = i;
+        for (size_t i = 1; i < in->labels->n; i++)
+            for (size_t j = i; j > 0 && label_rank(&in->labels->v[order[j]]) < label_rank(&in->labels->v[order[j - 1]]); j--) {
+                size_t t = order[j];
+                order[j] = order[j - 1];
+                order[j - 1] = t;
+            }
         for (size_t i = 0; i < in->labels->n; i++) {
-            const LabelStats *l = &in->labels->v[i];
+            const LabelStats *l = &in->labels->v[order[i]];
             double n = (double)l->n;
             sb_printf(o, "<tr><td>%s</td><td>%zu</td><td>%.3f</td><td>%.3f</td><td>%.3f</td></tr>\n", l->name, l->n,
                       l->sum_mean / n, l->sum_p_region / n, (double)l->mode_in_region / n);
-            s[i] = (SvgSeries){l->name, l->means, l->n};
+            s[i] = (SvgSeries){l->name, l->means, l->n, label_color(l)};
         }
         sb_puts(o, "</table>\n<div class=\"plot\">");
         svg_histogram(o, "Mean score per label", s, in->labels->n, 1, 9, 32, "mean score (1..9)");
         sb_puts(o, "</div>\n");
         free(s);
+        free(order);
     }
     if (in->n_subsets) {
         sb_puts(o, "<h2>Accuracy per subset</h2>\n<div class=\"plot\">");

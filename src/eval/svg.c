@@ -54,11 +54,12 @@ void svg_bars(StrBuf *o, const char *title, const char *const *labels, const dou
               size_t n, const char *ylabel, double ref) {
     /* Long subset names are written rotated under the bars: leave room. */
     int bottom_extra = 110;
-    int width = LEFT + RIGHT + (int)(n < 8 ? 8 : n) * 28, height = H + bottom_extra;
+    int label_room = 110; /* the last label runs right of the plot */
+    int width = LEFT + label_room + (int)(n < 8 ? 8 : n) * 40, height = H + bottom_extra;
     if (width < W) width = W;
     open_svg(o, width, height, title);
     int y0 = height - BOTTOM - bottom_extra, plot_h = y0 - TOP;
-    int x0 = LEFT, x1 = width - RIGHT;
+    int x0 = LEFT, x1 = width - label_room;
     for (int t = 0; t <= 5; t++) {
         double y = y0 - plot_h * t / 5.0;
         sb_printf(o, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#ddd\"/><text x=\"%d\" y=\"%.1f\" "
@@ -77,6 +78,8 @@ void svg_bars(StrBuf *o, const char *title, const char *const *labels, const dou
         xml_escape(o, labels[i]);
         sb_printf(o, ": %.1f%% of %zu</title></rect>\n", 100 * values[i], counts ? counts[i] : (size_t)0);
         double tx = bx + bw / 2;
+        sb_printf(o, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"9\">%.0f%%</text>\n", tx,
+                  y0 - bh - 3, 100 * values[i]);
         sb_printf(o, "<text x=\"%.1f\" y=\"%d\" transform=\"rotate(45 %.1f %d)\">", tx, y0 + 12, tx, y0 + 12);
         xml_escape(o, labels[i]);
         sb_puts(o, "</text>\n");
@@ -109,7 +112,7 @@ void svg_histogram(StrBuf *o, const char *title, const SvgSeries *series, size_t
     int x0 = LEFT, y0 = H - BOTTOM, x1 = W - RIGHT;
     double bw = (double)(x1 - x0) / bins;
     for (size_t s = 0; s < n_series; s++) {
-        const char *c = COLORS[s % N_COLORS];
+        const char *c = series[s].color ? series[s].color : COLORS[s % N_COLORS];
         for (int b = 0; b < bins; b++) {
             double f = frac[s * (size_t)bins + (size_t)b];
             double h = f / ymax * (y0 - TOP);

@@ -19,6 +19,7 @@ typedef struct {
     const char *name;
     const double *values;
     size_t n;
+    const char *color; /* "#rrggbb", or NULL for the default palette */
 } SvgSeries;
 
 /* Overlaid histograms over [lo, hi] in `bins` bins, each series normalised to
