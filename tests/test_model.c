@@ -201,6 +201,43 @@ static void test_bad_batch(void) {
     model_free(m);
 }
 
+/* Backward accumulates: two forward+backward passes without zeroing give twice
+ * the gradient of one. */
+static void test_grad_accumulates(void) {
+    OprmError err;
+    Model *m = model_load(FIX "qwen2_tied_bf16", NULL, &err);
+    CHECK(m != NULL);
+    if (!m) return;
+    int32_t ids[40], lens[2] = {3, 37}, rows[9] = {16, 17, 18, 19, 20, 21, 22, 23, 24};
+    for (int i = 0; i < 40; i++) ids[i] = (i * 5 + 3) % 48;
+    SeqBatch b = {ids, lens, 2};
+    float h[64], logits[18], dl[18], dh[64];
+    int np;
+    ModelParam *ps = model_params(m, &np);
+    size_t total = 0;
+    for (int i = 0; i < np; i++) total += ps[i].numel;
+    float *once = malloc(total * sizeof(float));
+    for (int rep = 0; rep < 2; rep++) {
+        CHECK(model_forward(m, &b, 1, h, &err) == 0);
+        model_head_rows_forward(m, h, 2, rows, 9, logits);
+        pair_loss(logits, dl);
+        memset(dh, 0, sizeof dh);
+        model_head_rows_backward(m, h, 2, rows, 9, dl, dh);
+        CHECK(model_backward(m, dh, &err) == 0);
+        if (rep == 0)
+            for (int i = 0, o = 0; i < np; o += (int)ps[i].numel, i++) memcpy(once + o, ps[i].grad, ps[i].numel * 4);
+    }
+    int bad = 0;
+    for (int i = 0, o = 0; i < np; o += (int)ps[i].numel, i++)
+        for (size_t j = 0; j < ps[i].numel; j++)
+            bad += fabsf(ps[i].grad[j] - 2 * once[o + j]) > 1e-6f + 1e-5f * fabsf(once[o + j]);
+    CHECK(bad == 0);
+    model_zero_grad(m);
+    CHECK(ps[0].grad[0] == 0.0f && ps[np - 1].grad[0] == 0.0f);
+    free(once);
+    model_free(m);
+}
+
 /* Save then load gives the same parameters; a tied model stays tied. */
 static void test_save_roundtrip(void) {
     const char *names[] = {"qwen2_tied_bf16", "llama_gqa", "qwen3_qknorm"};
@@ -261,6 +298,7 @@ int main(void) {
     RUN(test_llama3_rope);
     RUN(test_batching_independence);
     RUN(test_bad_batch);
+    RUN(test_grad_accumulates);
     RUN(test_save_roundtrip);
     RUN(test_random_model);
     fprintf(stderr, "worst logit abs error %.3g, worst gradient error (of tensor max) %.3g\n", worst_logit_abs,

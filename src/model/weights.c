@@ -121,7 +121,6 @@ void model_free(Model *m) {
     free(m->pos);
     free(m->off);
     free(m->len);
-    free(m->p_off);
     free(m->acts);
     free(m->bwd);
     free(m);
