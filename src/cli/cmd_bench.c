@@ -141,6 +141,7 @@ int cmd_bench(int argc, char **argv) {
         json_object_set_new(j, "backward_ms", round1(r.bwd_ms));
         json_object_set_new(j, "optimizer_ms", round1(r.opt_ms));
         json_object_set_new(j, "loss", json_real(r.last_loss));
+        json_object_set_new(j, "train_window_s", json_pack("[ff]", r.train_window[0], r.train_window[1]));
     }
     if (o.mode & BENCH_SCORE) {
         json_object_set_new(j, "score_tokens_per_s", round1(r.score_tokens_per_s));
@@ -148,6 +149,7 @@ int cmd_bench(int argc, char **argv) {
         json_object_set_new(j, "score_gflop_per_step", round3(r.score_flops_per_step / 1e9));
         json_object_set_new(j, "score_step_ms", round1(r.score_step_ms));
         json_object_set_new(j, "score_step_ms_min", round1(r.score_step_ms_min));
+        json_object_set_new(j, "score_window_s", json_pack("[ff]", r.score_window[0], r.score_window[1]));
     }
     char *line = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
     json_decref(j);

@@ -138,6 +138,7 @@ int bench_run(const BenchOptions *o, BenchResult *res, OprmError *err) {
             if (train_step(&s, &ph, &res->last_loss, err)) goto done;
         memset(&ph, 0, sizeof ph);
         double total = 0, best = INFINITY;
+        res->train_window[0] = now_ms() * 1e-3;
         for (int i = 0; i < o->steps; i++) {
             double t = now_ms();
             if (train_step(&s, &ph, &res->last_loss, err)) goto done;
@@ -145,6 +146,7 @@ int bench_run(const BenchOptions *o, BenchResult *res, OprmError *err) {
             total += dt;
             if (dt < best) best = dt;
         }
+        res->train_window[1] = now_ms() * 1e-3;
         res->train_step_ms = total / o->steps;
         res->train_step_ms_min = best;
         res->fwd_ms = ph.fwd / o->steps;
@@ -158,6 +160,7 @@ int bench_run(const BenchOptions *o, BenchResult *res, OprmError *err) {
         for (int i = 0; i < o->warmup; i++)
             if (score_step(&s, err)) goto done;
         double total = 0, best = INFINITY;
+        res->score_window[0] = now_ms() * 1e-3;
         for (int i = 0; i < o->steps; i++) {
             double t = now_ms();
             if (score_step(&s, err)) goto done;
@@ -165,6 +168,7 @@ int bench_run(const BenchOptions *o, BenchResult *res, OprmError *err) {
             total += dt;
             if (dt < best) best = dt;
         }
+        res->score_window[1] = now_ms() * 1e-3;
         res->score_step_ms = total / o->steps;
         res->score_step_ms_min = best;
         res->score_tokens_per_s = N / (res->score_step_ms * 1e-3);

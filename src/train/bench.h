@@ -45,6 +45,9 @@ typedef struct {
     double score_step_ms, score_step_ms_min;
     double train_tokens_per_s, score_tokens_per_s, train_gflops, score_gflops;
     double last_loss;
+    /* CLOCK_MONOTONIC seconds around the timed steps (to cut a profile, e.g.
+     * `perf record -k CLOCK_MONOTONIC` then `perf report --time A,B`). */
+    double train_window[2], score_window[2];
 } BenchResult;
 
 /* Counts for the FLOP formula above. */
