@@ -48,8 +48,12 @@ static int parse_int(const char *flag, const char *s, long lo, long hi, long *ou
     return 0;
 }
 
-static json_t *round1(double v) { return json_real(round(v * 10) / 10); }
-static json_t *round3(double v) { return json_real(round(v * 1000) / 1000); }
+/* Four significant digits: enough for a ratio, short enough to read. */
+static json_t *sig4(double v) {
+    if (v == 0 || !isfinite(v)) return json_real(v);
+    double scale = pow(10.0, 3 - floor(log10(fabs(v))));
+    return json_real(round(v * scale) / scale);
+}
 
 int cmd_bench(int argc, char **argv) {
     BenchOptions o = {.steps = 5, .warmup = 1, .mode = BENCH_BOTH, .weights = WEIGHTS_F32};
@@ -123,32 +127,32 @@ int cmd_bench(int argc, char **argv) {
     json_object_set_new(j, "impl", json_string("oprm-" OPRM_VERSION));
     json_object_set_new(j, "arch", json_string(r.cfg.architecture));
     json_object_set_new(j, "threads", json_integer(r.threads));
-    json_object_set_new(j, "params_M", round1(r.params_total / 1e6));
-    json_object_set_new(j, "trainable_params_M", round1(r.params_trainable / 1e6));
-    json_object_set_new(j, "non_embedding_params_M", round1(r.params_non_embedding / 1e6));
+    json_object_set_new(j, "params_M", sig4(r.params_total / 1e6));
+    json_object_set_new(j, "trainable_params_M", sig4(r.params_trainable / 1e6));
+    json_object_set_new(j, "non_embedding_params_M", sig4(r.params_non_embedding / 1e6));
     json_object_set_new(j, "seq", json_integer(o.seq));
     json_object_set_new(j, "steps", json_integer(o.steps));
     json_object_set_new(j, "weights", json_string(o.weights == WEIGHTS_BF16 ? "bf16" : "f32"));
     json_object_set_new(j, "lora_rank", json_integer(o.lora_rank));
     if (o.mode & BENCH_TRAIN) {
-        json_object_set_new(j, "train_tokens_per_s", round1(r.train_tokens_per_s));
-        json_object_set_new(j, "train_gflops", round1(r.train_gflops));
-        json_object_set_new(j, "train_gflop_per_step", round3(r.train_flops_per_step / 1e9));
-        json_object_set_new(j, "train_step_ms", round1(r.train_step_ms));
-        json_object_set_new(j, "train_step_ms_min", round1(r.train_step_ms_min));
-        json_object_set_new(j, "forward_ms", round1(r.fwd_ms));
-        json_object_set_new(j, "head_loss_ms", round3(r.head_ms));
-        json_object_set_new(j, "backward_ms", round1(r.bwd_ms));
-        json_object_set_new(j, "optimizer_ms", round1(r.opt_ms));
+        json_object_set_new(j, "train_tokens_per_s", sig4(r.train_tokens_per_s));
+        json_object_set_new(j, "train_gflops", sig4(r.train_gflops));
+        json_object_set_new(j, "train_gflop_per_step", sig4(r.train_flops_per_step / 1e9));
+        json_object_set_new(j, "train_step_ms", sig4(r.train_step_ms));
+        json_object_set_new(j, "train_step_ms_min", sig4(r.train_step_ms_min));
+        json_object_set_new(j, "forward_ms", sig4(r.fwd_ms));
+        json_object_set_new(j, "head_loss_ms", sig4(r.head_ms));
+        json_object_set_new(j, "backward_ms", sig4(r.bwd_ms));
+        json_object_set_new(j, "optimizer_ms", sig4(r.opt_ms));
         json_object_set_new(j, "loss", json_real(r.last_loss));
         json_object_set_new(j, "train_window_s", json_pack("[ff]", r.train_window[0], r.train_window[1]));
     }
     if (o.mode & BENCH_SCORE) {
-        json_object_set_new(j, "score_tokens_per_s", round1(r.score_tokens_per_s));
-        json_object_set_new(j, "score_gflops", round1(r.score_gflops));
-        json_object_set_new(j, "score_gflop_per_step", round3(r.score_flops_per_step / 1e9));
-        json_object_set_new(j, "score_step_ms", round1(r.score_step_ms));
-        json_object_set_new(j, "score_step_ms_min", round1(r.score_step_ms_min));
+        json_object_set_new(j, "score_tokens_per_s", sig4(r.score_tokens_per_s));
+        json_object_set_new(j, "score_gflops", sig4(r.score_gflops));
+        json_object_set_new(j, "score_gflop_per_step", sig4(r.score_flops_per_step / 1e9));
+        json_object_set_new(j, "score_step_ms", sig4(r.score_step_ms));
+        json_object_set_new(j, "score_step_ms_min", sig4(r.score_step_ms_min));
         json_object_set_new(j, "score_window_s", json_pack("[ff]", r.score_window[0], r.score_window[1]));
     }
     char *line = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
