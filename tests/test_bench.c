@@ -57,6 +57,7 @@ static void test_flops_and_loss(void) {
     CHECK_NEAR(r.last_loss, -log(4.0 / 9.0), 0.15, 0);
     CHECK(r.train_step_ms > 0 && r.score_step_ms > 0);
     CHECK(r.fwd_ms > 0 && r.bwd_ms > 0 && r.opt_ms > 0);
+    CHECK(r.train_cpu_ms > 0 && r.score_cpu_ms > 0);
     CHECK(r.fwd_ms + r.bwd_ms + r.opt_ms + r.head_ms <= r.train_step_ms * 1.0001 + 1e-3);
     CHECK(r.train_window[1] >= r.train_window[0] && r.score_window[0] >= r.train_window[1]);
     CHECK_NEAR(r.train_tokens_per_s, 14 / (r.train_step_ms * 1e-3), 0, 1e-9);
@@ -112,7 +113,8 @@ static void test_cli(void) {
     CHECK(j != NULL);
     const char *fields[] = {"train_tokens_per_s", "score_tokens_per_s", "train_gflops", "score_gflops",
                             "params_M", "forward_ms", "backward_ms", "optimizer_ms", "train_step_ms",
-                            "score_step_ms", "train_gflop_per_step"};
+                            "score_step_ms", "train_gflop_per_step", "train_tokens_per_cpu_s",
+                            "score_tokens_per_cpu_s"};
     for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) {
         json_t *v = json_object_get(j, fields[i]);
         CHECK(json_is_number(v) && json_number_value(v) > 0);

@@ -140,6 +140,8 @@ int cmd_bench(int argc, char **argv) {
         json_object_set_new(j, "train_gflop_per_step", sig4(r.train_flops_per_step / 1e9));
         json_object_set_new(j, "train_step_ms", sig4(r.train_step_ms));
         json_object_set_new(j, "train_step_ms_min", sig4(r.train_step_ms_min));
+        json_object_set_new(j, "train_cpu_ms", sig4(r.train_cpu_ms));
+        json_object_set_new(j, "train_tokens_per_cpu_s", sig4(2.0 * o.seq / (r.train_cpu_ms * 1e-3)));
         json_object_set_new(j, "forward_ms", sig4(r.fwd_ms));
         json_object_set_new(j, "head_loss_ms", sig4(r.head_ms));
         json_object_set_new(j, "backward_ms", sig4(r.bwd_ms));
@@ -153,6 +155,8 @@ int cmd_bench(int argc, char **argv) {
         json_object_set_new(j, "score_gflop_per_step", sig4(r.score_flops_per_step / 1e9));
         json_object_set_new(j, "score_step_ms", sig4(r.score_step_ms));
         json_object_set_new(j, "score_step_ms_min", sig4(r.score_step_ms_min));
+        json_object_set_new(j, "score_cpu_ms", sig4(r.score_cpu_ms));
+        json_object_set_new(j, "score_tokens_per_cpu_s", sig4(2.0 * o.seq / (r.score_cpu_ms * 1e-3)));
         json_object_set_new(j, "score_window_s", json_pack("[ff]", r.score_window[0], r.score_window[1]));
     }
     char *line = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));

@@ -12,6 +12,12 @@
 
 #define DIGIT_FIRST 16 /* the digit rows torch_oprm_ref.py reads: ids 16..24 */
 
+static double cpu_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
+}
+
 static double now_ms(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -139,6 +145,7 @@ int bench_run(const BenchOptions *o, BenchResult *res, OprmError *err) {
         memset(&ph, 0, sizeof ph);
         double total = 0, best = INFINITY;
         res->train_window[0] = now_ms() * 1e-3;
+        double cpu0 = cpu_ms();
         for (int i = 0; i < o->steps; i++) {
             double t = now_ms();
             if (train_step(&s, &ph, &res->last_loss, err)) goto done;
@@ -147,6 +154,7 @@ int bench_run(const BenchOptions *o, BenchResult *res, OprmError *err) {
             if (dt < best) best = dt;
         }
         res->train_window[1] = now_ms() * 1e-3;
+        res->train_cpu_ms = (cpu_ms() - cpu0) / o->steps;
         res->train_step_ms = total / o->steps;
         res->train_step_ms_min = best;
         res->fwd_ms = ph.fwd / o->steps;
@@ -161,6 +169,7 @@ int bench_run(const BenchOptions *o, BenchResult *res, OprmError *err) {
             if (score_step(&s, err)) goto done;
         double total = 0, best = INFINITY;
         res->score_window[0] = now_ms() * 1e-3;
+        double cpu0 = cpu_ms();
         for (int i = 0; i < o->steps; i++) {
             double t = now_ms();
             if (score_step(&s, err)) goto done;
@@ -169,6 +178,7 @@ int bench_run(const BenchOptions *o, BenchResult *res, OprmError *err) {
             if (dt < best) best = dt;
         }
         res->score_window[1] = now_ms() * 1e-3;
+        res->score_cpu_ms = (cpu_ms() - cpu0) / o->steps;
         res->score_step_ms = total / o->steps;
         res->score_step_ms_min = best;
         res->score_tokens_per_s = N / (res->score_step_ms * 1e-3);

@@ -43,6 +43,10 @@ typedef struct {
     double train_step_ms, train_step_ms_min;
     double fwd_ms, head_ms, bwd_ms, opt_ms; /* phases of the train step */
     double score_step_ms, score_step_ms_min;
+    /* Process CPU time per step (all threads), ms: on a machine shared with other
+     * work, tokens per CPU-second of a 1-thread run is the throughput the step
+     * would have alone (wall time counts the time the scheduler gave away). */
+    double train_cpu_ms, score_cpu_ms;
     double train_tokens_per_s, score_tokens_per_s, train_gflops, score_gflops;
     double last_loss;
     /* CLOCK_MONOTONIC seconds around the timed steps (to cut a profile, e.g.
