@@ -34,6 +34,7 @@ out=build/bench/compare-$(basename "$cfg" .json)-$seq-$(date -u +%Y%m%dT%H%M%SZ)
 pin() { taskset -c "$cores" "$@"; }
 record() { # tag json
   local line; line=$(printf '%s' "$2" | tail -n1)
+  [ -n "$line" ] || { echo "compare.sh: $1 printed nothing" >&2; exit 1; }
   echo "$1 $line"; echo "{\"run\": \"$1\", \"result\": $line}" >> "$out"
 }
 echo "# $(date -u +%FT%TZ) $(hostname) cores=$cores nproc=$(nproc) load: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -43,9 +44,9 @@ for r in $(seq 1 "$rounds"); do
   record "sgemm_peak_t1" "$(OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 pin "$peak_bin")"
   for v in $variants; do
     t=${v%p}; policy=; [ "$v" != "$t" ] && policy=passive
-    record "torch_t$v" "$(env ${policy:+OMP_WAIT_POLICY=$policy} OMP_NUM_THREADS=$t pin "$py" bench/torch_cputime.py \
+    record "torch_t$v" "$(env ${policy:+OMP_WAIT_POLICY=$policy} OMP_NUM_THREADS=$t taskset -c "$cores" "$py" bench/torch_cputime.py \
       "$shared/torch_oprm_ref.py" "$cfg" "$seq" "$steps" "$t")"
-    record "oprm_t$v" "$(env ${policy:+OMP_WAIT_POLICY=$policy} pin "$bin" bench --config "$cfg" --seq "$seq" \
+    record "oprm_t$v" "$(env ${policy:+OMP_WAIT_POLICY=$policy} taskset -c "$cores" "$bin" bench --config "$cfg" --seq "$seq" \
       --steps "$steps" --threads "$t")"
   done
 done
