@@ -115,7 +115,7 @@ typedef struct {
 } AttnCtx;
 static double attn_loss(void *c) {
     AttnCtx *a = c;
-    attention_forward(a->out, a->lse, &a->sc, a->q, a->k, a->v, a->off, a->len, 2, A_H, A_KV, A_HD);
+    attention_forward(a->out, a->lse, &a->sc, a->q, a->k, a->v, a->off, a->len, NULL, NULL, 2, A_H, A_KV, A_HD);
     return dot_loss(a->out, a->r, A_N * A_H * A_HD);
 }
 static void test_attention(void) {
@@ -129,7 +129,7 @@ static void test_attention(void) {
         for (int i = 0; i < A_HD; i++) CHECK_NEAR(a.out[h * A_HD + i], a.v[(h / 2) * A_HD + i], 1e-6, 0);
     float *dq = calloc(A_N * A_H * A_HD, 4), *dk = calloc(A_N * A_KV * A_HD, 4), *dv = calloc(A_N * A_KV * A_HD, 4),
           *dkh = calloc(A_N * A_H * A_HD, 4), *dvh = calloc(A_N * A_H * A_HD, 4);
-    attention_backward(dq, dk, dv, dkh, dvh, &a.sc, a.r, a.lse, a.q, a.k, a.v, a.off, a.len, 2, A_H, A_KV, A_HD);
+    attention_backward(dq, dk, dv, dkh, dvh, &a.sc, a.r, a.lse, a.q, a.k, a.v, a.off, a.len, NULL, NULL, 2, A_H, A_KV, A_HD);
     fd_check("attention dq", a.q, dq, A_N * A_H * A_HD, attn_loss, &a);
     fd_check("attention dk", a.k, dk, A_N * A_KV * A_HD, attn_loss, &a);
     fd_check("attention dv", a.v, dv, A_N * A_KV * A_HD, attn_loss, &a);
@@ -146,7 +146,7 @@ static void test_attention_long(void) {
     int32_t off[1] = {0}, len[1] = {T};
     AttnScratch sc = {NULL, attention_scratch_floats(T), 2};
     sc.buf = calloc(2 * sc.per_thread, sizeof(float));
-    attention_forward(out, lse, &sc, q, k, v, off, len, 1, H, KV, HD);
+    attention_forward(out, lse, &sc, q, k, v, off, len, NULL, NULL, 1, H, KV, HD);
     double worst = 0;
     for (int i = 0; i < T; i += 7)
         for (int h = 0; h < H; h++) {
@@ -167,7 +167,7 @@ static void test_attention_long(void) {
     CHECK(worst < 1e-5);
     float *dq = calloc(T * H * HD, 4), *dk = calloc(T * HD, 4), *dv = calloc(T * HD, 4), *dkh = calloc(T * H * HD, 4),
           *dvh = calloc(T * H * HD, 4);
-    attention_backward(dq, dk, dv, dkh, dvh, &sc, r, lse, q, k, v, off, len, 1, H, KV, HD);
+    attention_backward(dq, dk, dv, dkh, dvh, &sc, r, lse, q, k, v, off, len, NULL, NULL, 1, H, KV, HD);
     int idx[] = {0, 5, 63 * 8 + 1, 64 * 8 + 2, 100 * 8 + 7, 129 * 8, 149 * 8 + 3};
     int bad = 0;
     for (int t = 0; t < 3; t++) {
@@ -176,10 +176,10 @@ static void test_attention_long(void) {
             int i = idx[n];
             float x0 = x[i], hh = 1e-2f;
             x[i] = x0 + hh;
-            attention_forward(out, lse, &sc, q, k, v, off, len, 1, H, KV, HD);
+            attention_forward(out, lse, &sc, q, k, v, off, len, NULL, NULL, 1, H, KV, HD);
             double lp = dot_loss(out, r, T * H * HD);
             x[i] = x0 - hh;
-            attention_forward(out, lse, &sc, q, k, v, off, len, 1, H, KV, HD);
+            attention_forward(out, lse, &sc, q, k, v, off, len, NULL, NULL, 1, H, KV, HD);
             double lm = dot_loss(out, r, T * H * HD);
             x[i] = x0;
             double fd = (lp - lm) / (2 * hh);

@@ -43,11 +43,12 @@ struct Model {
     float *arena;
     size_t arena_cap;
     int32_t *ids, *pos, *off, *len;
+    int32_t *last_row, *last_pos, *seq_index, *ones; /* per sequence: its last packed row, position, s, 1 */
+    float *res[2]; /* scoring: ping-pong residual buffers */
     int ibuf_cap, sbuf_cap;
     LayerActs *acts; /* n_layers entries when training, 1 otherwise */
-    float *x_final;  /* residual after the last layer [N, hidden] */
     float *x_last, *rstd_last; /* last rows before the final norm [nseq, hidden] */
-    float *h_buf, *a_buf, *rstd_tmp; /* shared by all layers: normed input, SwiGLU output */
+    float *h_buf, *hq_buf, *a_buf, *rstd_tmp; /* shared by all layers: normed input, SwiGLU output */
     int n_rows, nseq, trained; /* trained: the last forward kept activations */
     AttnScratch attn; /* per-thread attention blocks (forward and backward) */
 
