@@ -75,6 +75,8 @@ print(f"| score GFLOP/s / sgemm_peak | {gs:.1f} ({gsrun}) | | {gs/peak:.0%} | |"
 r1 = next((r["result"] for r in rows if r["run"] == "oprm_t1"), None)
 if r1:
     cpu_g = r1["train_gflop_per_step"] / (r1["train_cpu_ms"] * 1e-3)
-    print(f"| train GFLOP per CPU-s (1 thread) / sgemm_peak_t1 ({p1:.1f}) | {cpu_g:.1f} | | {cpu_g/p1:.0%} | |")
+    # sgemm_peak's 10-80 ms GEMMs are sliced by the scheduler under load, so its wall rate
+    # is no ceiling for CPU-time rates: print the number, not a ratio.
+    print(f"| train GFLOP per CPU-s (1 thread; sgemm_peak_t1 wall: {p1:.1f}) | {cpu_g:.1f} | | | |")
 PY
 echo "raw lines: $out"
