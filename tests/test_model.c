@@ -201,6 +201,90 @@ static void test_bad_batch(void) {
     model_free(m);
 }
 
+/* Backward accumulates: two forward+backward passes without zeroing give twice
+ * the gradient of one. */
+static void test_grad_accumulates(void) {
+    OprmError err;
+    Model *m = model_load(FIX "qwen2_tied_bf16", NULL, &err);
+    CHECK(m != NULL);
+    if (!m) return;
+    int32_t ids[40], lens[2] = {3, 37}, rows[9] = {16, 17, 18, 19, 20, 21, 22, 23, 24};
+    for (int i = 0; i < 40; i++) ids[i] = (i * 5 + 3) % 48;
+    SeqBatch b = {ids, lens, 2};
+    float h[64], logits[18], dl[18], dh[64];
+    int np;
+    ModelParam *ps = model_params(m, &np);
+    size_t total = 0;
+    for (int i = 0; i < np; i++) total += ps[i].numel;
+    float *once = malloc(total * sizeof(float));
+    for (int rep = 0; rep < 2; rep++) {
+        CHECK(model_forward(m, &b, 1, h, &err) == 0);
+        model_head_rows_forward(m, h, 2, rows, 9, logits);
+        pair_loss(logits, dl);
+        memset(dh, 0, sizeof dh);
+        model_head_rows_backward(m, h, 2, rows, 9, dl, dh);
+        CHECK(model_backward(m, dh, &err) == 0);
+        if (rep == 0)
+            for (int i = 0, o = 0; i < np; o += (int)ps[i].numel, i++) memcpy(once + o, ps[i].grad, ps[i].numel * 4);
+    }
+    int bad = 0;
+    for (int i = 0, o = 0; i < np; o += (int)ps[i].numel, i++)
+        for (size_t j = 0; j < ps[i].numel; j++)
+            bad += fabsf(ps[i].grad[j] - 2 * once[o + j]) > 1e-6f + 1e-5f * fabsf(once[o + j]);
+    CHECK(bad == 0);
+    model_zero_grad(m);
+    CHECK(ps[0].grad[0] == 0.0f && ps[np - 1].grad[0] == 0.0f);
+    free(once);
+    model_free(m);
+}
+
+/* Big enough that every OpenMP loop runs with a team: one thread and two
+ * threads must give the same hidden states and gradients (a race would not). */
+static void test_threads_agree(void) {
+    ModelConfig cfg;
+    OprmError err;
+    CHECK(model_config_load(FIX "qwen3_qknorm/config.json", &cfg, &err) == 0);
+    cfg.hidden = 128;
+    cfg.ffn = 384;
+    cfg.head_dim = 32;
+    cfg.vocab = 64;
+    Model *m = model_new_random(&cfg, NULL, 3, &err);
+    CHECK(m != NULL);
+    if (!m) return;
+    int np;
+    ModelParam *ps = model_params(m, &np);
+    for (int i = 0; i < np; i++) /* larger weights than the 0.02 init, so the layers matter */
+        if (ps[i].ndim == 2)
+            for (size_t j = 0; j < ps[i].numel; j++) ps[i].data[j] *= 5.0f;
+    enum { N = 340 };
+    int32_t ids[N], lens[3] = {260, 1, 79}, rows[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    for (int i = 0; i < N; i++) ids[i] = (i * 13 + 5) % 64;
+    SeqBatch b = {ids, lens, 3};
+    float h[2][3 * 128], logits[27], dl[27], dh[3 * 128];
+    size_t total = 0;
+    for (int i = 0; i < np; i++) total += ps[i].numel;
+    float *grads[2] = {malloc(total * 4), malloc(total * 4)};
+    for (int t = 0; t < 2; t++) {
+        model_set_threads(t + 1);
+        model_zero_grad(m);
+        CHECK(model_forward(m, &b, 1, h[t], &err) == 0);
+        model_head_rows_forward(m, h[t], 3, rows, 9, logits);
+        for (int i = 0; i < 27; i++) dl[i] = logits[i] * 0.1f + (float)(i % 5) - 2.0f;
+        memset(dh, 0, sizeof dh);
+        model_head_rows_backward(m, h[t], 3, rows, 9, dl, dh);
+        CHECK(model_backward(m, dh, &err) == 0);
+        for (int i = 0, o = 0; i < np; o += (int)ps[i].numel, i++) memcpy(grads[t] + o, ps[i].grad, ps[i].numel * 4);
+    }
+    model_set_threads(0);
+    for (int i = 0; i < 3 * 128; i++) CHECK_NEAR(h[1][i], h[0][i], 1e-5, 1e-5);
+    double scale = max_abs(grads[0], total), worst = 0;
+    for (size_t j = 0; j < total; j++) worst = fmax(worst, fabs(grads[1][j] - grads[0][j]));
+    CHECK(scale > 0 && worst <= 1e-5 * scale);
+    free(grads[0]);
+    free(grads[1]);
+    model_free(m);
+}
+
 /* Save then load gives the same parameters; a tied model stays tied. */
 static void test_save_roundtrip(void) {
     const char *names[] = {"qwen2_tied_bf16", "llama_gqa", "qwen3_qknorm"};
@@ -261,6 +345,8 @@ int main(void) {
     RUN(test_llama3_rope);
     RUN(test_batching_independence);
     RUN(test_bad_batch);
+    RUN(test_grad_accumulates);
+    RUN(test_threads_agree);
     RUN(test_save_roundtrip);
     RUN(test_random_model);
     fprintf(stderr, "worst logit abs error %.3g, worst gradient error (of tensor max) %.3g\n", worst_logit_abs,

@@ -109,31 +109,89 @@ static void test_rope(void) {
 /* ---- attention ---- */
 enum { A_N = 6, A_H = 4, A_KV = 2, A_HD = 4 };
 typedef struct {
-    float *q, *k, *v, *out, *p, *r;
+    float *q, *k, *v, *out, *lse, *r;
     int32_t off[2], len[2];
-    size_t p_off[2];
+    AttnScratch sc;
 } AttnCtx;
 static double attn_loss(void *c) {
     AttnCtx *a = c;
-    attention_forward(a->out, a->p, a->q, a->k, a->v, a->off, a->len, a->p_off, 2, A_H, A_KV, A_HD);
+    attention_forward(a->out, a->lse, &a->sc, a->q, a->k, a->v, a->off, a->len, NULL, NULL, 2, A_H, A_KV, A_HD);
     return dot_loss(a->out, a->r, A_N * A_H * A_HD);
 }
 static void test_attention(void) {
     AttnCtx a = {rand_vec(A_N * A_H * A_HD, 1.5), rand_vec(A_N * A_KV * A_HD, 1.5), rand_vec(A_N * A_KV * A_HD, 1),
-                 rand_vec(A_N * A_H * A_HD, 0), rand_vec(A_H * 26, 0), rand_vec(A_N * A_H * A_HD, 1),
-                 {0, 1}, {1, 5}, {0, A_H * 1}};
+                 rand_vec(A_N * A_H * A_HD, 0), rand_vec(A_N * A_H, 0), rand_vec(A_N * A_H * A_HD, 1),
+                 {0, 1}, {1, 5}, {NULL, attention_scratch_floats(5), 2}};
+    a.sc.buf = calloc(2 * a.sc.per_thread, sizeof(float));
     attn_loss(&a);
     /* A sequence of length 1 attends to itself only: output = its v. */
     for (int h = 0; h < A_H; h++)
         for (int i = 0; i < A_HD; i++) CHECK_NEAR(a.out[h * A_HD + i], a.v[(h / 2) * A_HD + i], 1e-6, 0);
     float *dq = calloc(A_N * A_H * A_HD, 4), *dk = calloc(A_N * A_KV * A_HD, 4), *dv = calloc(A_N * A_KV * A_HD, 4),
-          *ds = calloc(A_H * 26, 4), *dkh = calloc(A_N * A_H * A_HD, 4), *dvh = calloc(A_N * A_H * A_HD, 4);
-    attention_backward(dq, dk, dv, ds, dkh, dvh, a.r, a.p, a.q, a.k, a.v, a.off, a.len, a.p_off, 2, A_H, A_KV, A_HD);
+          *dkh = calloc(A_N * A_H * A_HD, 4), *dvh = calloc(A_N * A_H * A_HD, 4);
+    attention_backward(dq, dk, dv, dkh, dvh, &a.sc, a.r, a.lse, a.q, a.k, a.v, a.off, a.len, NULL, NULL, 2, A_H, A_KV, A_HD);
     fd_check("attention dq", a.q, dq, A_N * A_H * A_HD, attn_loss, &a);
     fd_check("attention dk", a.k, dk, A_N * A_KV * A_HD, attn_loss, &a);
     fd_check("attention dv", a.v, dv, A_N * A_KV * A_HD, attn_loss, &a);
-    free(a.q), free(a.k), free(a.v), free(a.out), free(a.p), free(a.r);
-    free(dq), free(dk), free(dv), free(ds), free(dkh), free(dvh);
+    free(a.q), free(a.k), free(a.v), free(a.out), free(a.lse), free(a.r), free(a.sc.buf);
+    free(dq), free(dk), free(dv), free(dkh), free(dvh);
+}
+
+/* Long sequences cross the query-block boundaries (64, 128): forward against a
+ * direct double-precision evaluation, backward spot-checked by finite differences. */
+static void test_attention_long(void) {
+    enum { T = 150, H = 2, KV = 1, HD = 8 };
+    float *q = rand_vec(T * H * HD, 1.5), *k = rand_vec(T * KV * HD, 1.5), *v = rand_vec(T * KV * HD, 1),
+          *out = calloc(T * H * HD, 4), *lse = calloc(T * H, 4), *r = rand_vec(T * H * HD, 1);
+    int32_t off[1] = {0}, len[1] = {T};
+    AttnScratch sc = {NULL, attention_scratch_floats(T), 2};
+    sc.buf = calloc(2 * sc.per_thread, sizeof(float));
+    attention_forward(out, lse, &sc, q, k, v, off, len, NULL, NULL, 1, H, KV, HD);
+    double worst = 0;
+    for (int i = 0; i < T; i += 7)
+        for (int h = 0; h < H; h++) {
+            double s[T], mx = -1e300, z = 0;
+            for (int j = 0; j <= i; j++) {
+                s[j] = 0;
+                for (int d = 0; d < HD; d++) s[j] += (double)q[(i * H + h) * HD + d] * k[j * HD + d];
+                s[j] /= sqrt((double)HD);
+                mx = fmax(mx, s[j]);
+            }
+            for (int j = 0; j <= i; j++) z += exp(s[j] - mx);
+            for (int d = 0; d < HD; d++) {
+                double o = 0;
+                for (int j = 0; j <= i; j++) o += exp(s[j] - mx) / z * v[j * HD + d];
+                worst = fmax(worst, fabs(o - out[(i * H + h) * HD + d]));
+            }
+        }
+    CHECK(worst < 1e-5);
+    float *dq = calloc(T * H * HD, 4), *dk = calloc(T * HD, 4), *dv = calloc(T * HD, 4), *dkh = calloc(T * H * HD, 4),
+          *dvh = calloc(T * H * HD, 4);
+    attention_backward(dq, dk, dv, dkh, dvh, &sc, r, lse, q, k, v, off, len, NULL, NULL, 1, H, KV, HD);
+    int idx[] = {0, 5, 63 * 8 + 1, 64 * 8 + 2, 100 * 8 + 7, 129 * 8, 149 * 8 + 3};
+    int bad = 0;
+    for (int t = 0; t < 3; t++) {
+        float *x = t == 0 ? q : t == 1 ? k : v, *g = t == 0 ? dq : t == 1 ? dk : dv;
+        for (size_t n = 0; n < sizeof idx / sizeof idx[0]; n++) {
+            int i = idx[n];
+            float x0 = x[i], hh = 1e-2f;
+            x[i] = x0 + hh;
+            attention_forward(out, lse, &sc, q, k, v, off, len, NULL, NULL, 1, H, KV, HD);
+            double lp = dot_loss(out, r, T * H * HD);
+            x[i] = x0 - hh;
+            attention_forward(out, lse, &sc, q, k, v, off, len, NULL, NULL, 1, H, KV, HD);
+            double lm = dot_loss(out, r, T * H * HD);
+            x[i] = x0;
+            double fd = (lp - lm) / (2 * hh);
+            if (fabs(g[i] - fd) > 2e-3 + 1e-2 * fabs(fd)) {
+                bad++;
+                fprintf(stderr, "long attention grad %d[%d]: %g vs fd %g\n", t, i, g[i], fd);
+            }
+        }
+    }
+    CHECK(bad == 0);
+    free(q), free(k), free(v), free(out), free(lse), free(r), free(sc.buf);
+    free(dq), free(dk), free(dv), free(dkh), free(dvh);
 }
 
 /* ---- swiglu ---- */
@@ -183,6 +241,7 @@ int main(void) {
     RUN(test_rmsnorm);
     RUN(test_rope);
     RUN(test_attention);
+    RUN(test_attention_long);
     RUN(test_swiglu);
     RUN(test_linear);
     fprintf(stderr, "worst finite-difference error |a - fd| / (0.01 + |fd|): %.3g\n", worst_fd);

@@ -114,6 +114,9 @@ static void test_greedy_decoding(void) {
 
 int main(void) {
     snprintf(model_dir, sizeof model_dir, "%s/models/story-llama", shared_data_dir());
+    /* A tiny model decoding one token at a time: threads only add barrier waits
+     * (test_model.c checks that one and two threads agree). */
+    model_set_threads(1);
     RUN(test_reference_values);
     RUN(test_greedy_decoding);
     return test_summary();

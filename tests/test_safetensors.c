@@ -52,6 +52,9 @@ static void test_bad_files(void) {
     expect_open_error("{\"a\":{\"dtype\":\"Q4\",\"shape\":[2],\"data_offsets\":[0,8]}}", 0, 8, "unknown dtype \"Q4\"");
     expect_open_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 0, 8, "need 12");
     expect_open_error("{\"a\": [", 0, 0, "not valid JSON");
+    expect_open_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                      "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
+                      0, 8, "duplicate");
     expect_open_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[2]}}", 0, 8, "data_offsets");
     char *p = tmp_path("short.safetensors");
     FILE *f = fopen(p, "wb");

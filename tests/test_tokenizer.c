@@ -117,6 +117,10 @@ static void test_missing_and_corrupt(void) {
     write_text("tokenizer.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": \"x\"}, \"merges\": []}}");
     CHECK(tok_load(tmp_dir, &err) == NULL);
     CHECK_STR_CONTAINS(err.msg, "model.vocab[\"a\"]");
+    /* an absurd id is refused instead of allocating gigabytes */
+    write_text("tokenizer.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 2000000000}, \"merges\": []}}");
+    CHECK(tok_load(tmp_dir, &err) == NULL);
+    CHECK_STR_CONTAINS(err.msg, "id must be an integer in 0..16777215");
     /* a valid tokenizer.json with a corrupt tokenizer_config.json */
     json_t *ok = bytelevel_tokenizer(NULL, 0, NULL);
     json_dump_file(ok, tmp_path("tokenizer.json"), 0);
@@ -239,6 +243,24 @@ static void test_digit_ids_synthetic(void) {
     }
 }
 
+/* A vocabulary with "a▁" (a piece ending in U+2581, as story-llama has) must
+ * not be cut into "▁word" parts before BPE: the merge "a ▁" crosses that cut. */
+static void test_metaspace_suffix_pieces(void) {
+    json_t *sp = json_pack(
+        "{s:[], s:{s:s, s:[{s:s, s:s}, {s:s, s:{s:s}, s:s}]}, s:n,"
+        " s:{s:s, s:{s:i, s:i, s:i, s:i}, s:[s]}}",
+        "added_tokens", "normalizer", "type", "Sequence", "normalizers", "type", "Prepend", "prepend", "\xE2\x96\x81",
+        "type", "Replace", "pattern", "String", " ", "content", "\xE2\x96\x81", "pre_tokenizer", "model", "type",
+        "BPE", "vocab", "\xE2\x96\x81", 0, "a", 1, "b", 2, "a\xE2\x96\x81", 3, "merges", "a \xE2\x96\x81");
+    OprmError err = {{0}};
+    Tokenizer *t = load_json(sp, &err);
+    CHECK(t != NULL);
+    if (!t) return;
+    CHECK(encodes_as(t, "a a", (int32_t[]){0, 3, 1}, 3));
+    CHECK(encodes_as(t, "ab b", (int32_t[]){0, 1, 2, 0, 2}, 5));
+    tok_free(t);
+}
+
 static json_t *with_added(json_t *j, const char *content, int id, int lstrip, int rstrip, int single_word) {
     json_t *tok = json_pack("{s:i, s:s, s:b, s:b, s:b, s:b, s:b}", "id", id, "content", content, "single_word",
                             single_word, "lstrip", lstrip, "rstrip", rstrip, "normalized", 0, "special", 1);
@@ -325,6 +347,24 @@ static void test_digits_pretokenizer(void) {
         CHECK(t && encodes_as(t, "x12", (int32_t[]){'x', k ? 256 : '1', '2'}, k ? 2 : 3));
         tok_free(t);
     }
+}
+
+static void test_replace_regex_and_whitespace_split(void) {
+    OprmError err = {{0}};
+    json_t *j = bytelevel_tokenizer(NULL, 0, NULL);
+    json_object_set_new(j, "normalizer", json_pack("{s:s, s:{s:s}, s:s}", "type", "Replace", "pattern", "Regex",
+                                                   " {2,}", "content", " "));
+    Tokenizer *t = load_json(j, &err);
+    CHECK(t && encodes_as(t, "a   b", (int32_t[]){'a', ' ', 'b'}, 3));
+    tok_free(t);
+    t = load_json(bytelevel_tokenizer(NULL, 0, NULL), &err);
+    CHECK(t && encodes_as(t, "a   b", (int32_t[]){'a', ' ', ' ', ' ', 'b'}, 5));
+    tok_free(t);
+    json_t *pre = json_pack("{s:s, s:[{s:s}, {s:s, s:b, s:b}]}", "type", "Sequence", "pretokenizers", "type",
+                            "WhitespaceSplit", "type", "ByteLevel", "add_prefix_space", 0, "use_regex", 0);
+    t = load_json(bytelevel_tokenizer(NULL, 0, pre), &err);
+    CHECK(t && encodes_as(t, " a \t\n b\xE3\x80\x80" "c", (int32_t[]){'a', 'b', 'c'}, 3)); /* U+3000 is white space */
+    tok_free(t);
 }
 
 /* The mistral tokenizer.json, with its normalizer replaced by edit(). */
@@ -470,8 +510,10 @@ int main(void) {
     RUN(test_invalid_utf8_is_rejected);
     RUN(test_digit_ids_synthetic);
     RUN(test_added_token_flags);
+    RUN(test_metaspace_suffix_pieces);
     RUN(test_split_behaviors);
     RUN(test_digits_pretokenizer);
+    RUN(test_replace_regex_and_whitespace_split);
     RUN(test_metaspace_matches_mistral_oracle);
     RUN(test_story_llama);
     RUN(test_cli);

@@ -210,12 +210,29 @@ static void test_llama3_vectors(void) {
     tok_free(t);
 }
 
+/* Several threads encoding with one tokenizer (each has its own word cache). */
+static size_t check_vectors_parallel(const Tokenizer *t, const char *file, size_t *total) {
+    Vec *v = read_vectors(file, total);
+    size_t ok = 0;
+#pragma omp parallel for num_threads(4) reduction(+ : ok) schedule(dynamic, 8)
+    for (size_t i = 0; i < *total; i++) {
+        IdVec out = {0};
+        OprmError err = {{0}};
+        ok += tok_encode(t, v[i].text, v[i].len, 0, &out, &err) == 0 && ids_equal(out.v, out.n, v[i].ids, v[i].n_ids);
+        idvec_free(&out);
+    }
+    free_vectors(v, *total);
+    fprintf(stderr, "%s: %zu/%zu exact with 4 threads\n", file, ok, *total);
+    return ok;
+}
+
 static void test_mistral_vectors(void) {
     Tokenizer *t = load("tokenizers/mistral");
     CHECK(t != NULL);
     if (!t) return;
     size_t total;
     CHECK(check_vectors(t, "oracle-mistral.jsonl", &total) == 400 && total == 400);
+    CHECK(check_vectors_parallel(t, "oracle-mistral.jsonl", &total) == 400 && total == 400);
     /* Two texts cannot round-trip, exactly as in Hugging Face: "<s>[INST]..."
      * (the decoder's Strip removes the first character's space only) and a text
      * starting with a literal U+2581 (decoded as a space). */

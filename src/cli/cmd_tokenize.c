@@ -57,8 +57,8 @@ static int run_stdin(const Tokenizer *t, int add_special) {
         json_t *j = json_loadb(line, (size_t)n, JSON_ALLOW_NUL, &jerr);
         json_t *text = json_object_get(j, "text");
         if (!j || !json_is_string(text)) {
-            fprintf(stderr, "oprm tokenize: stdin line %zu: %s\n", lineno,
-                    !j ? jerr.text : "expected an object with a string field \"text\"");
+            if (!j) fprintf(stderr, "oprm tokenize: stdin line %zu: invalid JSON: %s\n", lineno, jerr.text);
+            else fprintf(stderr, "oprm tokenize: stdin line %zu: expected an object with a string field \"text\"\n", lineno);
             json_decref(j);
             rc = EXIT_RUNTIME;
             break;

@@ -107,7 +107,7 @@ static int parse_entry(const char *path, const char *name, json_t *v, const uint
 static int parse_header(StFile *f, const char *json_text, size_t json_len, const uint8_t *data_base,
                         size_t data_size, OprmError *err) {
     json_error_t jerr;
-    json_t *root = json_loadb(json_text, json_len, 0, &jerr);
+    json_t *root = json_loadb(json_text, json_len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) return oprm_fail(err, "%s: header is not valid JSON (%s at column %d)", f->path, jerr.text, jerr.column);
     if (!json_is_object(root)) {
         json_decref(root);

@@ -1,28 +1,39 @@
 /* Causal multi-head attention with grouped KV heads over packed sequences.
- * Parallel over (sequence, query head) with OpenMP; the small GEMMs inside run
- * on one OpenBLAS thread each (OpenBLAS does not spawn threads inside an
- * OpenMP parallel region), so the two threading layers never nest. */
+ *
+ * Queries are processed in blocks of ATTN_BLOCK rows; a block only multiplies
+ * against the keys up to its last row, so the masked upper triangle is (mostly)
+ * never computed. Forward keeps only the log-sum-exp of each score row; backward
+ * recomputes the probabilities from it (flash-attention style), so memory grows
+ * with tokens x heads, not tokens^2 x heads.
+ *
+ * Parallel over (sequence, query head) with OpenMP; the GEMMs inside run on one
+ * OpenBLAS thread each (OpenBLAS does not spawn threads inside an OpenMP
+ * parallel region), so the two threading layers never nest. */
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #include "model/layers.h"
 
-void attention_forward(float *out, float *p, const float *q, const float *k, const float *v, const int32_t *off,
-                       const int32_t *len, const size_t *p_off, int nseq, int n_heads, int n_kv, int hd) {
-    int qs = n_heads * hd, ks = n_kv * hd, group = n_heads / n_kv;
-    float scale = 1.0f / sqrtf((float)hd);
-    #pragma omp parallel for schedule(dynamic, 1)
-    for (int task = 0; task < nseq * n_heads; task++) {
-        int s = task / n_heads, h = task % n_heads, g = h / group, T = len[s];
-        const float *qh = q + (size_t)off[s] * qs + (size_t)h * hd;
-        const float *kh = k + (size_t)off[s] * ks + (size_t)g * hd;
-        const float *vh = v + (size_t)off[s] * ks + (size_t)g * hd;
-        float *ph = p + p_off[s] + (size_t)h * T * T;
-        /* The full T x T product wastes the masked half but keeps one GEMM call. */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, qh, qs, kh, ks, 0.0f, ph, T);
-        for (int i = 0; i < T; i++) {
-            float *row = ph + (size_t)i * T, mx = row[0];
+size_t attention_scratch_floats(int max_len) { return (size_t)2 * ATTN_BLOCK * (size_t)max_len; }
+
+/* Scores of the queries at positions [i0, i1) (rows of qb, stride qs) against
+ * keys [0, i1), softmax with the causal mask, into p (row stride i1). Forward
+ * fills lb[r * lse_stride] with each row's log-sum-exp; backward (use_lse)
+ * rebuilds the probabilities from it. */
+static void block_probs(float *p, float *lb, const float *qb, const float *kh, int qs, int ks, int hd, int i0,
+                        int i1, int lse_stride, float scale, int use_lse) {
+    int nb = i1 - i0;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, i1, hd, scale, qb, qs, kh, ks, 0.0f, p, i1);
+    for (int r = 0; r < nb; r++) {
+        int i = i0 + r;
+        float *row = p + (size_t)r * i1;
+        if (use_lse) {
+            float l = lb[(size_t)r * lse_stride];
+            for (int j = 0; j <= i; j++) row[j] = expf(row[j] - l);
+        } else {
+            float mx = row[0];
             for (int j = 1; j <= i; j++) mx = row[j] > mx ? row[j] : mx;
             double sum = 0;
             for (int j = 0; j <= i; j++) {
@@ -31,45 +42,89 @@ void attention_forward(float *out, float *p, const float *q, const float *k, con
             }
             float inv = (float)(1.0 / sum);
             for (int j = 0; j <= i; j++) row[j] *= inv;
-            for (int j = i + 1; j < T; j++) row[j] = 0.0f;
+            lb[(size_t)r * lse_stride] = mx + (float)log(sum);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, ph, T, vh, ks, 0.0f,
-                    out + (size_t)off[s] * qs + (size_t)h * hd, qs);
+        for (int j = i + 1; j < i1; j++) row[j] = 0.0f;
     }
 }
 
-void attention_backward(float *dq, float *dk, float *dv, float *ds, float *dk_heads, float *dv_heads,
-                        const float *dout, const float *p, const float *q, const float *k, const float *v,
-                        const int32_t *off, const int32_t *len, const size_t *p_off, int nseq, int n_heads,
-                        int n_kv, int hd) {
+void attention_forward(float *out, float *lse, const AttnScratch *scratch, const float *q, const float *k,
+                       const float *v, const int32_t *off, const int32_t *len, const int32_t *q_off,
+                       const int32_t *q_len, int nseq, int n_heads, int n_kv, int hd) {
     int qs = n_heads * hd, ks = n_kv * hd, group = n_heads / n_kv;
     float scale = 1.0f / sqrtf((float)hd);
-    #pragma omp parallel for schedule(dynamic, 1)
+    if (!q_off) q_off = off, q_len = len;
+    size_t work = 0;
+    for (int s = 0; s < nseq; s++) work += (size_t)q_len[s] * len[s] * n_heads * hd;
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(scratch->threads) if (work > OMP_MIN_WORK)
     for (int task = 0; task < nseq * n_heads; task++) {
-        int s = task / n_heads, h = task % n_heads, g = h / group, T = len[s];
-        size_t qo = (size_t)off[s] * qs + (size_t)h * hd, ko = (size_t)off[s] * ks + (size_t)g * hd;
-        const float *ph = p + p_off[s] + (size_t)h * T * T;
-        float *dsh = ds + p_off[s] + (size_t)h * T * T;
-        /* dP = dO . V^T, then the softmax backward row by row (causal part only). */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dout + qo, qs, v + ko, ks, 0.0f, dsh, T);
-        for (int i = 0; i < T; i++) {
-            const float *pr = ph + (size_t)i * T;
-            float *dr = dsh + (size_t)i * T;
-            double dot = 0;
-            for (int j = 0; j <= i; j++) dot += (double)pr[j] * dr[j];
-            float d = (float)dot;
-            for (int j = 0; j <= i; j++) dr[j] = pr[j] * (dr[j] - d);
-            for (int j = i + 1; j < T; j++) dr[j] = 0.0f;
+        int s = task / n_heads, h = task % n_heads, g = h / group, T = len[s], first = T - q_len[s];
+        /* Query row r of this sequence is position first + r. */
+        const float *qh = q + (size_t)q_off[s] * qs + (size_t)h * hd;
+        const float *kh = k + (size_t)off[s] * ks + (size_t)g * hd;
+        const float *vh = v + (size_t)off[s] * ks + (size_t)g * hd;
+        float *oh = out + (size_t)q_off[s] * qs + (size_t)h * hd;
+        float *lh = lse + (size_t)q_off[s] * n_heads + h;
+        float *p = scratch->buf + (size_t)omp_get_thread_num() * scratch->per_thread;
+        for (int i0 = first; i0 < T; i0 += ATTN_BLOCK) {
+            int i1 = i0 + ATTN_BLOCK < T ? i0 + ATTN_BLOCK : T;
+            size_t r0 = (size_t)(i0 - first);
+            block_probs(p, lh + r0 * n_heads, qh + r0 * qs, kh, qs, ks, hd, i0, i1, n_heads, scale, 0);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, i1 - i0, hd, i1, 1.0f, p, i1, vh, ks, 0.0f,
+                        oh + r0 * qs, qs);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, scale, dsh, T, k + ko, ks, 0.0f, dq + qo, qs);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, scale, dsh, T, q + qo, qs, 0.0f, dk_heads + qo,
-                    qs);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, ph, T, dout + qo, qs, 0.0f,
-                    dv_heads + qo, qs);
+    }
+}
+
+void attention_backward(float *dq, float *dk, float *dv, float *dk_heads, float *dv_heads,
+                        const AttnScratch *scratch, const float *dout, const float *lse, const float *q,
+                        const float *k, const float *v, const int32_t *off, const int32_t *len,
+                        const int32_t *q_off, const int32_t *q_len, int nseq, int n_heads, int n_kv, int hd) {
+    int qs = n_heads * hd, ks = n_kv * hd, group = n_heads / n_kv;
+    float scale = 1.0f / sqrtf((float)hd);
+    if (!q_off) q_off = off, q_len = len;
+    size_t work = 0;
+    for (int s = 0; s < nseq; s++) work += (size_t)q_len[s] * len[s] * n_heads * hd;
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(scratch->threads) if (work > OMP_MIN_WORK)
+    for (int task = 0; task < nseq * n_heads; task++) {
+        int s = task / n_heads, h = task % n_heads, g = h / group, T = len[s], first = T - q_len[s];
+        size_t qo = (size_t)q_off[s] * qs + (size_t)h * hd, ko = (size_t)off[s] * ks + (size_t)g * hd,
+               kho = (size_t)off[s] * qs + (size_t)h * hd;
+        const float *qh = q + qo, *kh = k + ko, *vh = v + ko, *doh = dout + qo;
+        const float *lh = lse + (size_t)q_off[s] * n_heads + h;
+        float *p = scratch->buf + (size_t)omp_get_thread_num() * scratch->per_thread, *ds = p + (size_t)ATTN_BLOCK * T;
+        for (int i = 0; i < T; i++) {
+            memset(dk_heads + kho + (size_t)i * qs, 0, sizeof(float) * hd);
+            memset(dv_heads + kho + (size_t)i * qs, 0, sizeof(float) * hd);
+        }
+        for (int i0 = first; i0 < T; i0 += ATTN_BLOCK) {
+            int i1 = i0 + ATTN_BLOCK < T ? i0 + ATTN_BLOCK : T, nb = i1 - i0;
+            size_t r0 = (size_t)(i0 - first);
+            block_probs(p, (float *)lh + r0 * n_heads, qh + r0 * qs, kh, qs, ks, hd, i0, i1, n_heads, scale, 1);
+            /* dP = dO . V^T, then dS = P * (dP - rowsum(P * dP)) on the causal part. */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, i1, hd, 1.0f, doh + r0 * qs, qs, vh, ks, 0.0f,
+                        ds, i1);
+            for (int r = 0; r < nb; r++) {
+                int i = i0 + r;
+                const float *pr = p + (size_t)r * i1;
+                float *dr = ds + (size_t)r * i1;
+                double dot = 0;
+                for (int j = 0; j <= i; j++) dot += (double)pr[j] * dr[j];
+                float d = (float)dot;
+                for (int j = 0; j <= i; j++) dr[j] = pr[j] * (dr[j] - d);
+                for (int j = i + 1; j < i1; j++) dr[j] = 0.0f;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, hd, i1, scale, ds, i1, kh, ks, 0.0f,
+                        dq + qo + r0 * qs, qs);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, i1, hd, nb, scale, ds, i1, qh + r0 * qs, qs, 1.0f,
+                        dk_heads + kho, qs);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, i1, hd, nb, 1.0f, p, i1, doh + r0 * qs, qs, 1.0f,
+                        dv_heads + kho, qs);
+        }
     }
     /* Sum the query heads of each group into their shared KV head. */
     int rows = off[nseq - 1] + len[nseq - 1];
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)rows * qs > OMP_MIN_WORK)
     for (int r = 0; r < rows; r++) {
         for (int g = 0; g < n_kv; g++) {
             float *dkr = dk + (size_t)r * ks + (size_t)g * hd, *dvr = dv + (size_t)r * ks + (size_t)g * hd;

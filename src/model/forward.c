@@ -1,8 +1,16 @@
 /* Forward and backward of the whole model over a packed batch, and the heads.
+ *
+ * The output is the final hidden state at the LAST position of each sequence,
+ * so the last layer only needs keys and values for every position: its
+ * queries, attention output, o_proj, residual and MLP run on one row per
+ * sequence ("query rows"). Every other layer runs on all rows.
+ *
  * Memory: one arena for activations (grown when a batch needs more, never
- * shrunk), one for backward scratch. In training mode each layer keeps its
- * activations; otherwise one set is reused by every layer. */
+ * shrunk, so no allocation per step once sized), one for backward scratch. In
+ * training mode each layer keeps its activations; otherwise one set is reused
+ * by every layer. */
 #include <cblas.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,62 +34,68 @@ static void ensure_rope(Model *m, int len) {
 }
 
 /* Carves the arena; with base NULL only counts floats. */
-static size_t carve(Model *m, float *base, int N, int nseq, size_t p_total, int train) {
+static size_t carve(Model *m, float *base, int N, int nseq, size_t attn_scratch, int train) {
     const ModelConfig *c = &m->cfg;
     size_t D = (size_t)c->hidden, Hq = (size_t)c->n_heads * c->head_dim, Hk = (size_t)c->n_kv_heads * c->head_dim,
            F = (size_t)c->ffn, n = (size_t)N;
     size_t off = 0;
-#define TAKE(ptr, count)                       \
-    do {                                       \
-        if (base) (ptr) = base + off;          \
+#define TAKE(ptr, count)                             \
+    do {                                             \
+        if (base) (ptr) = base + off;                \
         off += ((size_t)(count) + 15) & ~(size_t)15; \
     } while (0)
     int nl = train ? c->n_layers : 1;
     float *dummy;
     for (int l = 0; l < nl; l++) {
         LayerActs *a = base ? &m->acts[l] : NULL;
+        /* Query-side sizes: one row per sequence in the last layer (when training;
+         * the shared scoring set must fit every layer). */
+        size_t nq = train && l == c->n_layers - 1 ? (size_t)nseq : n;
 #define A(f) (*(base ? &a->f : &dummy))
-        TAKE(A(h1), n * D);
         TAKE(A(rstd1), n);
         if (c->qk_norm) {
-            TAKE(A(q_raw), n * Hq);
+            TAKE(A(q_raw), nq * Hq);
             TAKE(A(k_raw), n * Hk);
-            TAKE(A(rstd_q), n * c->n_heads);
+            TAKE(A(rstd_q), nq * c->n_heads);
             TAKE(A(rstd_k), n * c->n_kv_heads);
         }
-        TAKE(A(q), n * Hq);
+        TAKE(A(q), nq * Hq);
         TAKE(A(k), n * Hk);
         TAKE(A(v), n * Hk);
-        TAKE(A(p), p_total);
-        TAKE(A(att), n * Hq);
-        TAKE(A(x_mid), n * D);
-        TAKE(A(h2), n * D);
-        TAKE(A(rstd2), n);
-        TAKE(A(g), n * F);
-        TAKE(A(u), n * F);
-        TAKE(A(a), n * F);
+        TAKE(A(lse), nq * c->n_heads);
+        TAKE(A(att), nq * Hq);
+        TAKE(A(x_mid), nq * D);
+        TAKE(A(rstd2), nq);
+        TAKE(A(g), nq * F);
+        TAKE(A(u), nq * F);
 #undef A
     }
+    /* Normed layer inputs and the SwiGLU output are cheap to recompute, so one
+     * copy serves every layer (backward recomputes them). */
+    TAKE(m->h_buf, n * D);
+    TAKE(m->hq_buf, (size_t)nseq * D);
+    TAKE(m->a_buf, n * F);
+    TAKE(m->attn.buf, attn_scratch);
     /* Residual stream: every layer's input when training, ping-pong otherwise. */
-    int nres = train ? c->n_layers + 1 : 2;
-    float *res0 = NULL, *res1 = NULL;
+    int nres = train ? c->n_layers : 2;
     for (int r = 0; r < nres; r++) {
         float *x = NULL;
         TAKE(x, n * D);
-        if (r == 0) res0 = x;
-        if (r == 1) res1 = x;
-        if (base && train && r < c->n_layers) m->acts[r].x_in = x;
-        if (base && train && r == c->n_layers) m->x_final = x;
-    }
-    if (base && !train) {
-        m->acts[0].x_in = res0;
-        m->x_final = res1; /* set per layer in forward */
+        if (base && train) m->acts[r].x_in = x;
+        if (base && !train) m->res[r] = x;
     }
     TAKE(m->x_last, (size_t)nseq * D);
     TAKE(m->rstd_last, (size_t)nseq);
+    TAKE(m->rstd_tmp, n);
 #undef TAKE
     (void)dummy;
     return off;
+}
+
+/* dst[s] = src[last row of sequence s], rows of width d. */
+static void gather_last(float *dst, const float *src, const Model *m, int d) {
+    for (int s = 0; s < m->nseq; s++)
+        memcpy(dst + (size_t)s * d, src + (size_t)m->last_row[s] * d, sizeof(float) * (size_t)d);
 }
 
 int model_forward(Model *m, const SeqBatch *b, int train, float *h_last, OprmError *err) {
@@ -89,12 +103,10 @@ int model_forward(Model *m, const SeqBatch *b, int train, float *h_last, OprmErr
     if (b->nseq <= 0) return oprm_fail(err, "model_forward: empty batch");
     long total = 0;
     int maxT = 0;
-    size_t p_total = 0;
     for (int s = 0; s < b->nseq; s++) {
         if (b->lens[s] <= 0) return oprm_fail(err, "model_forward: sequence %d has length %d", s, b->lens[s]);
         total += b->lens[s];
         if (b->lens[s] > maxT) maxT = b->lens[s];
-        p_total += (size_t)c->n_heads * b->lens[s] * b->lens[s];
     }
     if (total > 0x7fffffff) return oprm_fail(err, "model_forward: batch too large");
     int N = (int)total, nseq = b->nseq;
@@ -114,76 +126,89 @@ int model_forward(Model *m, const SeqBatch *b, int train, float *h_last, OprmErr
     if (nseq > m->sbuf_cap) {
         free(m->off);
         free(m->len);
-        free(m->p_off);
+        free(m->last_row);
+        free(m->last_pos);
+        free(m->seq_index);
+        free(m->ones);
         m->off = xmalloc(sizeof(int32_t) * (size_t)nseq);
         m->len = xmalloc(sizeof(int32_t) * (size_t)nseq);
-        m->p_off = xmalloc(sizeof(size_t) * (size_t)nseq);
+        m->last_row = xmalloc(sizeof(int32_t) * (size_t)nseq);
+        m->last_pos = xmalloc(sizeof(int32_t) * (size_t)nseq);
+        m->seq_index = xmalloc(sizeof(int32_t) * (size_t)nseq);
+        m->ones = xmalloc(sizeof(int32_t) * (size_t)nseq);
         m->sbuf_cap = nseq;
     }
     memcpy(m->ids, b->ids, sizeof(int32_t) * (size_t)N);
-    size_t po = 0;
     for (int s = 0, o = 0; s < nseq; s++) {
         m->off[s] = o;
         m->len[s] = b->lens[s];
-        m->p_off[s] = po;
-        po += (size_t)c->n_heads * b->lens[s] * b->lens[s];
+        m->last_row[s] = o + b->lens[s] - 1;
+        m->last_pos[s] = b->lens[s] - 1;
+        m->seq_index[s] = s;
+        m->ones[s] = 1;
         for (int t = 0; t < b->lens[s]; t++) m->pos[o + t] = t;
         o += b->lens[s];
     }
     if (!m->acts) m->acts = xcalloc((size_t)c->n_layers, sizeof *m->acts);
-    size_t need = carve(m, NULL, N, nseq, p_total, train);
+    m->n_rows = N;
+    m->nseq = nseq;
+    m->attn.per_thread = attention_scratch_floats(maxT);
+    m->attn.threads = omp_get_max_threads();
+    size_t attn_scratch = (size_t)m->attn.threads * m->attn.per_thread;
+    size_t need = carve(m, NULL, N, nseq, attn_scratch, train);
     if (need > m->arena_cap) {
         free(m->arena);
         m->arena = xmalloc(sizeof(float) * need);
         m->arena_cap = need;
     }
-    carve(m, m->arena, N, nseq, p_total, train);
+    carve(m, m->arena, N, nseq, attn_scratch, train);
     ensure_rope(m, maxT);
-    m->n_rows = N;
-    m->nseq = nseq;
-    m->p_total = p_total;
     m->trained = 0;
 
     int D = c->hidden, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, Hq = H * hd, Hk = KV * hd, F = c->ffn;
-    float *x = m->acts[0].x_in;
-    #pragma omp parallel for schedule(static)
-    for (int i = 0; i < N; i++) memcpy(x + (size_t)i * D, m->embed + (size_t)m->ids[i] * D, sizeof(float) * D);
+    float *x0 = train ? m->acts[0].x_in : m->res[0];
+    #pragma omp parallel for schedule(static) if ((size_t)N * D > OMP_MIN_WORK)
+    for (int i = 0; i < N; i++) memcpy(x0 + (size_t)i * D, m->embed + (size_t)m->ids[i] * D, sizeof(float) * D);
 
-    float *ping[2] = {m->acts[0].x_in, m->x_final};
     for (int l = 0; l < c->n_layers; l++) {
+        int last = l == c->n_layers - 1;
         LayerActs *a = &m->acts[train ? l : 0];
         const LayerWeights *w = &m->w[l];
-        float *x_in = train ? a->x_in : ping[l % 2];
-        float *x_out = train ? (l + 1 < c->n_layers ? m->acts[l + 1].x_in : m->x_final) : ping[(l + 1) % 2];
+        float *x_in = train ? a->x_in : m->res[l % 2];
+        float *x_out = last ? m->x_last : train ? m->acts[l + 1].x_in : m->res[(l + 1) % 2];
+        int Nq = last ? nseq : N; /* query rows */
+        const int32_t *qpos = last ? m->last_pos : m->pos;
 
-        rmsnorm_forward(a->h1, a->rstd1, x_in, w->norm1, N, D, c->rms_eps);
+        rmsnorm_forward(m->h_buf, a->rstd1, x_in, w->norm1, N, D, c->rms_eps);
+        float *hq = m->h_buf;
+        if (last) {
+            gather_last(m->hq_buf, m->h_buf, m, D);
+            hq = m->hq_buf;
+        }
         float *q = c->qk_norm ? a->q_raw : a->q, *k = c->qk_norm ? a->k_raw : a->k;
-        linear_forward(q, a->h1, w->wq, w->bq, N, D, Hq);
-        linear_forward(k, a->h1, w->wk, w->bk, N, D, Hk);
-        linear_forward(a->v, a->h1, w->wv, w->bv, N, D, Hk);
+        linear_forward(q, hq, w->wq, w->bq, Nq, D, Hq);
+        linear_forward(k, m->h_buf, w->wk, w->bk, N, D, Hk);
+        linear_forward(a->v, m->h_buf, w->wv, w->bv, N, D, Hk);
         if (c->qk_norm) {
-            rmsnorm_forward(a->q, a->rstd_q, a->q_raw, w->q_norm, N * H, hd, c->rms_eps);
+            rmsnorm_forward(a->q, a->rstd_q, a->q_raw, w->q_norm, Nq * H, hd, c->rms_eps);
             rmsnorm_forward(a->k, a->rstd_k, a->k_raw, w->k_norm, N * KV, hd, c->rms_eps);
         }
-        rope_forward(a->q, N, H, hd, m->pos, m->rope_cos, m->rope_sin);
+        rope_forward(a->q, Nq, H, hd, qpos, m->rope_cos, m->rope_sin);
         rope_forward(a->k, N, KV, hd, m->pos, m->rope_cos, m->rope_sin);
-        attention_forward(a->att, a->p, a->q, a->k, a->v, m->off, m->len, m->p_off, nseq, H, KV, hd);
-        /* x_mid = x_in + att . Wo^T (GEMM accumulates onto the copy). */
-        memcpy(a->x_mid, x_in, sizeof(float) * (size_t)N * D);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, D, Hq, 1.0f, a->att, Hq, w->wo, Hq, 1.0f, a->x_mid, D);
+        attention_forward(a->att, a->lse, &m->attn, a->q, a->k, a->v, m->off, m->len, last ? m->seq_index : NULL,
+                          last ? m->ones : NULL, nseq, H, KV, hd);
+        /* x_mid = x_in + att . Wo^T (the GEMM accumulates onto the copy). */
+        if (last) gather_last(a->x_mid, x_in, m, D);
+        else memcpy(a->x_mid, x_in, sizeof(float) * (size_t)N * D);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Nq, D, Hq, 1.0f, a->att, Hq, w->wo, Hq, 1.0f, a->x_mid, D);
 
-        rmsnorm_forward(a->h2, a->rstd2, a->x_mid, w->norm2, N, D, c->rms_eps);
-        linear_forward(a->g, a->h2, w->gate, NULL, N, D, F);
-        linear_forward(a->u, a->h2, w->up, NULL, N, D, F);
-        swiglu_forward(a->a, a->g, a->u, (size_t)N * F);
-        memcpy(x_out, a->x_mid, sizeof(float) * (size_t)N * D);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, D, F, 1.0f, a->a, F, w->down, F, 1.0f, x_out, D);
-        if (!train && l == c->n_layers - 1) m->x_final = x_out;
+        rmsnorm_forward(m->h_buf, a->rstd2, a->x_mid, w->norm2, Nq, D, c->rms_eps);
+        linear_forward(a->g, m->h_buf, w->gate, NULL, Nq, D, F);
+        linear_forward(a->u, m->h_buf, w->up, NULL, Nq, D, F);
+        swiglu_forward(m->a_buf, a->g, a->u, (size_t)Nq * F);
+        memcpy(x_out, a->x_mid, sizeof(float) * (size_t)Nq * D);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Nq, D, F, 1.0f, m->a_buf, F, w->down, F, 1.0f, x_out, D);
     }
-    if (!train && c->n_layers % 2 == 0) m->x_final = ping[0];
-
-    for (int s = 0; s < nseq; s++)
-        memcpy(m->x_last + (size_t)s * D, m->x_final + (size_t)(m->off[s] + m->len[s] - 1) * D, sizeof(float) * D);
     rmsnorm_forward(h_last, m->rstd_last, m->x_last, m->final_norm, nseq, D, c->rms_eps);
     m->trained = train != 0;
     return 0;
@@ -195,9 +220,9 @@ int model_backward(Model *m, const float *dh_last, OprmError *err) {
     int N = m->n_rows, nseq = m->nseq;
     int D = c->hidden, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, Hq = H * hd, Hk = KV * hd, F = c->ffn;
     size_t n = (size_t)N;
-    size_t sizes[] = {n * D, n * D, n * Hq, n * Hk, n * Hk, n * Hq, n * Hq, m->p_total, n * Hq, n * F, n * F, n * F,
+    size_t sizes[] = {n * D, n * D, n * D, n * Hq, n * Hk, n * Hk, n * Hq, n * Hq, n * Hq, n * F, n * F, n * F,
                       c->qk_norm ? n * Hq : 0, c->qk_norm ? n * Hk : 0};
-    enum { DX, DH, DQ, DK, DV, DKH, DVH, DS, DATT, DG, DU, DA, DQR, DKR, NB };
+    enum { DX, DXQ, DH, DQ, DK, DV, DKH, DVH, DATT, DG, DU, DA, DQR, DKR, NB };
     size_t need = 0, offs[NB];
     for (int i = 0; i < NB; i++) {
         offs[i] = need;
@@ -208,53 +233,76 @@ int model_backward(Model *m, const float *dh_last, OprmError *err) {
         m->bwd = xmalloc(sizeof(float) * need);
         m->bwd_cap = need;
     }
-    float *dx = m->bwd + offs[DX], *dh = m->bwd + offs[DH], *dq = m->bwd + offs[DQ], *dk = m->bwd + offs[DK],
-          *dv = m->bwd + offs[DV], *dkh = m->bwd + offs[DKH], *dvh = m->bwd + offs[DVH], *ds = m->bwd + offs[DS],
+    float *dx = m->bwd + offs[DX], *dxq = m->bwd + offs[DXQ], *dh = m->bwd + offs[DH], *dq = m->bwd + offs[DQ],
+          *dk = m->bwd + offs[DK], *dv = m->bwd + offs[DV], *dkh = m->bwd + offs[DKH], *dvh = m->bwd + offs[DVH],
           *datt = m->bwd + offs[DATT], *dg = m->bwd + offs[DG], *du = m->bwd + offs[DU], *da = m->bwd + offs[DA],
           *dqr = m->bwd + offs[DQR], *dkr = m->bwd + offs[DKR];
 
-    /* The loss enters at the last row of each sequence only. */
-    memset(dx, 0, sizeof(float) * n * D);
-    float *dx_last = dh; /* scratch [nseq, D] */
-    memset(dx_last, 0, sizeof(float) * (size_t)nseq * D);
-    rmsnorm_backward(dx_last, m->d_final_norm, dh_last, m->x_last, m->final_norm, m->rstd_last, nseq, D);
-    for (int s = 0; s < nseq; s++)
-        memcpy(dx + (size_t)(m->off[s] + m->len[s] - 1) * D, dx_last + (size_t)s * D, sizeof(float) * D);
+    /* The loss enters at the last row of each sequence only: the last layer's
+     * query rows. */
+    memset(dxq, 0, sizeof(float) * (size_t)nseq * D);
+    rmsnorm_backward(dxq, m->d_final_norm, dh_last, m->x_last, m->final_norm, m->rstd_last, nseq, D);
 
     for (int l = c->n_layers - 1; l >= 0; l--) {
+        int last = l == c->n_layers - 1, Nq = last ? nseq : N;
+        size_t nq = (size_t)Nq;
+        const int32_t *qpos = last ? m->last_pos : m->pos;
         const LayerActs *a = &m->acts[l];
         const LayerWeights *w = &m->w[l];
         LayerWeights *g = &m->gw[l];
-        /* MLP: x_out = x_mid + down(swiglu(gate(h2), up(h2))). dx holds dL/dx_out. */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, F, D, 1.0f, dx, D, w->down, F, 0.0f, da, F);
-        linear_backward(NULL, g->down, NULL, dx, a->a, w->down, N, F, D);
-        swiglu_backward(dg, du, da, a->g, a->u, n * F);
-        memset(dh, 0, sizeof(float) * n * D);
-        linear_backward(dh, g->gate, NULL, dg, a->h2, w->gate, N, D, F);
-        linear_backward(dh, g->up, NULL, du, a->h2, w->up, N, D, F);
-        rmsnorm_backward(dx, g->norm2, dh, a->x_mid, w->norm2, a->rstd2, N, D); /* dx is now dL/dx_mid */
+        /* Query-side gradient dL/dx_out: the last layer's few rows, else all rows. */
+        float *dxo = last ? dxq : dx;
+
+        /* MLP: x_out = x_mid + down(swiglu(gate(h2), up(h2))). h2 and the SwiGLU
+         * output are recomputed (dg doubles as the latter's buffer). */
+        float *h = m->h_buf, *rstd_tmp = m->rstd_tmp;
+        rmsnorm_forward(h, rstd_tmp, a->x_mid, w->norm2, Nq, D, c->rms_eps);
+        swiglu_forward(dg, a->g, a->u, nq * F);
+        linear_backward(NULL, g->down, NULL, dxo, dg, w->down, Nq, F, D);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Nq, F, D, 1.0f, dxo, D, w->down, F, 0.0f, da, F);
+        swiglu_backward(dg, du, da, a->g, a->u, nq * F);
+        memset(dh, 0, sizeof(float) * nq * D);
+        linear_backward(dh, g->gate, NULL, dg, h, w->gate, Nq, D, F);
+        linear_backward(dh, g->up, NULL, du, h, w->up, Nq, D, F);
+        rmsnorm_backward(dxo, g->norm2, dh, a->x_mid, w->norm2, a->rstd2, Nq, D); /* now dL/dx_mid */
 
         /* Attention: x_mid = x_in + o(att). */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, Hq, D, 1.0f, dx, D, w->wo, Hq, 0.0f, datt, Hq);
-        linear_backward(NULL, g->wo, NULL, dx, a->att, w->wo, N, Hq, D);
-        attention_backward(dq, dk, dv, ds, dkh, dvh, datt, a->p, a->q, a->k, a->v, m->off, m->len, m->p_off, nseq, H,
-                           KV, hd);
-        rope_backward(dq, N, H, hd, m->pos, m->rope_cos, m->rope_sin);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Nq, Hq, D, 1.0f, dxo, D, w->wo, Hq, 0.0f, datt, Hq);
+        linear_backward(NULL, g->wo, NULL, dxo, a->att, w->wo, Nq, Hq, D);
+        attention_backward(dq, dk, dv, dkh, dvh, &m->attn, datt, a->lse, a->q, a->k, a->v, m->off, m->len,
+                           last ? m->seq_index : NULL, last ? m->ones : NULL, nseq, H, KV, hd);
+        rope_backward(dq, Nq, H, hd, qpos, m->rope_cos, m->rope_sin);
         rope_backward(dk, N, KV, hd, m->pos, m->rope_cos, m->rope_sin);
-        float *dq_in = dq, *dk_in = dk, *q_in = a->h1;
-        (void)q_in;
+        float *dq_in = dq, *dk_in = dk;
         if (c->qk_norm) {
-            memset(dqr, 0, sizeof(float) * n * Hq);
+            memset(dqr, 0, sizeof(float) * nq * Hq);
             memset(dkr, 0, sizeof(float) * n * Hk);
-            rmsnorm_backward(dqr, g->q_norm, dq, a->q_raw, w->q_norm, a->rstd_q, N * H, hd);
+            rmsnorm_backward(dqr, g->q_norm, dq, a->q_raw, w->q_norm, a->rstd_q, Nq * H, hd);
             rmsnorm_backward(dkr, g->k_norm, dk, a->k_raw, w->k_norm, a->rstd_k, N * KV, hd);
             dq_in = dqr;
             dk_in = dkr;
         }
+        /* dL/dx_in: the residual path (query rows only) plus the input norm's share. */
+        rmsnorm_forward(h, rstd_tmp, a->x_in, w->norm1, N, D, c->rms_eps);
         memset(dh, 0, sizeof(float) * n * D);
-        linear_backward(dh, g->wq, g->bq, dq_in, a->h1, w->wq, N, D, Hq);
-        linear_backward(dh, g->wk, g->bk, dk_in, a->h1, w->wk, N, D, Hk);
-        linear_backward(dh, g->wv, g->bv, dv, a->h1, w->wv, N, D, Hk);
+        if (last) {
+            float *hq = m->hq_buf;
+            gather_last(hq, h, m, D);
+            /* dh at the last rows += dq . Wq; dWq += dq^T . hq. */
+            linear_backward(NULL, g->wq, g->bq, dq_in, hq, w->wq, Nq, D, Hq);
+            for (int s = 0; s < nseq; s++)
+                cblas_sgemv(CblasRowMajor, CblasTrans, Hq, D, 1.0f, w->wq, D, dq_in + (size_t)s * Hq, 1, 1.0f,
+                            dh + (size_t)m->last_row[s] * D, 1);
+        } else {
+            linear_backward(dh, g->wq, g->bq, dq_in, h, w->wq, N, D, Hq);
+        }
+        linear_backward(dh, g->wk, g->bk, dk_in, h, w->wk, N, D, Hk);
+        linear_backward(dh, g->wv, g->bv, dv, h, w->wv, N, D, Hk);
+        if (last) {
+            memset(dx, 0, sizeof(float) * n * D);
+            for (int s = 0; s < nseq; s++)
+                memcpy(dx + (size_t)m->last_row[s] * D, dxq + (size_t)s * D, sizeof(float) * D);
+        }
         rmsnorm_backward(dx, g->norm1, dh, a->x_in, w->norm1, a->rstd1, N, D); /* dx is now dL/dx_in */
     }
     /* Embedding rows (serial: ids repeat). */

@@ -13,6 +13,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Loops over fewer elements than this run on one thread: starting a team costs
+ * more than it saves, and far more on a busy machine where a descheduled
+ * team member stalls the others at the barrier. */
+#define OMP_MIN_WORK 32768
+
 /* y[rows, out] = x[rows, in] . W[out, in]^T (+ b[out]). */
 void linear_forward(float *y, const float *x, const float *w, const float *b, int rows, int in, int out);
 /* dx[rows, in] += dy . W (skipped if dx NULL); dW[out, in] += dy^T . x; db[out] += sum_rows dy (if db). */
@@ -35,18 +40,31 @@ void rope_forward(float *x, int rows, int n_heads, int hd, const int32_t *pos, c
 void rope_backward(float *dx, int rows, int n_heads, int hd, const int32_t *pos, const float *cos_t,
                    const float *sin_t);
 
-/* Causal self-attention over packed sequences (seq s = rows off[s] .. off[s]+len[s]).
- * q, out: [rows, H*hd]; k, v: [rows, KV*hd]. p: softmax probabilities, H*len^2
- * floats per sequence starting at p_off[s] (kept for backward). */
-void attention_forward(float *out, float *p, const float *q, const float *k, const float *v, const int32_t *off,
-                       const int32_t *len, const size_t *p_off, int nseq, int n_heads, int n_kv, int hd);
-/* dq, dk, dv are OVERWRITTEN. Scratch: ds (same size as p), dk_heads and
- * dv_heads ([rows, H*hd] each; per-query-head partials summed into the shared
- * KV heads afterwards, so no two threads write the same memory). */
-void attention_backward(float *dq, float *dk, float *dv, float *ds, float *dk_heads, float *dv_heads,
-                        const float *dout, const float *p, const float *q, const float *k, const float *v,
-                        const int32_t *off, const int32_t *len, const size_t *p_off, int nseq, int n_heads,
-                        int n_kv, int hd);
+/* Causal self-attention over packed sequences: keys/values of sequence s are
+ * rows off[s] .. off[s]+len[s] of k, v ([rows, KV*hd]). Its queries are its LAST
+ * q_len[s] positions, at rows q_off[s] .. of q, out ([qrows, H*hd]) and lse
+ * ([qrows, H], the log-sum-exp of each score row, kept for backward); q_off =
+ * q_len = NULL means every position (q_off = off, q_len = len). The last layer
+ * of the model asks for one query per sequence. The kernels run on at most
+ * scratch->threads OpenMP threads, each with its own slice of per_thread >=
+ * attention_scratch_floats(longest sequence) floats. */
+#define ATTN_BLOCK 64
+typedef struct {
+    float *buf;
+    size_t per_thread;
+    int threads;
+} AttnScratch;
+size_t attention_scratch_floats(int max_len);
+void attention_forward(float *out, float *lse, const AttnScratch *scratch, const float *q, const float *k,
+                       const float *v, const int32_t *off, const int32_t *len, const int32_t *q_off,
+                       const int32_t *q_len, int nseq, int n_heads, int n_kv, int hd);
+/* dq, dk, dv are OVERWRITTEN. dk_heads, dv_heads: scratch [rows, H*hd] each
+ * (per-query-head partials summed into the shared KV heads afterwards, so no
+ * two threads write the same memory). */
+void attention_backward(float *dq, float *dk, float *dv, float *dk_heads, float *dv_heads,
+                        const AttnScratch *scratch, const float *dout, const float *lse, const float *q,
+                        const float *k, const float *v, const int32_t *off, const int32_t *len,
+                        const int32_t *q_off, const int32_t *q_len, int nseq, int n_heads, int n_kv, int hd);
 
 /* a = silu(g) * u elementwise over n values; backward writes (overwrites) dg, du. */
 void swiglu_forward(float *a, const float *g, const float *u, size_t n);

@@ -6,7 +6,7 @@
 
 void linear_forward(float *y, const float *x, const float *w, const float *b, int rows, int in, int out) {
     if (b) {
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) if ((size_t)rows * out > OMP_MIN_WORK)
         for (int r = 0; r < rows; r++)
             for (int o = 0; o < out; o++) y[(size_t)r * out + o] = b[o];
     }
@@ -21,7 +21,7 @@ void linear_backward(float *dx, float *dw, float *db, const float *dy, const flo
     if (dw)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, rows, 1.0f, dy, out, x, in, 1.0f, dw, in);
     if (db) {
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) if ((size_t)rows * out > OMP_MIN_WORK)
         for (int o = 0; o < out; o++) {
             float s = 0;
             for (int r = 0; r < rows; r++) s += dy[(size_t)r * out + o];

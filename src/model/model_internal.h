@@ -4,6 +4,7 @@
 
 #include <jansson.h>
 
+#include "model/layers.h"
 #include "model/model.h"
 
 int model_config_from_json(json_t *root, const char *path, ModelConfig *cfg, OprmError *err);
@@ -17,10 +18,10 @@ typedef struct {
 
 /* What one layer's forward keeps for backward (pointers into the arena). */
 typedef struct {
-    float *x_in, *h1, *rstd1;
+    float *x_in, *rstd1;
     float *q_raw, *k_raw, *rstd_q, *rstd_k; /* qk_norm only */
-    float *q, *k, *v, *p, *att;
-    float *x_mid, *h2, *rstd2, *g, *u, *a;
+    float *q, *k, *v, *lse, *att;
+    float *x_mid, *rstd2, *g, *u;
 } LayerActs;
 
 struct Model {
@@ -42,13 +43,14 @@ struct Model {
     float *arena;
     size_t arena_cap;
     int32_t *ids, *pos, *off, *len;
-    size_t *p_off;
+    int32_t *last_row, *last_pos, *seq_index, *ones; /* per sequence: its last packed row, position, s, 1 */
+    float *res[2]; /* scoring: ping-pong residual buffers */
     int ibuf_cap, sbuf_cap;
     LayerActs *acts; /* n_layers entries when training, 1 otherwise */
-    float *x_final;  /* residual after the last layer [N, hidden] */
     float *x_last, *rstd_last; /* last rows before the final norm [nseq, hidden] */
+    float *h_buf, *hq_buf, *a_buf, *rstd_tmp; /* shared by all layers: normed input, SwiGLU output */
     int n_rows, nseq, trained; /* trained: the last forward kept activations */
-    size_t p_total;
+    AttnScratch attn; /* per-thread attention blocks (forward and backward) */
 
     /* Backward scratch. */
     float *bwd;

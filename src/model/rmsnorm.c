@@ -5,7 +5,7 @@
 #include "model/layers.h"
 
 void rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int rows, int dim, double eps) {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)rows * dim > OMP_MIN_WORK)
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * dim;
         float *yr = y + (size_t)r * dim;
@@ -20,7 +20,7 @@ void rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int 
 /* With xhat = x*rstd: dx = rstd * (dy*w - xhat * mean(dy*w*xhat)); dw = sum_rows dy*xhat. */
 void rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd,
                       int rows, int dim) {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)rows * dim > OMP_MIN_WORK)
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * dim, *dyr = dy + (size_t)r * dim;
         float *dxr = dx + (size_t)r * dim;
@@ -32,7 +32,7 @@ void rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, con
     }
     if (dw) {
         /* Column sums: threads split the columns, so no reduction is needed. */
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) if ((size_t)rows * dim > OMP_MIN_WORK)
         for (int i = 0; i < dim; i++) {
             float s = 0;
             for (int r = 0; r < rows; r++) s += dy[(size_t)r * dim + i] * x[(size_t)r * dim + i] * rstd[r];

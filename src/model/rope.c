@@ -29,7 +29,7 @@ void rope_tables(float *cos_t, float *sin_t, int max_len, int head_dim, double t
 static void rope_apply(float *x, int rows, int n_heads, int hd, const int32_t *pos, const float *cos_t,
                        const float *sin_t, float sign) {
     int half = hd / 2;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)rows * n_heads * hd > OMP_MIN_WORK)
     for (int r = 0; r < rows; r++) {
         const float *c = cos_t + (size_t)pos[r] * half, *s = sin_t + (size_t)pos[r] * half;
         for (int h = 0; h < n_heads; h++) {

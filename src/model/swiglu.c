@@ -4,7 +4,7 @@
 #include "model/layers.h"
 
 void swiglu_forward(float *a, const float *g, const float *u, size_t n) {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (n > OMP_MIN_WORK)
     for (size_t i = 0; i < n; i++) {
         float sg = 1.0f / (1.0f + expf(-g[i]));
         a[i] = g[i] * sg * u[i];
@@ -12,7 +12,7 @@ void swiglu_forward(float *a, const float *g, const float *u, size_t n) {
 }
 
 void swiglu_backward(float *dg, float *du, const float *da, const float *g, const float *u, size_t n) {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (n > OMP_MIN_WORK)
     for (size_t i = 0; i < n; i++) {
         float sg = 1.0f / (1.0f + expf(-g[i]));
         float silu = g[i] * sg;

@@ -24,68 +24,70 @@ void model_set_threads(int n) {
 
 const ModelConfig *model_config(const Model *m) { return &m->cfg; }
 
-/* Lists every parameter tensor (names, shapes) in HF order; with bufs set, also
- * assigns data/grad pointers. Returns the number of floats. */
+/* Walks the parameter tensors in HF order. The first pass (assign = 0) only
+ * counts tensors and floats; the second names them and points the weight and
+ * gradient pointers at their slots in the two buffers. */
+typedef struct {
+    Model *m;
+    int assign, np;
+    size_t off;
+} Layout;
+
+static void add(Layout *L, float **data, float **grad, int ndim, int64_t s0, int64_t s1, const char *name_fmt,
+                int layer) {
+    size_t numel = (size_t)s0 * (ndim == 2 ? (size_t)s1 : 1);
+    if (L->assign) {
+        ModelParam *p = &L->m->params[L->np];
+        char name[160];
+        snprintf(name, sizeof name, name_fmt, layer);
+        p->name = xstrdup(name);
+        p->data = L->m->param_buf + L->off;
+        p->grad = L->m->grad_buf + L->off;
+        p->ndim = ndim;
+        p->shape[0] = s0;
+        p->shape[1] = ndim == 2 ? s1 : 0;
+        p->numel = numel;
+        *data = p->data;
+        *grad = p->grad;
+    }
+    L->np++;
+    L->off += numel;
+}
+
 static size_t layout(Model *m, int assign) {
     const ModelConfig *c = &m->cfg;
-    size_t off = 0;
-    int np = 0;
-    int D = c->hidden, Hq = c->n_heads * c->head_dim, Hk = c->n_kv_heads * c->head_dim, F = c->ffn;
-#define ADD(NAME_FMT, LAYER, PTR, GPTR, NDIM, S0, S1)                                      \
-    do {                                                                                  \
-        if (assign) {                                                                     \
-            ModelParam *p = &m->params[np];                                               \
-            char nb[160];                                                                 \
-            snprintf(nb, sizeof nb, NAME_FMT, LAYER);                                     \
-            p->name = xstrdup(nb);                                                        \
-            p->data = m->param_buf + off;                                                 \
-            p->grad = m->grad_buf + off;                                                  \
-            p->ndim = NDIM;                                                               \
-            p->shape[0] = S0;                                                             \
-            p->shape[1] = NDIM == 2 ? S1 : 0;                                             \
-            p->numel = (size_t)(S0) * (NDIM == 2 ? (size_t)(S1) : 1);                    \
-            PTR = p->data;                                                                \
-            GPTR = p->grad;                                                               \
-        }                                                                                 \
-        np++;                                                                             \
-        off += (size_t)(S0) * (NDIM == 2 ? (size_t)(S1) : 1);                            \
-    } while (0)
-    float *dummy, *dummy2;
-    (void)dummy;
-    (void)dummy2;
-    ADD("model.embed_tokens.weight%.0d", 0, m->embed, m->d_embed, 2, c->vocab, D);
+    Layout L = {m, assign, 0, 0};
+    int D = c->hidden, Hq = c->n_heads * c->head_dim, Hk = c->n_kv_heads * c->head_dim, F = c->ffn, hd = c->head_dim;
+    add(&L, &m->embed, &m->d_embed, 2, c->vocab, D, "model.embed_tokens.weight", 0);
     for (int l = 0; l < c->n_layers; l++) {
-        LayerWeights *w = assign ? &m->w[l] : NULL, *g = assign ? &m->gw[l] : NULL;
-#define LW(field) (*(assign ? &w->field : &dummy))
-#define LG(field) (*(assign ? &g->field : &dummy2))
-        ADD("model.layers.%d.self_attn.q_proj.weight", l, LW(wq), LG(wq), 2, Hq, D);
-        if (c->qkv_bias) ADD("model.layers.%d.self_attn.q_proj.bias", l, LW(bq), LG(bq), 1, Hq, 0);
-        ADD("model.layers.%d.self_attn.k_proj.weight", l, LW(wk), LG(wk), 2, Hk, D);
-        if (c->qkv_bias) ADD("model.layers.%d.self_attn.k_proj.bias", l, LW(bk), LG(bk), 1, Hk, 0);
-        ADD("model.layers.%d.self_attn.v_proj.weight", l, LW(wv), LG(wv), 2, Hk, D);
-        if (c->qkv_bias) ADD("model.layers.%d.self_attn.v_proj.bias", l, LW(bv), LG(bv), 1, Hk, 0);
-        ADD("model.layers.%d.self_attn.o_proj.weight", l, LW(wo), LG(wo), 2, D, Hq);
+        LayerWeights unused_w, unused_g; /* first pass: pointers land here and are dropped */
+        LayerWeights *w = assign ? &m->w[l] : &unused_w, *g = assign ? &m->gw[l] : &unused_g;
+        add(&L, &w->wq, &g->wq, 2, Hq, D, "model.layers.%d.self_attn.q_proj.weight", l);
+        if (c->qkv_bias) add(&L, &w->bq, &g->bq, 1, Hq, 0, "model.layers.%d.self_attn.q_proj.bias", l);
+        add(&L, &w->wk, &g->wk, 2, Hk, D, "model.layers.%d.self_attn.k_proj.weight", l);
+        if (c->qkv_bias) add(&L, &w->bk, &g->bk, 1, Hk, 0, "model.layers.%d.self_attn.k_proj.bias", l);
+        add(&L, &w->wv, &g->wv, 2, Hk, D, "model.layers.%d.self_attn.v_proj.weight", l);
+        if (c->qkv_bias) add(&L, &w->bv, &g->bv, 1, Hk, 0, "model.layers.%d.self_attn.v_proj.bias", l);
+        add(&L, &w->wo, &g->wo, 2, D, Hq, "model.layers.%d.self_attn.o_proj.weight", l);
         if (c->qk_norm) {
-            ADD("model.layers.%d.self_attn.q_norm.weight", l, LW(q_norm), LG(q_norm), 1, c->head_dim, 0);
-            ADD("model.layers.%d.self_attn.k_norm.weight", l, LW(k_norm), LG(k_norm), 1, c->head_dim, 0);
+            add(&L, &w->q_norm, &g->q_norm, 1, hd, 0, "model.layers.%d.self_attn.q_norm.weight", l);
+            add(&L, &w->k_norm, &g->k_norm, 1, hd, 0, "model.layers.%d.self_attn.k_norm.weight", l);
         }
-        ADD("model.layers.%d.mlp.gate_proj.weight", l, LW(gate), LG(gate), 2, F, D);
-        ADD("model.layers.%d.mlp.up_proj.weight", l, LW(up), LG(up), 2, F, D);
-        ADD("model.layers.%d.mlp.down_proj.weight", l, LW(down), LG(down), 2, D, F);
-        ADD("model.layers.%d.input_layernorm.weight", l, LW(norm1), LG(norm1), 1, D, 0);
-        ADD("model.layers.%d.post_attention_layernorm.weight", l, LW(norm2), LG(norm2), 1, D, 0);
-#undef LW
-#undef LG
+        add(&L, &w->gate, &g->gate, 2, F, D, "model.layers.%d.mlp.gate_proj.weight", l);
+        add(&L, &w->up, &g->up, 2, F, D, "model.layers.%d.mlp.up_proj.weight", l);
+        add(&L, &w->down, &g->down, 2, D, F, "model.layers.%d.mlp.down_proj.weight", l);
+        add(&L, &w->norm1, &g->norm1, 1, D, 0, "model.layers.%d.input_layernorm.weight", l);
+        add(&L, &w->norm2, &g->norm2, 1, D, 0, "model.layers.%d.post_attention_layernorm.weight", l);
     }
-    ADD("model.norm.weight%.0d", 0, m->final_norm, m->d_final_norm, 1, D, 0);
-    if (!c->tie_embeddings) ADD("lm_head.weight%.0d", 0, m->lm_head, m->d_lm_head, 2, c->vocab, D);
-#undef ADD
-    if (!assign) m->n_params = np;
-    if (assign && c->tie_embeddings) {
+    add(&L, &m->final_norm, &m->d_final_norm, 1, D, 0, "model.norm.weight", 0);
+    if (c->tie_embeddings) { /* one tensor, listed once; its gradient gets both uses */
         m->lm_head = m->embed;
         m->d_lm_head = m->d_embed;
+    } else {
+        add(&L, &m->lm_head, &m->d_lm_head, 2, c->vocab, D, "lm_head.weight", 0);
     }
-    return off;
+    m->n_params = L.np;
+    return L.off;
 }
 
 static Model *model_alloc(const ModelConfig *cfg, const ModelOptions *opt, OprmError *err) {
@@ -121,7 +123,10 @@ void model_free(Model *m) {
     free(m->pos);
     free(m->off);
     free(m->len);
-    free(m->p_off);
+    free(m->last_row);
+    free(m->last_pos);
+    free(m->seq_index);
+    free(m->ones);
     free(m->acts);
     free(m->bwd);
     free(m);

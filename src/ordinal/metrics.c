@@ -156,7 +156,9 @@ int bt_loss(double r_c, double r_r, double *loss, double *grad_c, double *grad_r
         return oprm_fail(err, "bradley-terry: reward %s is %g (not finite)", isfinite(r_c) ? "rejected" : "chosen",
                          isfinite(r_c) ? r_r : r_c);
     double d = r_c - r_r;
-    if (!isfinite(d)) d = d > 0 ? INFINITY : -INFINITY;
+    /* The difference of two finite rewards can overflow; clamp so the loss stays finite. */
+    if (d > 1e300) d = 1e300;
+    if (d < -1e300) d = -1e300;
     /* softplus(-d) and sigmoid(-d), each in the branch that never overflows exp. */
     double sp, sig_neg;
     if (d >= 0) {

@@ -19,7 +19,9 @@ typedef struct Tokenizer Tokenizer;
 Tokenizer *tok_load(const char *path, OprmError *err);
 void tok_free(Tokenizer *t);
 
-/* Appends the ids of text[0..len) to out. add_special: add what the
+/* Appends the ids of text[0..len) to out. Invalid UTF-8 is rejected (error
+ * naming the byte offset; nothing appended). Safe to call from several threads
+ * on one tokenizer. add_special: add what the
  * post-processor / tokenizer_config adds (e.g. BOS). Added/special tokens that
  * appear in the text are matched as such. Returns 0, or -1 with err set. */
 int tok_encode(const Tokenizer *t, const char *text, size_t len, int add_special, IdVec *out,
@@ -29,7 +31,9 @@ int tok_encode(const Tokenizer *t, const char *text, size_t len, int add_special
 int tok_decode(const Tokenizer *t, const int32_t *ids, size_t n, int skip_special, StrBuf *out,
                OprmError *err);
 
-/* Exact lookup of a token string (vocab or added token); -1 if absent. */
+/* Exact lookup of a token string (vocab or added token); -1 if absent. Token
+ * strings are as written in tokenizer.json: byte-level vocabularies use the
+ * GPT-2 byte alphabet ("\xC4\xA0the" = "Ġthe" for " the"). */
 int32_t tok_token_id(const Tokenizer *t, const char *token);
 /* The token string of an id (NULL if out of range). */
 const char *tok_id_token(const Tokenizer *t, int32_t id);

@@ -28,7 +28,22 @@ static int encode_plain(const Tokenizer *t, EncodeState *st, const char *s, size
     p->n = 0;
     pieces_push(p, 0, len);
     if (t->pretok && pretok_apply(t->pretok, p, at_start, st->md, err)) return -1;
-    for (size_t i = 0; i < p->n; i++) bpe_encode_piece(t, p->buf.s + p->v[i].off, p->v[i].len, &st->bpe, out);
+    for (size_t i = 0; i < p->n; i++) {
+        const char *w = p->buf.s + p->v[i].off;
+        size_t wlen = p->v[i].len;
+        if (!t->split_at_metaspace) {
+            bpe_encode_piece(t, w, wlen, &st->bpe, out);
+            continue;
+        }
+        /* cut before every U+2581 that follows another character */
+        size_t start = 0;
+        for (size_t k = 1; k + 3 <= wlen; k++) {
+            if (memcmp(w + k, "\xE2\x96\x81", 3) || (k >= 3 && !memcmp(w + k - 3, "\xE2\x96\x81", 3))) continue;
+            bpe_encode_piece(t, w + start, k - start, &st->bpe, out);
+            start = k;
+        }
+        bpe_encode_piece(t, w + start, wlen - start, &st->bpe, out);
+    }
     return 0;
 }
 

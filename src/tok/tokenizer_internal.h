@@ -228,6 +228,10 @@ struct Tokenizer {
     StrMap model_vocab; /* model piece (raw bytes when byte_level) -> id */
     PairMap merges;
     int ignore_merges, byte_fallback, fuse_unk;
+    /* No vocabulary piece has U+2581 right after another character, so BPE
+     * over a whole SentencePiece-style text equals BPE over its "▁word" parts
+     * (no merge can cross such a boundary): lets long texts use the word cache. */
+    int split_at_metaspace;
     int32_t unk_id;
     int32_t byte_id[256];       /* byte_level: id of each single byte */
     int32_t byte_fallback_id[256]; /* "<0xNN>" ids or -1 */

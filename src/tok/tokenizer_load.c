@@ -50,21 +50,24 @@ static int check_model_options(json_t *model, OprmError *err) {
     return 0;
 }
 
+/* Ids index dense tables; real vocabularies stay far below this. */
+#define MAX_TOKEN_ID ((1 << 24) - 1)
+
 static int load_vocab(Tokenizer *t, json_t *vocab, json_t *added, OprmError *err) {
     if (!json_is_object(vocab)) return oprm_fail(err, "model.vocab must be an object");
     int32_t max_id = -1;
     const char *key;
     json_t *val;
     json_object_foreach(vocab, key, val) {
-        if (!json_is_integer(val) || json_integer_value(val) < 0 || json_integer_value(val) > INT32_MAX / 2)
-            return oprm_fail(err, "model.vocab[\"%s\"]: id must be a non-negative integer", key);
+        if (!json_is_integer(val) || json_integer_value(val) < 0 || json_integer_value(val) > MAX_TOKEN_ID)
+            return oprm_fail(err, "model.vocab[\"%s\"]: id must be an integer in 0..%d", key, MAX_TOKEN_ID);
         if (json_integer_value(val) > max_id) max_id = (int32_t)json_integer_value(val);
     }
     size_t i;
     json_array_foreach(added, i, val) {
         json_t *id = json_object_get(val, "id");
-        if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) > INT32_MAX / 2)
-            return oprm_fail(err, "added_tokens[%zu]: \"id\" must be a non-negative integer", i);
+        if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) > MAX_TOKEN_ID)
+            return oprm_fail(err, "added_tokens[%zu]: \"id\" must be an integer in 0..%d", i, MAX_TOKEN_ID);
         if (json_integer_value(id) > max_id) max_id = (int32_t)json_integer_value(id);
     }
     t->vocab_size = max_id + 1;
@@ -209,6 +212,17 @@ static int build_matchers(Tokenizer *t, OprmError *err) {
     return rc;
 }
 
+static int metaspace_only_leads(const StrMap *vocab) {
+    static const char ms[] = "\xE2\x96\x81"; /* U+2581 */
+    for (size_t e = 0; e < vocab->n; e++) {
+        const char *k = vocab->keys.s + vocab->key_off[e];
+        size_t len = vocab->key_len[e];
+        for (size_t i = 1; i + 3 <= len; i++)
+            if (!memcmp(k + i, ms, 3) && (i < 3 || memcmp(k + i - 3, ms, 3))) return 0;
+    }
+    return 1;
+}
+
 static int parse_tokenizer_json(Tokenizer *t, json_t *root, OprmError *err) {
     if (!json_is_object(root)) return oprm_fail(err, "the top level must be an object");
     json_t *model = json_object_get(root, "model");
@@ -256,6 +270,7 @@ static int parse_tokenizer_json(Tokenizer *t, json_t *root, OprmError *err) {
         t->byte_id[b] = t->byte_level ? strmap_get(&t->model_vocab, &c, 1) : -1;
     }
     if (build_matchers(t, err)) return -1;
+    t->split_at_metaspace = !t->byte_level && !t->ignore_merges && metaspace_only_leads(&t->model_vocab);
     json_t *pp = json_object_get(root, "post_processor");
     return tok_parse_post_processor(t, pp, err);
 }
