@@ -1,8 +1,7 @@
-/* The demo's training loop and the oprm demo command: the loop lowers the
- * loss and fits a small fixed set of pairs (a wrong sign or a miswired
- * gradient would raise it), the trained directory reloads through the scorer
- * with the template of its oprm.json and ranks those pairs as trained; the
- * command's exit codes and its summary. */
+/* The oprm demo command end to end at a tiny size (4 training steps): exit
+ * codes, the five steps' output, summary.json, report.html, and that the
+ * trained model directory scores with the template of its oprm.json. The
+ * full-size numbers are in docs/demo.md (too slow for the unit suite). */
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,10 +10,6 @@
 
 #include "io/fileio.h"
 #include "model/model.h"
-#include "synth/demo_eval.h"
-#include "synth/demo_train.h"
-#include "synth/init_model.h"
-#include "synth/task.h"
 #include "test.h"
 
 static void rm_rf(const char *dir) {
@@ -22,58 +17,6 @@ static void rm_rf(const char *dir) {
     if (strncmp(dir, "/tmp/oprm-test-", 15) != 0) return; /* only our own temp dirs */
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
-}
-
-static void test_train_fits_pairs(void) {
-    char dir[] = "/tmp/oprm-test-demotrain-XXXXXX";
-    CHECK(mkdtemp(dir) != NULL);
-    InitOptions io;
-    init_default_options(&io, ARCH_LLAMA);
-    io.hidden = 32;
-    io.ffn = 64;
-    OprmError err = {0};
-    CHECK(init_model_dir(dir, &io, NULL, &err) == 0);
-    SynthOptions so;
-    synth_default_options(&so);
-    so.n_train_pairs = 8;
-    so.flip_fraction = 0;
-    so.n_test_pairs = 8;
-    so.n_train_labels = so.n_test_labels = so.n_bon = 0;
-    CHECK(synth_write_task(dir, &so, NULL, &err) == 0);
-    char *pairs = path_join(dir, "train_pairs.jsonl");
-
-    /* Before training: the fresh model's accuracy on these pairs. */
-    DemoTrainOptions o;
-    demo_train_default_options(&o);
-    o.steps = 1;
-    o.batch = 8;
-    o.lr = 0; /* a step with lr 0 measures the initial loss and saves oprm.json */
-    o.label_fraction = 0;
-    DemoTrainResult r0, r1;
-    CHECK(demo_train(dir, pairs, &o, &r0, &err) == 0);
-    CHECK(r0.pairs_used == 8 && r0.labelled_pairs == 0);
-    o.steps = 60;
-    o.lr = 1e-2;
-    o.warmup = 5;
-    CHECK(demo_train(dir, pairs, &o, &r1, &err) == 0);
-    if (err.msg[0]) fprintf(stderr, "demo_train: %s\n", err.msg);
-    /* Fitting 8 pairs: the loss falls well below ln(81/36) = 0.81 of uniform distributions. */
-    CHECK_NEAR(r0.final_loss, log(81.0 / 36.0), 0.05, 0);
-    CHECK(r1.final_loss < 0.4);
-    CHECK(r1.final_batch_accuracy > 0.9);
-    char *meta = path_join(dir, "oprm.json");
-    CHECK(file_exists(meta));
-    free(meta);
-    Scorer *s = scorer_open(dir, NULL, &err);
-    CHECK(s != NULL);
-    if (s) {
-        DemoPairEval ev;
-        CHECK(demo_eval_pairs(s, pairs, 0, &ev, &err) == 0);
-        CHECK(ev.accuracy >= 0.875); /* at least 7 of the 8 trained pairs */
-        scorer_close(s);
-    }
-    free(pairs);
-    rm_rf(dir);
 }
 
 static int run_cmd(const char *cmd) {
@@ -116,13 +59,21 @@ static void test_cli(void) {
     CHECK(acc >= 0 && acc <= 1);
     CHECK(json_integer_value(json_object_get(json_object_get(sum, "training"), "steps")) == 4);
     json_decref(sum);
+    char path[600];
+    snprintf(path, sizeof path, "%s/d/report.html", dir);
+    char *html = read_file(path, NULL, &err);
+    CHECK_STR_CONTAINS(html, "<svg");
+    free(html);
+    snprintf(path, sizeof path, "%s/d/model/oprm.json", dir);
+    char *meta = read_file(path, NULL, &err);
+    CHECK_STR_CONTAINS(meta, "Rate the response from 1 to 9.");
+    free(meta);
     CHECK(run_cmd(cmd) == 1); /* refuses to overwrite without --force */
     rm_rf(dir);
 }
 
 int main(void) {
     model_set_threads(1); /* tiny matrices: threads only add synchronisation */
-    RUN(test_train_fits_pairs);
     RUN(test_cli);
     return test_summary();
 }

@@ -1,6 +1,6 @@
-/* The demo's evaluation: AUROC against hand-computed cases, the bar drawing,
- * and pair metrics / audit on a fresh model checked against scoring each
- * response on its own and recomputing the numbers here. */
+/* The demo's evaluation: the bar drawing, and pair metrics / audit / report on
+ * a fresh model, checked against scoring each response on its own and
+ * recomputing the numbers here. */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -10,22 +10,6 @@
 #include "synth/init_model.h"
 #include "synth/task.h"
 #include "test.h"
-
-static void test_auroc(void) {
-    /* (pos, neg) pairs: (.9,.8) (.9,.1) (.3,.1) ranked right, (.3,.8) wrong: 3/4. */
-    double s1[] = {0.9, 0.8, 0.3, 0.1};
-    int p1[] = {1, 0, 1, 0};
-    CHECK_NEAR(demo_auroc(s1, p1, 4), 0.75, 1e-12, 0);
-    double s2[] = {0.5, 0.5, 0.5};
-    int p2[] = {1, 0, 0};
-    CHECK_NEAR(demo_auroc(s2, p2, 3), 0.5, 1e-12, 0); /* ties count half */
-    double s3[] = {0.2, 0.4, 0.4, 0.9};
-    int p3[] = {0, 1, 0, 1};
-    /* pos .4 vs neg .2 win, vs neg .4 tie; pos .9 wins both: (1 + .5 + 2) / 4. */
-    CHECK_NEAR(demo_auroc(s3, p3, 4), 0.875, 1e-12, 0);
-    int p4[] = {0, 0, 0, 0};
-    CHECK(demo_auroc(s3, p4, 4) == -1);
-}
 
 static void test_draw(void) {
     char *buf = NULL;
@@ -70,7 +54,8 @@ static void test_eval_fresh_model(void) {
     so.n_train_pairs = 60;
     so.n_test_pairs = 30;
     so.flip_fraction = 0.3;
-    so.n_train_labels = so.n_test_labels = so.n_bon = 0;
+    so.n_train_labels = so.n_bon = 0;
+    so.n_test_labels = 12;
     CHECK(synth_write_task(dir, &so, NULL, &err) == 0);
     Scorer *s = scorer_open(dir, NULL, &err);
     CHECK(s != NULL);
@@ -115,6 +100,17 @@ static void test_eval_fresh_model(void) {
         CHECK(au.n_flipped > 5 && au.n_flipped < 35); /* binomial(60, 0.3) */
         CHECK(au.auroc >= 0 && au.auroc <= 1 && au.flipped_in_top <= au.n_flipped);
         CHECK(demo_audit(s, train_path, test_path, 0, &au, &err) == -1); /* mismatched truth */
+
+        char *report = path_join(dir, "report.html"), *labels = path_join(dir, "test_labels.jsonl");
+        CHECK(demo_write_report(s, report, dir, test_path, &ev, labels, "{\"x\": 1}", &err) == 0);
+        char *html = read_file(report, NULL, &err);
+        CHECK_STR_CONTAINS(html, "<svg");
+        CHECK_STR_CONTAINS(html, "normal");
+        free(html);
+        unlink(report);
+        free(report);
+        free(labels);
+        demo_pair_eval_free(&ev);
         free(test_path);
         free(train_path);
         free(truth_path);
@@ -124,7 +120,6 @@ static void test_eval_fresh_model(void) {
 }
 
 int main(void) {
-    RUN(test_auroc);
     RUN(test_draw);
     RUN(test_eval_fresh_model);
     return test_summary();

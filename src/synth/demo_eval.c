@@ -4,6 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eval/audit.h"
+#include "eval/report_html.h"
+#include "io/fileio.h"
 #include "ordinal/metrics.h"
 #include "ordinal/ordinal.h"
 
@@ -76,22 +79,6 @@ static int score_pairs(Scorer *s, const Rows *r, const char *path, ScoreResult *
     return rc;
 }
 
-static void pair_probs(const ScoreResult *c, const ScoreResult *r, PairProbs *pp) {
-    OrdinalDist dc, dr;
-    memset(&dc, 0, sizeof dc);
-    memset(&dr, 0, sizeof dr);
-    double fc = 0, fr = 0;
-    for (int k = 0; k < 9; k++) {
-        dc.p[k] = c->p[k];
-        dr.p[k] = r->p[k];
-        fc += c->p[k];
-        fr += r->p[k];
-        dc.cdf[k] = fc;
-        dr.cdf[k] = fr;
-    }
-    ordinal_pair_probs(&dc, &dr, pp);
-}
-
 int demo_eval_pairs(Scorer *s, const char *pairs_path, size_t max_pairs, DemoPairEval *out, OprmError *err) {
     memset(out, 0, sizeof *out);
     Rows r;
@@ -111,6 +98,8 @@ int demo_eval_pairs(Scorer *s, const char *pairs_path, size_t max_pairs, DemoPai
            *pl = xmalloc(n * sizeof *pl);
     size_t kind_ok[DEMO_N_KINDS] = {0}, region_ok = 0;
     int rc = 0;
+    out->scores = xcalloc(n, sizeof *out->scores);
+    out->kind = xcalloc(n, sizeof *out->kind);
     for (size_t i = 0; i < n && !rc; i++) {
         int gc = grade_index(field(r.rows[i], "chosen_label")), gr = grade_index(field(r.rows[i], "rejected_label"));
         if (gc < 0 || gr < 0 || gc <= gr) {
@@ -119,13 +108,14 @@ int demo_eval_pairs(Scorer *s, const char *pairs_path, size_t max_pairs, DemoPai
             break;
         }
         const ScoreResult *c = &res[2 * i], *j = &res[2 * i + 1];
-        PairProbs pp;
-        pair_probs(c, j, &pp);
+        PairScore ps = pair_score_of(c, j);
+        out->scores[i] = ps;
         mc[i] = c->mean;
         mr[i] = j->mean;
-        pw[i] = pp.win;
-        pl[i] = pp.loss;
+        pw[i] = ps.p_win;
+        pl[i] = ps.p_loss;
         int kind = gc == 2 ? (gr == 1 ? 0 : 1) : 2;
+        out->kind[i] = kind;
         out->kind_n[kind]++;
         kind_ok[kind] += c->mean > j->mean;
         const ScoreResult *side[2] = {c, j};
@@ -159,47 +149,16 @@ int demo_eval_pairs(Scorer *s, const char *pairs_path, size_t max_pairs, DemoPai
     free(pl);
     free(res);
     rows_free(&r);
+    if (rc) demo_pair_eval_free(out);
     return rc;
 }
 
-typedef struct {
-    double score;
-    int positive;
-} Ranked;
-
-static int by_score(const void *a, const void *b) {
-    double x = ((const Ranked *)a)->score, y = ((const Ranked *)b)->score;
-    return x < y ? -1 : x > y;
+void demo_pair_eval_free(DemoPairEval *e) {
+    free(e->scores);
+    free(e->kind);
+    e->scores = NULL;
+    e->kind = NULL;
 }
-
-double demo_auroc(const double *score, const int *positive, size_t n) {
-    Ranked *r = xmalloc((n ? n : 1) * sizeof *r);
-    size_t np = 0;
-    for (size_t i = 0; i < n; i++) {
-        r[i] = (Ranked){score[i], positive[i] != 0};
-        np += r[i].positive;
-    }
-    size_t nn = n - np;
-    if (!np || !nn) {
-        free(r);
-        return -1;
-    }
-    qsort(r, n, sizeof *r, by_score);
-    /* Sum of the positives' ranks (1-based, ties share their mean rank). */
-    double rank_sum = 0;
-    for (size_t i = 0; i < n;) {
-        size_t j = i;
-        while (j < n && r[j].score == r[i].score) j++;
-        double mean_rank = (double)(i + 1 + j) / 2.0;
-        for (size_t k = i; k < j; k++)
-            if (r[k].positive) rank_sum += mean_rank;
-        i = j;
-    }
-    free(r);
-    return (rank_sum - (double)np * (double)(np + 1) / 2.0) / ((double)np * (double)nn);
-}
-
-static int by_score_desc(const void *a, const void *b) { return -by_score(a, b); }
 
 int demo_audit(Scorer *s, const char *pairs_path, const char *truth_path, size_t max_pairs, DemoAudit *out,
                OprmError *err) {
@@ -224,25 +183,31 @@ int demo_audit(Scorer *s, const char *pairs_path, const char *truth_path, size_t
             break;
         }
         flipped[i] = json_is_true(json_object_get(t.rows[i], "flipped"));
-        PairProbs pp;
-        pair_probs(&res[2 * i], &res[2 * i + 1], &pp);
-        ploss[i] = pp.loss;
-        sus[i] = audit_suspicion(pp.loss, res[2 * i].bimodality, res[2 * i + 1].bimodality);
+        AuditRow row = audit_row_of(i, &res[2 * i], &res[2 * i + 1]);
+        ploss[i] = row.p_loss;
+        sus[i] = row.suspicion;
         out->n_flipped += flipped[i];
-        if (flipped[i]) out->mean_p_loss_flipped += pp.loss;
-        else out->mean_p_loss_clean += pp.loss;
+        if (flipped[i]) out->mean_p_loss_flipped += row.p_loss;
+        else out->mean_p_loss_clean += row.p_loss;
     }
     if (!rc) {
         out->n_pairs = n;
         if (out->n_flipped) out->mean_p_loss_flipped /= (double)out->n_flipped;
         if (n > out->n_flipped) out->mean_p_loss_clean /= (double)(n - out->n_flipped);
-        out->auroc = demo_auroc(sus, flipped, n);
-        out->auroc_p_loss = demo_auroc(ploss, flipped, n);
-        Ranked *rk = xmalloc((n + 1) * sizeof *rk);
-        for (size_t i = 0; i < n; i++) rk[i] = (Ranked){sus[i], flipped[i]};
-        qsort(rk, n, sizeof *rk, by_score_desc);
-        for (size_t i = 0; i < out->n_flipped; i++) out->flipped_in_top += rk[i].positive;
-        free(rk);
+        out->auroc = out->auroc_p_loss = -1; /* no flipped (or no clean) pair: undefined */
+        if (out->n_flipped && out->n_flipped < n) {
+            OprmError ignored;
+            auroc(sus, flipped, n, &out->auroc, &ignored);
+            auroc(ploss, flipped, n, &out->auroc_p_loss, &ignored);
+        }
+        AuditRow *rows = xmalloc((n + 1) * sizeof *rows);
+        for (size_t i = 0; i < n; i++) {
+            rows[i] = audit_row_of(i, &res[2 * i], &res[2 * i + 1]);
+            rows[i].flipped = flipped[i];
+        }
+        audit_rank(rows, n);
+        for (size_t i = 0; i < out->n_flipped; i++) out->flipped_in_top += rows[i].flipped == 1;
+        free(rows);
     }
     free(sus);
     free(ploss);
@@ -265,4 +230,61 @@ void demo_draw_dist(FILE *f, const char *title, const double p[9], int width) {
         fputs(part[eighths % 8], f);
         fputc('\n', f);
     }
+}
+
+int demo_write_report(Scorer *s, const char *path, const char *model_dir, const char *pairs_path,
+                      const DemoPairEval *ev, const char *labels_path, const char *summary_json, OprmError *err) {
+    if (!ev->n_pairs) return oprm_fail(err, "demo report: no pairs");
+    PairSummary overall;
+    if (pair_summary(ev->scores, NULL, ev->n_pairs, &overall, err)) return -1;
+    const char *subsets[DEMO_N_KINDS];
+    double subset_acc[DEMO_N_KINDS];
+    size_t subset_n[DEMO_N_KINDS], n_subsets = 0;
+    for (int k = 0; k < DEMO_N_KINDS; k++)
+        if (ev->kind_n[k]) {
+            subsets[n_subsets] = DEMO_KIND_NAMES[k];
+            subset_acc[n_subsets] = ev->kind_accuracy[k];
+            subset_n[n_subsets++] = ev->kind_n[k];
+        }
+    LabelTable labels = {0};
+    int rc = 0;
+    if (labels_path) {
+        Rows r;
+        if (read_rows(labels_path, 0, &r, err)) return -1;
+        ScoreTurn *turns = xcalloc(r.n + 1, sizeof *turns);
+        ScoreRequest *req = xcalloc(r.n + 1, sizeof *req);
+        ScoreResult *res = xcalloc(r.n + 1, sizeof *res);
+        for (size_t i = 0; i < r.n && !rc; i++) {
+            const char *p = field(r.rows[i], "prompt"), *resp = field(r.rows[i], "response");
+            if (!p || !resp || grade_index(field(r.rows[i], "label")) < 0)
+                rc = oprm_fail(err, "%s:%zu: needs prompt, response and a good/normal/bad label", labels_path, i + 1);
+            turns[i] = (ScoreTurn){"user", p};
+            req[i] = (ScoreRequest){&turns[i], 1, resp};
+        }
+        if (!rc && r.n) rc = scorer_score(s, req, (int)r.n, res, err);
+        static const LabelKind kinds[3] = {LABEL_BAD, LABEL_NORMAL, LABEL_GOOD};
+        for (size_t i = 0; i < r.n && !rc; i++)
+            label_table_add(&labels, label_quality(kinds[grade_index(field(r.rows[i], "label"))]), &res[i]);
+        free(turns);
+        free(req);
+        free(res);
+        rows_free(&r);
+    }
+    const char *files[2] = {pairs_path, labels_path};
+    ReportInput in = {0};
+    in.model = model_dir;
+    in.files = files;
+    in.n_files = labels_path ? 2 : 1;
+    in.pairs = ev->scores;
+    in.n_pairs = ev->n_pairs;
+    in.overall = &overall;
+    in.subsets = subsets;
+    in.subset_accuracy = subset_acc;
+    in.subset_n = subset_n;
+    in.n_subsets = n_subsets;
+    in.labels = labels_path ? &labels : NULL;
+    in.summary_json = summary_json;
+    if (!rc) rc = report_html_write(path, &in, err);
+    label_table_free(&labels);
+    return rc;
 }

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "eval/eval_pairs.h"
 #include "eval/scorer.h"
 #include "util/err.h"
 
@@ -31,11 +32,21 @@ typedef struct {
     /* Absolute quality: the grade whose region (1-3, 4-6, 7-9) holds the most
      * mass equals the true grade. */
     double region_accuracy;
+    PairScore *scores; /* per pair, for the HTML report (owned) */
+    int *kind;         /* per pair: index into DEMO_KIND_NAMES (owned) */
 } DemoPairEval;
 
 /* Scores the pairs of a JSONL file {"prompt","chosen","rejected",
- * "chosen_label","rejected_label"} (labels are the true grades). */
+ * "chosen_label","rejected_label"} (labels are the true grades). Free the
+ * result with demo_pair_eval_free. */
 int demo_eval_pairs(Scorer *s, const char *pairs_path, size_t max_pairs, DemoPairEval *out, OprmError *err);
+void demo_pair_eval_free(DemoPairEval *e);
+
+/* Writes the self-contained HTML page of `oprm eval --report` for the
+ * held-out pairs, plus per-label statistics of the point-wise labelled
+ * responses of labels_path (may be NULL). */
+int demo_write_report(Scorer *s, const char *path, const char *model_dir, const char *pairs_path,
+                      const DemoPairEval *ev, const char *labels_path, const char *summary_json, OprmError *err);
 
 typedef struct {
     size_t n_pairs, n_flipped;
@@ -49,10 +60,6 @@ typedef struct {
  * ({"id","flipped"} per line, same order). */
 int demo_audit(Scorer *s, const char *pairs_path, const char *truth_path, size_t max_pairs, DemoAudit *out,
                OprmError *err);
-
-/* Area under the ROC curve of score for positive vs negative items (ties
- * count half): the Mann-Whitney statistic. -1 when a class is empty. */
-double demo_auroc(const double *score, const int *positive, size_t n);
 
 /* Nine horizontal bars, one per level, scaled so that p = 1 fills width cells. */
 void demo_draw_dist(FILE *f, const char *title, const double p[9], int width);
