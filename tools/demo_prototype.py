@@ -1,13 +1,19 @@
-"""Prototype of `oprm demo` in plain PyTorch: the synthetic copy task, the demo's byte-level BPE
-tokenizer, and a tiny Llama-style OPRM trained from scratch on the scoring prompt of spec §6.
+"""Prototype of `oprm demo` in plain PyTorch: the synthetic graded task (src/synth/task.c), the demo's
+byte-level BPE tokenizer (src/synth/bpe.c), and a tiny Llama-style OPRM trained from scratch on the
+scoring prompt of spec §6 (ChatML, read the digit logits '1'..'9' at the last position), with the pair
+loss -log P(c>r) and triangular RgFT landscapes on a fraction of the labels.
 
-It answers the questions the C demo depends on: is the task learnable by a tiny model, at which
-size, learning rate, batch and step count, and how many tokens a scoring prompt takes.
-It is also the independent reference of the C tokenizer builder: `--dump-tokenizer FILE` writes the
-merges this script learns from a corpus file, which tests/fixtures compare against src/synth/bpe.c.
+It answered the questions the C demo depends on (docs/demo.md has the numbers): which task a tiny
+model learns (the copy task did not; the rule task with skewed rules does), at which size, learning
+rate, batch, step count and AdamW beta2, and how many tokens a scoring prompt takes.
+It is also the independent reference of the C tokenizer builder: `--dump-bpe-fixture FILE` writes the
+merges this script learns from a fixed corpus and its encodings, which tests/test_synth_bpe.c and
+tests/test_synth_tok.c compare against the C trainer and oprm's tokenizer.
 
-Usage: /usr/bin/python3 tools/demo_prototype.py [--hidden 64 --layers 2 --heads 4 --ffn 192
-         --steps 600 --batch 16 --lr 3e-3 --digits 6 --label-fraction 0.3 --seed 0]
+Usage: /usr/bin/python3 tools/demo_prototype.py [--task rule|copy --short-template --hidden 64
+         --layers 2 --heads 4 --ffn 192 --steps 800 --batch 16 --lr 5e-3 --beta2 0.95 --digits 6
+         --label-fraction 0.5 --rule-skew 0.4 --seed 0]
+       /usr/bin/python3 tools/demo_prototype.py --dump-bpe-fixture tests/fixtures/synth_bpe.json
 Runs single-threaded (the machine's cores are shared)."""
 import argparse, json, math, random, re, sys, time
 
