@@ -39,7 +39,8 @@ static void usage(FILE *f) {
             "  --flip-fraction F     share of training pairs flipped on purpose (default 0.1)\n"
             "  --audit-pairs N       training pairs the audit scores (default 3000)\n"
             "  --seed N              seed of the task, the weights and the label choice (default 1)\n"
-            "  --threads N           CPU threads (default: all cores)\n"
+            "  --threads N           CPU threads, 0 = all cores (default 1: the model is too\n"
+            "                        small to gain from more)\n"
             "  --force               reuse an existing output directory\n"
             "  -h, --help            show this help\n");
 }
@@ -113,7 +114,9 @@ int cmd_demo(int argc, char **argv) {
     to.logging_steps = 100;
     SynthOptions so;
     synth_default_options(&so);
-    long audit_pairs = 3000, seed = 1, threads = 0;
+    /* One thread: the demo's matrices are 64 wide, too small to share; with the
+     * cores busy, two threads were 15x slower here (docs/demo.md). */
+    long audit_pairs = 3000, seed = 1, threads = 1;
     int force = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -168,7 +171,7 @@ int cmd_demo(int argc, char **argv) {
     DemoPairEval ev = {0};
     json_t *summary = json_object();
     double t_start = now_s();
-    if (threads > 0) model_set_threads((int)threads);
+    model_set_threads((int)threads);
     {
         char *cfg = path_join(init_dir, "config.json");
         int exists = file_exists(cfg);
