@@ -54,7 +54,8 @@ static void test_eval_fresh_model(void) {
     so.n_train_pairs = 60;
     so.n_test_pairs = 30;
     so.flip_fraction = 0.3;
-    so.n_train_labels = so.n_bon = 0;
+    so.n_train_labels = 0;
+    so.n_bon = 6;
     so.n_test_labels = 12;
     CHECK(synth_write_task(dir, &so, NULL, &err) == 0);
     Scorer *s = scorer_open(dir, NULL, &err);
@@ -100,6 +101,33 @@ static void test_eval_fresh_model(void) {
         CHECK(au.n_flipped > 5 && au.n_flipped < 35); /* binomial(60, 0.3) */
         CHECK(au.auroc >= 0 && au.auroc <= 1 && au.flipped_in_top <= au.n_flipped);
         CHECK(demo_audit(s, train_path, test_path, 0, &au, &err) == -1); /* mismatched truth */
+
+        /* Best-of-N: lambda 0 picks the best iff its mean beats every other's, recomputed here. */
+        char *bon_path = path_join(dir, "test_bon.jsonl");
+        DemoBon bon;
+        CHECK(demo_eval_bon(s, bon_path, &bon, &err) == 0);
+        CHECK(bon.n_sets == 6);
+        f = fopen(bon_path, "r");
+        int picked = 0;
+        while (f && fgets(line, sizeof line, f)) {
+            char prompt[64], cand[4][16];
+            if (sscanf(line, "{\"id\":\"%*[^\"]\",\"prompt\":\"%63[^\"]\",\"best\":\"%15[^\"]\",\"others\":[\"%15[^\"]\",\"%15[^\"]\",\"%15[^\"]\"",
+                       prompt, cand[0], cand[1], cand[2], cand[3]) != 5)
+                continue;
+            ScoreTurn turn = {"user", prompt};
+            double m[4];
+            for (int k = 0; k < 4; k++) {
+                ScoreRequest rq = {&turn, 1, cand[k]};
+                ScoreResult rs;
+                CHECK(scorer_score(s, &rq, 1, &rs, &err) == 0);
+                m[k] = rs.mean;
+            }
+            picked += m[0] >= m[1] && m[0] >= m[2] && m[0] >= m[3]; /* ties go to the lowest index */
+        }
+        if (f) fclose(f);
+        CHECK_NEAR(bon.picked_best[0], picked / 6.0, 1e-12, 0);
+        CHECK(bon.mean_p_best > 0 && bon.mean_p_best < 1);
+        free(bon_path);
 
         char *report = path_join(dir, "report.html"), *labels = path_join(dir, "test_labels.jsonl");
         CHECK(demo_write_report(s, report, dir, test_path, &ev, labels, "{\"x\": 1}", &err) == 0);

@@ -243,6 +243,15 @@ int cmd_demo(int argc, char **argv) {
         demo_draw_dist(stdout, title, ev.grade_dist[g], 40);
     }
 
+    char *bon_path = path_join(data_dir, "test_bon.jsonl");
+    DemoBon bon;
+    int bon_rc = demo_eval_bon(scorer, bon_path, &bon, &err);
+    free(bon_path);
+    if (bon_rc) goto fail;
+    printf("      Best-of-N (%zu held-out sets of %d, one good): the good one is picked by argmax mean - lambda*std "
+           "%.3f (lambda 0), %.3f (0.5), %.3f (1); mean P(it is strictly the best) %.3f\n",
+           bon.n_sets, so.bon_size, bon.picked_best[0], bon.picked_best[1], bon.picked_best[2], bon.mean_p_best);
+
     DemoAudit au;
     if (demo_audit(scorer, train_path, truth_path, (size_t)audit_pairs, &au, &err)) goto fail;
     printf("[5/5] audit of %zu training pairs: %zu were flipped on purpose\n", au.n_pairs, au.n_flipped);
@@ -260,6 +269,10 @@ int cmd_demo(int argc, char **argv) {
     json_t *kinds = json_object();
     for (int k = 0; k < DEMO_N_KINDS; k++) json_object_set_new(kinds, DEMO_KIND_NAMES[k], json_real(ev.kind_accuracy[k]));
     json_object_set_new(summary, "accuracy_by_kind", kinds);
+    json_object_set_new(summary, "best_of_n",
+                        json_pack("{s:i, s:f, s:f, s:f, s:f}", "sets", (int)bon.n_sets, "picked_best_lambda_0",
+                                  bon.picked_best[0], "picked_best_lambda_0.5", bon.picked_best[1],
+                                  "picked_best_lambda_1", bon.picked_best[2], "mean_p_best", bon.mean_p_best));
     json_object_set_new(summary, "audit",
                         json_pack("{s:i, s:i, s:f, s:f, s:i}", "pairs", (int)au.n_pairs, "flipped", (int)au.n_flipped,
                                   "auroc", au.auroc, "auroc_p_loss", au.auroc_p_loss, "flipped_in_top",

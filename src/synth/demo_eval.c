@@ -6,11 +6,13 @@
 
 #include "eval/audit.h"
 #include "eval/report_html.h"
+#include "eval/score_data.h"
 #include "io/fileio.h"
 #include "ordinal/metrics.h"
 #include "ordinal/ordinal.h"
 
 const char *const DEMO_KIND_NAMES[DEMO_N_KINDS] = {"good>normal", "good>bad", "normal>bad"};
+const double DEMO_LAMBDAS[DEMO_N_LAMBDAS] = {0, 0.5, 1};
 
 static int grade_index(const char *label) {
     if (!label) return -1;
@@ -215,6 +217,60 @@ int demo_audit(Scorer *s, const char *pairs_path, const char *truth_path, size_t
     free(res);
     rows_free(&r);
     rows_free(&t);
+    return rc;
+}
+
+int demo_eval_bon(Scorer *s, const char *bon_path, DemoBon *out, OprmError *err) {
+    memset(out, 0, sizeof *out);
+    Rows r;
+    if (read_rows(bon_path, 0, &r, err)) return -1;
+    int rc = r.n ? 0 : oprm_fail(err, "%s: no Best-of-N sets", bon_path);
+    size_t picked[DEMO_N_LAMBDAS] = {0};
+    for (size_t i = 0; i < r.n && !rc; i++) {
+        const char *prompt = field(r.rows[i], "prompt"), *best = field(r.rows[i], "best");
+        json_t *others = json_object_get(r.rows[i], "others");
+        size_t n = 1 + json_array_size(others);
+        if (!prompt || !best || !json_is_array(others) || n < 2) {
+            rc = oprm_fail(err, "%s:%zu: needs prompt, best and a non-empty others list", bon_path, i + 1);
+            break;
+        }
+        ScoreTurn turn = {"user", prompt};
+        ScoreRequest *req = xcalloc(n, sizeof *req);
+        ScoreResult *res = xcalloc(n, sizeof *res);
+        double *mean = xcalloc(n, sizeof *mean), *std = xcalloc(n, sizeof *std), *p_best = xcalloc(n, sizeof *p_best);
+        OrdinalDist *d = xcalloc(n, sizeof *d);
+        req[0] = (ScoreRequest){&turn, 1, best};
+        for (size_t k = 1; k < n && !rc; k++) {
+            const char *o = json_string_value(json_array_get(others, k - 1));
+            if (!o) rc = oprm_fail(err, "%s:%zu: others[%zu] is not a string", bon_path, i + 1, k - 1);
+            req[k] = (ScoreRequest){&turn, 1, o ? o : ""};
+        }
+        if (!rc) rc = scorer_score(s, req, (int)n, res, err);
+        for (size_t k = 0; k < n && !rc; k++) {
+            mean[k] = res[k].mean;
+            std[k] = res[k].std;
+            dist_of_result(&res[k], &d[k]);
+        }
+        for (int l = 0; l < DEMO_N_LAMBDAS && !rc; l++) {
+            size_t chosen;
+            rc = bon_choose(mean, std, n, DEMO_LAMBDAS[l], &chosen, err);
+            picked[l] += !rc && chosen == 0;
+        }
+        if (!rc) rc = bon_prob_best(d, n, p_best, NULL, err);
+        if (!rc) out->mean_p_best += p_best[0];
+        free(req);
+        free(res);
+        free(mean);
+        free(std);
+        free(p_best);
+        free(d);
+    }
+    if (!rc) {
+        out->n_sets = r.n;
+        for (int l = 0; l < DEMO_N_LAMBDAS; l++) out->picked_best[l] = (double)picked[l] / (double)r.n;
+        out->mean_p_best /= (double)r.n;
+    }
+    rows_free(&r);
     return rc;
 }
 

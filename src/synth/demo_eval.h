@@ -61,6 +61,19 @@ typedef struct {
 int demo_audit(Scorer *s, const char *pairs_path, const char *truth_path, size_t max_pairs, DemoAudit *out,
                OprmError *err);
 
+/* Best-of-N sets {"prompt","best","others"} whose "best" is truly the best:
+ * how often risk-aware selection argmax mean - lambda*std (spec §5) picks it,
+ * for lambda = 0, 0.5, 1, and the mean probability, from the distributions,
+ * that the true best is strictly the best. */
+#define DEMO_N_LAMBDAS 3
+extern const double DEMO_LAMBDAS[DEMO_N_LAMBDAS];
+typedef struct {
+    size_t n_sets;
+    double picked_best[DEMO_N_LAMBDAS];
+    double mean_p_best;
+} DemoBon;
+int demo_eval_bon(Scorer *s, const char *bon_path, DemoBon *out, OprmError *err);
+
 /* Nine horizontal bars, one per level, scaled so that p = 1 fills width cells. */
 void demo_draw_dist(FILE *f, const char *title, const double p[9], int width);
 
