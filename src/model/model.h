@@ -44,8 +44,9 @@ typedef enum { WEIGHTS_F32 = 0, WEIGHTS_BF16 = 1 } WeightStorage;
  *    PEFT; seeded by lora_seed) and B [out, r] (zero) on the chosen targets,
  *    y = x W^T + (lora_alpha / r) (x A^T) B^T, dropout 0. Every base tensor
  *    (embedding and lm_head included) is frozen: grad NULL, no gradient memory;
- *  - inference only (inference_only = 1, lora_rank 0): every tensor frozen,
- *    model_backward refuses. For scoring.
+ *  - inference only (inference_only = 1, or frozen_storage = WEIGHTS_BF16 with
+ *    lora_rank 0): every tensor frozen, no gradient memory, model_backward
+ *    refuses. For scoring.
  * Frozen weight matrices (the 2-D tensors: projections, embedding, lm_head)
  * are kept in frozen_storage: WEIGHTS_BF16 holds them as bfloat16 (stored BF16
  * bits kept as is, F32/F16 rounded to nearest even once at load) and widens one

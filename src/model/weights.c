@@ -182,7 +182,8 @@ static Model *model_alloc(const ModelConfig *cfg, const ModelOptions *opt, OprmE
     m->lora_rank = o.lora_rank;
     m->lora_alpha = o.lora_alpha;
     m->lora_targets = o.lora_rank > 0 ? o.lora_targets : 0;
-    m->inference_only = o.inference_only != 0;
+    /* BF16 storage without LoRA can only mean frozen weights: scoring. */
+    m->inference_only = o.inference_only != 0 || (o.lora_rank == 0 && o.frozen_storage == WEIGHTS_BF16);
     m->frozen_base = o.lora_rank > 0 || m->inference_only;
     m->storage = m->frozen_base ? o.frozen_storage : WEIGHTS_F32;
     m->w = xcalloc((size_t)cfg->n_layers, sizeof *m->w);
