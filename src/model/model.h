@@ -118,12 +118,12 @@ void model_logits_full(const Model *m, const float *h, float *logits /* vocab */
  * tensor names (LoRA: PEFT names). grad is NULL for frozen tensors. */
 typedef struct {
     const char *name;
-    float *data;          /* NULL when the tensor is held in BF16 (data_bf16) */
-    const uint16_t *data_bf16;
+    float *data; /* NULL when the tensor is held in BF16 (then data_bf16) */
     float *grad;
     size_t numel;
     int ndim;
     int64_t shape[2];
+    const uint16_t *data_bf16; /* frozen BF16 storage, else NULL */
 } ModelParam;
 
 /* LoRA models list their adapters first (trainable), then the frozen base
