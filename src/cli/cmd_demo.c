@@ -153,6 +153,10 @@ int cmd_demo(int argc, char **argv) {
         }
         if (bad) return EXIT_USAGE;
     }
+    if ((double)to.max_steps * to.batch_size > 5e6) {
+        fprintf(stderr, "oprm demo: --max-steps x --batch-size asks for more than 5 million training pairs\n");
+        return EXIT_USAGE;
+    }
     OprmError err = {{0}};
     InitOptions io;
     ModelArch arch;
