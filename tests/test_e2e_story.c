@@ -24,14 +24,17 @@
  * Settings: --max-len 128 (the default scoring prompt alone takes ~105 tokens,
  * so every XSTest prompt is cut: the truncation path runs on every record),
  * batch 8, 8 steps (1.33 epochs), constant lr 3e-3, seed 1, 1 thread.
- * Measured with the release build over seeds 1..12 (flip seed = train seed):
- * audit AUROC of the suspicion score 0.89-1.00 (median 1.00), of P(r>c) alone
- * 0.99-1.00; held-out accuracy 0.75 for every seed (untrained model: 0.19);
- * untrained model's audit AUROC 0.12 (it prefers the refusals). Longer runs
- * start to memorise the flips (18 steps, seed 1: AUROC 0.36), so the test
- * keeps the run short. Thresholds: AUROC >= 0.75, P(r>c) AUROC >= 0.85,
- * held-out accuracy >= 0.5, untrained AUROC < 0.5. See docs/training.md,
- * "End-to-end". */
+ * Measured with this test over seeds 1..12 (OPRM_E2E_SEED; the seed picks the
+ * flips and trains) and the release binary (OPRM_BIN=build/release/oprm):
+ * audit AUROC of the suspicion score 0.966-1.000 (seed 1: 1.000), of P(r>c)
+ * alone 0.989-1.000; the untrained model's AUROC 0.05-0.24 (it prefers the
+ * refusals); held-out accuracy 0.69-0.81 (untrained 0.19); training loss of
+ * steps 1-3 vs 6-8 falls by 0.46-0.89. The ASan build gives the same numbers
+ * for seed 1 (AUROC 1.000, loss 2.205 -> 1.633). Longer runs start to memorise
+ * the flips (an earlier sweep, other flip draws: 18 steps gave 0.36 for one), so the
+ * run stays short. Thresholds: AUROC >= 0.7, P(r>c) AUROC >= 0.9, loss drop
+ * >= 0.3, held-out accuracy >= 0.5 and above the untrained model's, untrained
+ * AUROC < 0.5. See docs/training.md, "End-to-end". */
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
