@@ -1,0 +1,34 @@
+/* What the training loop shows and keeps: the JSONL metrics log
+ * (OUTPUT/train_log.jsonl, one object per line) and the one-line progress
+ * bar drawn on a terminal. */
+#ifndef OPRM_TRAIN_TRAIN_LOG_H
+#define OPRM_TRAIN_TRAIN_LOG_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "util/err.h"
+
+typedef struct {
+    FILE *f;
+    char *path;
+} TrainLog;
+
+/* Opens OUTPUT/name for appending. keep_upto_step < 0 starts an empty log;
+ * otherwise (a resume) lines whose "step" is above keep_upto_step are dropped
+ * first, so a run resumed from an earlier checkpoint does not log a step twice. */
+int train_log_open(TrainLog *log, const char *output_dir, const char *name, int64_t keep_upto_step,
+                   OprmError *err);
+/* Writes obj as one line (doubles with 17 digits: they read back exactly)
+ * and flushes. Takes the reference. */
+int train_log_write(TrainLog *log, json_t *obj, OprmError *err);
+void train_log_close(TrainLog *log);
+
+/* "\r[#####.....] step 12/100  loss 0.6931  acc 0.625  1234 tok/s  ETA 1:23" */
+void progress_draw(FILE *f, int64_t step, int64_t total, double loss, double acc, double tokens_per_s,
+                   double eta_s);
+/* Ends the progress line (newline) if one was drawn. */
+void progress_end(FILE *f);
+
+#endif

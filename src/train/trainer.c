@@ -1,0 +1,747 @@
+#include "train/trainer.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "data/reader.h"
+#include "io/fileio.h"
+#include "io/safetensors.h"
+#include "model/model.h"
+#include "ordinal/ordinal.h"
+#include "tok/chat.h"
+#include "tok/prompt.h"
+#include "tok/tokenizer.h"
+#include "train/adamw.h"
+#include "train/checkpoint.h"
+#include "train/interrupt.h"
+#include "train/oprm_meta.h"
+#include "train/rng.h"
+#include "train/train_batch.h"
+#include "train/train_log.h"
+#include "train/trainer_state.h"
+
+void train_config_default(TrainConfig *c) {
+    memset(c, 0, sizeof *c);
+    data_options_default(&c->data_opt);
+    c->learning_rate = 1e-5;
+    c->num_train_epochs = 1;
+    c->batch_size = 8;
+    c->grad_accum = 1;
+    c->max_length = 1024;
+    c->scheduler = SCHED_LINEAR;
+    c->max_grad_norm = 1.0;
+    c->seed = 42;
+    c->adam_beta1 = 0.9;
+    c->adam_beta2 = 0.999;
+    c->adam_epsilon = 1e-8;
+    c->logging_steps = 1;
+    c->save_steps = 500;
+    c->loss = TRAIN_LOSS_OPRM;
+    c->rgft_enabled = 1;
+    c->rgft = rgft_default_config();
+    c->label_fraction = 1.0;
+    c->progress = -1;
+}
+
+int train_config_check(const TrainConfig *c, OprmError *err) {
+    if (!c->model_dir) return oprm_fail(err, "--model DIR is required");
+    if (c->n_data < 1) return oprm_fail(err, "--data FILE is required (give it once per file)");
+    if (!c->output_dir) return oprm_fail(err, "--output DIR is required");
+    if (!(c->learning_rate > 0) || !isfinite(c->learning_rate))
+        return oprm_fail(err, "--learning_rate must be > 0 (got %g)", c->learning_rate);
+    if (c->max_steps <= 0 && !(c->num_train_epochs > 0))
+        return oprm_fail(err, "--num_train_epochs must be > 0 when --max_steps is not given");
+    if (c->batch_size < 1) return oprm_fail(err, "--per_device_train_batch_size must be >= 1");
+    if (c->grad_accum < 1) return oprm_fail(err, "--gradient_accumulation_steps must be >= 1");
+    if (c->max_length < 16) return oprm_fail(err, "--max_length must be >= 16 (got %d)", c->max_length);
+    if (c->warmup_steps < 0 || c->warmup_ratio < 0 || c->warmup_ratio > 1)
+        return oprm_fail(err, "--warmup_steps must be >= 0 and --warmup_ratio in [0, 1]");
+    if (c->weight_decay < 0) return oprm_fail(err, "--weight_decay must be >= 0");
+    if (!(c->adam_beta1 >= 0 && c->adam_beta1 < 1) || !(c->adam_beta2 >= 0 && c->adam_beta2 < 1))
+        return oprm_fail(err, "--adam_beta1 and --adam_beta2 must be in [0, 1)");
+    if (!(c->adam_epsilon > 0)) return oprm_fail(err, "--adam_epsilon must be > 0");
+    if (c->logging_steps < 1) return oprm_fail(err, "--logging_steps must be >= 1");
+    if (c->eval_steps < 0 || c->save_steps < 0 || c->save_total_limit < 0)
+        return oprm_fail(err, "--eval_steps, --save_steps and --save_total_limit must be >= 0");
+    if (!(c->label_fraction >= 0 && c->label_fraction <= 1))
+        return oprm_fail(err, "--label-fraction must be in [0, 1] (got %g)", c->label_fraction);
+    if (!(c->rgft.halfwidth > 0) || !isfinite(c->rgft.halfwidth))
+        return oprm_fail(err, "--rgft-halfwidth must be > 0");
+    if (!(c->rgft.floor > 0 && c->rgft.floor <= 1)) return oprm_fail(err, "--rgft-floor must be in (0, 1]");
+    if (c->threads < 0) return oprm_fail(err, "--threads must be >= 0");
+    if (c->lora_rank < 0) return oprm_fail(err, "--lora-rank must be >= 0");
+    return 0;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Everything one run holds. */
+typedef struct {
+    const TrainConfig *cfg;
+    Tokenizer *tok;
+    ChatFormat format;
+    ScoringTemplate tpl;
+    int32_t digits[9];
+    BatchSetup setup;
+    Model *model;
+    int hidden;
+    ModelParam *params; /* the engine's parameters, plus the BT head last when --loss bt */
+    int nparams;
+    float *bt_w, *bt_g;
+    AdamW *opt;
+    DataFile *files[TRAIN_MAX_DATA_FILES];
+    size_t file_start[TRAIN_MAX_DATA_FILES + 1];
+    size_t total;
+    DataFile *eval;
+    TrainerState st;
+    Schedule sched;
+    TrainLog log;
+    int64_t truncated, contradictions, tokens_total;
+    char *last_checkpoint;
+    json_t *args;
+    int progress;
+} Trainer;
+
+static const char *where_of(Trainer *t, size_t file, size_t line, char *buf, size_t size) {
+    snprintf(buf, size, "%s:%zu", t->cfg->data[file], line);
+    return buf;
+}
+
+static int read_record(Trainer *t, int64_t index, DataRecord *rec, char *where, size_t wsize, OprmError *err) {
+    size_t f = 0;
+    while (f + 1 < (size_t)t->cfg->n_data && (size_t)index >= t->file_start[f + 1]) f++;
+    if (data_read(t->files[f], (size_t)index - t->file_start[f], rec, err) != 0) return -1;
+    where_of(t, f, rec->line, where, wsize);
+    return 0;
+}
+
+/* The next example of the data stream; a new epoch draws its permutation
+ * from the run's RNG when the current one is used up. */
+static int64_t next_index(Trainer *t) {
+    TrainerState *st = &t->st;
+    if ((size_t)st->data_position >= st->data_count) {
+        st->epoch++;
+        rng_permutation(&st->rng, st->data_order, st->data_count);
+        st->data_position = 0;
+    }
+    return st->data_order[st->data_position++];
+}
+
+/* ---- the model writer of checkpoints (engine files + the BT head) ---- */
+
+static int write_model(void *ctx, const char *dir, OprmError *err) {
+    Trainer *t = ctx;
+    if (model_save(t->model, dir, err) != 0) return -1;
+    if (t->bt_w) {
+        StWriteTensor w = {.name = BT_HEAD_TENSOR, .data = t->bt_w, .ndim = 2, .shape = {1, t->hidden}};
+        char *p = path_join(dir, BT_HEAD_FILE);
+        int rc = st_write_f32(p, &w, 1, NULL, 0, err);
+        free(p);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
+static int load_bt_head(Trainer *t, const char *dir, OprmError *err) {
+    char *p = path_join(dir, BT_HEAD_FILE);
+    StFile *f = st_open(p, err);
+    int rc = -1;
+    if (f) {
+        const StTensor *w = st_find(f, BT_HEAD_TENSOR);
+        if (!w || w->numel != (size_t)t->hidden)
+            oprm_fail(err, "%s: tensor '%s' missing or not of size %d", p, BT_HEAD_TENSOR, t->hidden);
+        else
+            rc = st_to_f32(f, w, t->bt_w, err);
+        st_close(f);
+    }
+    free(p);
+    return rc;
+}
+
+static json_t *training_args_json(const TrainConfig *c) {
+    json_t *a = json_object();
+    json_t *data = json_array();
+    for (int i = 0; i < c->n_data; i++) json_array_append_new(data, json_string(c->data[i]));
+    json_object_set_new(a, "model", json_string(c->model_dir));
+    json_object_set_new(a, "data", data);
+    json_object_set_new(a, "eval_data", c->eval_data ? json_string(c->eval_data) : json_null());
+    json_object_set_new(a, "learning_rate", json_real(c->learning_rate));
+    json_object_set_new(a, "num_train_epochs", json_real(c->num_train_epochs));
+    json_object_set_new(a, "max_steps", json_integer(c->max_steps));
+    json_object_set_new(a, "per_device_train_batch_size", json_integer(c->batch_size));
+    json_object_set_new(a, "gradient_accumulation_steps", json_integer(c->grad_accum));
+    json_object_set_new(a, "max_length", json_integer(c->max_length));
+    json_object_set_new(a, "warmup_steps", json_integer(c->warmup_steps));
+    json_object_set_new(a, "warmup_ratio", json_real(c->warmup_ratio));
+    json_object_set_new(a, "lr_scheduler_type", json_string(schedule_kind_name(c->scheduler)));
+    json_object_set_new(a, "weight_decay", json_real(c->weight_decay));
+    json_object_set_new(a, "max_grad_norm", json_real(c->max_grad_norm));
+    json_object_set_new(a, "seed", json_integer((json_int_t)c->seed));
+    json_object_set_new(a, "adam_beta1", json_real(c->adam_beta1));
+    json_object_set_new(a, "adam_beta2", json_real(c->adam_beta2));
+    json_object_set_new(a, "adam_epsilon", json_real(c->adam_epsilon));
+    json_object_set_new(a, "loss", json_string(c->loss == TRAIN_LOSS_BT ? "bt" : "oprm"));
+    json_object_set_new(a, "rgft_mode", json_string(!c->rgft_enabled ? "none"
+                                                    : c->rgft.mode == RGFT_HARD ? "hard" : "triangle"));
+    json_object_set_new(a, "rgft_halfwidth", json_real(c->rgft.halfwidth));
+    json_object_set_new(a, "rgft_floor", json_real(c->rgft.floor));
+    json_object_set_new(a, "label_fraction", json_real(c->label_fraction));
+    return a;
+}
+
+static int save_checkpoint(Trainer *t, int final, OprmError *err) {
+    OprmMeta meta = {0};
+    meta.head = t->cfg->loss == TRAIN_LOSS_BT ? "bt" : "oprm";
+    meta.chat_format = (char *)chat_format_name(t->format);
+    meta.system_prompt = t->tpl.system;
+    meta.user_template = t->cfg->template_path ? t->tpl.user : NULL;
+    meta.cue = t->tpl.cue;
+    memcpy(meta.digit_ids, t->digits, sizeof meta.digit_ids);
+    meta.base_model = (char *)t->cfg->model_dir;
+    meta.training_args = t->args;
+    json_t *extra = json_object();
+    json_object_set_new(extra, "truncated", json_integer(t->truncated));
+    json_object_set_new(extra, "contradictions_skipped", json_integer(t->contradictions));
+    json_object_set_new(extra, "tokens", json_integer(t->tokens_total));
+    if (t->st.extra) json_decref(t->st.extra);
+    t->st.extra = extra;
+    CheckpointContent c = {.write_model = write_model,
+                           .model_ctx = t,
+                           .tokenizer_dir = t->cfg->model_dir,
+                           .meta = &meta,
+                           .state = &t->st,
+                           .opt = final ? NULL : t->opt};
+    if (final) return checkpoint_save_final(t->cfg->output_dir, &c, err);
+    char *path = NULL;
+    if (checkpoint_save(t->cfg->output_dir, t->st.global_step, &c, t->cfg->save_total_limit, &path, err) != 0)
+        return -1;
+    free(t->last_checkpoint);
+    t->last_checkpoint = path;
+    return 0;
+}
+
+/* ---- one micro-batch through the engine ---- */
+
+typedef struct {
+    double loss_sum;
+    int items, pairs, correct;
+    double engine_s;
+} StepStats;
+
+/* train: forward(train=1) + backward with gradient scale; else forward only. */
+static int run_micro_batch(Trainer *t, MicroBatch *b, int train, double scale, StepStats *ss, int *bad_item,
+                           OprmError *err) {
+    *bad_item = -1;
+    if (b->nseq == 0) return 0;
+    double t0 = now_s();
+    SeqBatch sb = {.ids = b->ids.v, .lens = b->lens, .nseq = b->nseq};
+    size_t hn = (size_t)b->nseq * (size_t)t->hidden;
+    float *h = xmalloc(hn * sizeof *h);
+    float *dh = train ? xcalloc(hn, sizeof *dh) : NULL;
+    int rc = model_forward(t->model, &sb, train, h, err);
+    BatchLoss bl;
+    if (rc == 0) {
+        if (t->cfg->loss == TRAIN_LOSS_BT) {
+            rc = batch_bt_loss(b, h, t->bt_w, t->hidden, scale, dh, train ? t->bt_g : NULL, &bl, err);
+            if (rc == 0 && bl.bad_item < 0 && train) rc = model_backward(t->model, dh, err);
+        } else {
+            float *logits = xmalloc((size_t)b->nseq * 9 * sizeof *logits);
+            float *dlogits = train ? xmalloc((size_t)b->nseq * 9 * sizeof *dlogits) : NULL;
+            model_head_rows_forward(t->model, h, b->nseq, t->digits, 9, logits);
+            rc = batch_oprm_loss(b, logits, scale, dlogits, &bl, err);
+            if (rc == 0 && bl.bad_item < 0 && train) {
+                model_head_rows_backward(t->model, h, b->nseq, t->digits, 9, dlogits, dh);
+                rc = model_backward(t->model, dh, err);
+            }
+            free(logits);
+            free(dlogits);
+        }
+    }
+    if (rc == 0) {
+        *bad_item = bl.bad_item;
+        ss->loss_sum += bl.loss_sum;
+        ss->items += bl.n_items;
+        ss->pairs += bl.pairs;
+        ss->correct += bl.pairs_correct;
+    }
+    free(h);
+    free(dh);
+    ss->engine_s += now_s() - t0;
+    return rc;
+}
+
+/* ---- evaluation ---- */
+
+typedef struct {
+    double loss, acc;
+    int records;
+} EvalResult;
+
+static int evaluate(Trainer *t, EvalResult *out, OprmError *err) {
+    size_t n = data_count(t->eval);
+    StepStats ss = {0};
+    MicroBatch b = {0};
+    int rc = 0;
+    int64_t contradictions = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        DataRecord rec;
+        char where[512];
+        if (data_read(t->eval, i, &rec, err) != 0) {
+            rc = -1;
+            break;
+        }
+        snprintf(where, sizeof where, "%s:%zu", t->cfg->eval_data, rec.line);
+        int added = micro_batch_add(&b, &t->setup, &rec, (int64_t)i, where, err);
+        record_free(&rec);
+        if (added < 0) rc = -1;
+        if (rc == 0 && (b.n_items >= t->cfg->batch_size || i + 1 == n)) {
+            int bad;
+            rc = run_micro_batch(t, &b, 0, 1.0, &ss, &bad, err);
+            if (rc == 0 && bad >= 0)
+                rc = oprm_fail(err, "evaluation: record %s gives non-finite logits or loss", b.items[bad].id);
+            contradictions += b.contradictions;
+            micro_batch_clear(&b);
+        }
+    }
+    micro_batch_free(&b);
+    if (rc) return -1;
+    out->records = ss.items;
+    out->loss = ss.items ? ss.loss_sum / ss.items : NAN;
+    out->acc = ss.pairs ? (double)ss.correct / ss.pairs : NAN;
+    (void)contradictions;
+    return 0;
+}
+
+static json_t *num_or_null(double x) {
+    return isfinite(x) ? json_real(x) : json_null();
+}
+
+static int log_eval(Trainer *t, const EvalResult *e, OprmError *err) {
+    json_t *o = json_object();
+    json_object_set_new(o, "step", json_integer(t->st.global_step));
+    json_object_set_new(o, "eval_loss", num_or_null(e->loss));
+    json_object_set_new(o, "eval_acc", num_or_null(e->acc));
+    json_object_set_new(o, "eval_records", json_integer(e->records));
+    if (t->progress) progress_end(stderr);
+    if (!t->cfg->quiet)
+        fprintf(stderr, "eval at step %lld: loss %.6f, pair accuracy %.4f (%d records)\n",
+                (long long)t->st.global_step, e->loss, e->acc, e->records);
+    return train_log_write(&t->log, o, err);
+}
+
+/* ---- setup ---- */
+
+static int open_data(Trainer *t, OprmError *err) {
+    const TrainConfig *c = t->cfg;
+    size_t points = 0;
+    for (int i = 0; i < c->n_data; i++) {
+        DataReport rep;
+        t->files[i] = data_open(c->data[i], &c->data_opt, &rep, err);
+        if (!t->files[i]) return -1;
+        if (!c->quiet) data_report_print(&rep, c->data[i], stderr);
+        t->file_start[i] = t->total;
+        t->total += data_count(t->files[i]);
+        points += rep.by_kind[REC_POINT];
+    }
+    t->file_start[c->n_data] = t->total;
+    if (points && (c->loss == TRAIN_LOSS_BT || !c->rgft_enabled))
+        return oprm_fail(err, "the data holds %zu point-wise labelled responses, which only RgFT can train on; "
+                         "use --loss oprm with --rgft-mode triangle or hard, or remove them", points);
+    if (c->eval_data) {
+        DataOptions eo = c->data_opt;
+        t->eval = data_open(c->eval_data, &eo, NULL, err);
+        if (!t->eval) return oprm_prefix(err, "--eval-data: ");
+    }
+    return 0;
+}
+
+static int output_has_run(const char *dir) {
+    char *m = path_join(dir, CHECKPOINT_MANIFEST);
+    int has = file_exists(m);
+    free(m);
+    char *latest = NULL;
+    int64_t step;
+    OprmError ignored;
+    if (!has && checkpoint_find_latest(dir, &latest, &step, &ignored) == 1) has = 1;
+    free(latest);
+    return has;
+}
+
+static int setup(Trainer *t, OprmError *err) {
+    const TrainConfig *c = t->cfg;
+    if (c->lora_rank > 0)
+        return oprm_fail(err, "LoRA is not available yet (the engine trains all weights); "
+                         "drop --lora-rank to fine-tune the full model");
+    if (open_data(t, err)) return -1;
+    t->tok = tok_load(c->model_dir, err);
+    if (!t->tok) return oprm_prefix(err, "--model %s: ", c->model_dir);
+    if (chat_format_choose(t->tok, c->chat_format, &t->format, err)) return -1;
+    if (c->template_path) {
+        if (scoring_template_load(c->template_path, &t->tpl, err)) return -1;
+    } else {
+        scoring_template_default(&t->tpl);
+    }
+    if (tok_digit_ids(t->tok, t->digits, err)) return -1;
+    t->setup.scoring = (ScoringConfig){.tok = t->tok, .format = t->format, .tpl = &t->tpl,
+                                       .max_len = (size_t)c->max_length};
+    t->setup.rgft_enabled = c->rgft_enabled;
+    t->setup.rgft = c->rgft;
+    t->setup.label_fraction = c->label_fraction;
+    t->setup.seed = c->seed;
+
+    char *resume_dir = NULL;
+    if (c->resume) {
+        resume_dir = checkpoint_resolve_resume(c->output_dir, c->resume, err);
+        if (!resume_dir) return oprm_prefix(err, "--resume: ");
+        OprmMeta meta = {0};
+        char *mp = path_join(resume_dir, OPRM_META_FILE);
+        int rc = oprm_meta_read(mp, &meta, err);
+        free(mp);
+        if (rc == 0 && strcmp(meta.head, c->loss == TRAIN_LOSS_BT ? "bt" : "oprm") != 0)
+            rc = oprm_fail(err, "%s was trained with --loss %s; resume it with the same --loss", resume_dir,
+                           meta.head);
+        oprm_meta_free(&meta);
+        if (rc) {
+            free(resume_dir);
+            return -1;
+        }
+    } else if (!c->overwrite_output_dir && output_has_run(c->output_dir)) {
+        return oprm_fail(err, "%s already holds a training run (checkpoints or a final model); pass --resume to "
+                         "continue it, --overwrite_output_dir to start over, or choose another --output",
+                         c->output_dir);
+    }
+    if (c->threads > 0) model_set_threads(c->threads);
+    t->model = model_load(resume_dir ? resume_dir : c->model_dir, NULL, err);
+    if (!t->model) {
+        free(resume_dir);
+        return -1;
+    }
+    const ModelConfig *mc = model_config(t->model);
+    t->hidden = mc->hidden;
+    for (int k = 0; k < 9; k++)
+        if (t->digits[k] >= mc->vocab) {
+            free(resume_dir);
+            return oprm_fail(err, "digit '%d' has token id %d outside the model's vocabulary (%d)", k + 1,
+                             t->digits[k], mc->vocab);
+        }
+    int np;
+    ModelParam *mp = model_params(t->model, &np);
+    t->nparams = np + (c->loss == TRAIN_LOSS_BT);
+    t->params = xcalloc((size_t)t->nparams, sizeof *t->params);
+    memcpy(t->params, mp, (size_t)np * sizeof *mp);
+    if (c->loss == TRAIN_LOSS_BT) {
+        t->bt_w = xcalloc((size_t)t->hidden, sizeof *t->bt_w);
+        t->bt_g = xcalloc((size_t)t->hidden, sizeof *t->bt_g);
+        /* A fresh head like HF's score layer: normal(0, 0.02), from its own
+         * seeded stream so the run's RNG is untouched. */
+        Rng r;
+        rng_seed(&r, c->seed ^ 0x62745f68656164ULL);
+        for (int d = 0; d < t->hidden; d++) t->bt_w[d] = (float)(0.02 * rng_normal(&r));
+        t->params[np] = (ModelParam){.name = BT_HEAD_TENSOR, .data = t->bt_w, .grad = t->bt_g,
+                                     .numel = (size_t)t->hidden, .ndim = 2, .shape = {1, t->hidden}};
+    }
+    AdamWConfig ac = {c->adam_beta1, c->adam_beta2, c->adam_epsilon, c->weight_decay};
+    t->opt = adamw_new(t->params, t->nparams, &ac);
+
+    int64_t per_step = (int64_t)c->batch_size * c->grad_accum;
+    int64_t total = c->max_steps > 0 ? c->max_steps
+                                     : (int64_t)ceil(c->num_train_epochs * (double)t->total / (double)per_step);
+    if (total < 1) total = 1;
+    t->sched = (Schedule){c->scheduler, schedule_warmup_steps(c->warmup_steps, c->warmup_ratio, total), total};
+
+    if (resume_dir) {
+        int rc = checkpoint_load(resume_dir, &t->st, t->opt, NULL, err);
+        if (rc == 0 && t->bt_w) rc = load_bt_head(t, resume_dir, err);
+        if (rc == 0 && t->st.data_count != t->total)
+            rc = oprm_fail(err, "%s was trained on %zu records but --data now holds %zu; resume with the same data",
+                           resume_dir, t->st.data_count, t->total);
+        if (rc == 0 && t->st.seed != c->seed)
+            rc = oprm_fail(err, "%s was trained with --seed %" PRIu64 "; resume with the same seed", resume_dir,
+                           t->st.seed);
+        if (rc == 0 && t->st.max_steps != total && !c->quiet)
+            fprintf(stderr, "note: the checkpoint planned %lld steps, this run plans %lld (the schedule follows "
+                            "the new plan)\n", (long long)t->st.max_steps, (long long)total);
+        if (rc == 0 && t->st.extra) {
+            t->truncated = json_integer_value(json_object_get(t->st.extra, "truncated"));
+            t->contradictions = json_integer_value(json_object_get(t->st.extra, "contradictions_skipped"));
+            t->tokens_total = json_integer_value(json_object_get(t->st.extra, "tokens"));
+        }
+        if (rc == 0 && !c->quiet)
+            fprintf(stderr, "resuming from %s at step %lld\n", resume_dir, (long long)t->st.global_step);
+        t->last_checkpoint = resume_dir;
+        if (rc) return -1;
+    } else {
+        t->st.seed = c->seed;
+        rng_seed(&t->st.rng, c->seed);
+        t->st.data_order = xmalloc((t->total ? t->total : 1) * sizeof(int64_t));
+        t->st.data_count = t->total;
+        rng_permutation(&t->st.rng, t->st.data_order, t->total);
+    }
+    t->st.max_steps = total;
+    if (make_dirs(c->output_dir, err)) return -1;
+    OprmError ignored;
+    checkpoint_cleanup_stale(c->output_dir, &ignored);
+    if (train_log_open(&t->log, c->output_dir, TRAIN_LOG_FILE, resume_dir ? t->st.global_step : -1, err))
+        return -1;
+    t->args = training_args_json(c);
+    return 0;
+}
+
+static void teardown(Trainer *t) {
+    for (int i = 0; i < TRAIN_MAX_DATA_FILES; i++)
+        if (t->files[i]) data_close(t->files[i]);
+    if (t->eval) data_close(t->eval);
+    adamw_free(t->opt);
+    free(t->params);
+    free(t->bt_w);
+    free(t->bt_g);
+    model_free(t->model);
+    tok_free(t->tok);
+    scoring_template_free(&t->tpl);
+    trainer_state_free(&t->st);
+    train_log_close(&t->log);
+    free(t->last_checkpoint);
+    if (t->args) json_decref(t->args);
+}
+
+/* ---- the loop ---- */
+
+static void zero_grads(Trainer *t) {
+    model_zero_grad(t->model);
+    if (t->bt_g) memset(t->bt_g, 0, (size_t)t->hidden * sizeof *t->bt_g);
+}
+
+/* Builds the micro-batches of one optimizer step from the data stream. */
+static int collect_step(Trainer *t, MicroBatch *mbs, int *n_items, OprmError *err) {
+    const TrainConfig *c = t->cfg;
+    *n_items = 0;
+    size_t skipped_in_row = 0;
+    for (int m = 0; m < c->grad_accum; m++) {
+        micro_batch_clear(&mbs[m]);
+        while (mbs[m].n_items < c->batch_size) {
+            int64_t idx = next_index(t);
+            DataRecord rec;
+            char where[512];
+            if (read_record(t, idx, &rec, where, sizeof where, err)) return -1;
+            int added = micro_batch_add(&mbs[m], &t->setup, &rec, idx, where, err);
+            record_free(&rec);
+            if (added < 0) return -1;
+            if (added == 1) {
+                if (!c->quiet)
+                    fprintf(stderr, "%s%s: skipped: the labels contradict the preference (spec §3)\n",
+                            t->progress ? "\n" : "", where);
+                if (++skipped_in_row > t->total)
+                    return oprm_fail(err, "every record is skipped (labels contradict the preferences)");
+                continue;
+            }
+            skipped_in_row = 0;
+        }
+        *n_items += mbs[m].n_items;
+    }
+    return 0;
+}
+
+static int stop_on_bad_loss(Trainer *t, MicroBatch *mbs, int m, int bad, const char *what, OprmError *err) {
+    StrBuf ids = {0};
+    if (bad >= 0) {
+        sb_puts(&ids, mbs[m].items[bad].id);
+    } else {
+        for (int k = 0; k <= m; k++)
+            for (int i = 0; i < mbs[k].n_items; i++) {
+                if (ids.n) sb_puts(&ids, ", ");
+                sb_puts(&ids, mbs[k].items[i].id);
+            }
+    }
+    oprm_fail(err, "step %lld: %s (records: %s); stopped without applying this step. The weights were not "
+              "updated; the last good checkpoint is %s. Try a lower --learning_rate or check those records",
+              (long long)t->st.global_step + 1, what, ids.s ? ids.s : "?",
+              t->last_checkpoint ? t->last_checkpoint : "(none saved yet)");
+    sb_free(&ids);
+    return -1;
+}
+
+int train_run(const TrainConfig *cfg, TrainResult *result, OprmError *err) {
+    TrainResult res;
+    memset(&res, 0, sizeof res);
+    res.first_loss = res.last_loss = NAN;
+    res.eval_loss_start = res.eval_loss_end = res.eval_acc_start = res.eval_acc_end = NAN;
+    if (train_config_check(cfg, err)) {
+        if (result) *result = res;
+        return 1;
+    }
+    Trainer t;
+    memset(&t, 0, sizeof t);
+    t.cfg = cfg;
+    t.progress = cfg->progress < 0 ? isatty(STDERR_FILENO) : cfg->progress;
+    int status = 1;
+    int64_t tokens_here = 0;
+    double tok_time = 0, engine_time = 0, step_time_total = 0;
+    MicroBatch *mbs = xcalloc((size_t)cfg->grad_accum, sizeof *mbs);
+    interrupt_install();
+    if (setup(&t, err)) goto done;
+
+    EvalResult ev;
+    if (t.eval && t.st.global_step == 0) {
+        if (evaluate(&t, &ev, err) || log_eval(&t, &ev, err)) goto done;
+        res.eval_loss_start = ev.loss;
+        res.eval_acc_start = ev.acc;
+    }
+    double log_loss = 0, log_acc_pairs = 0, log_acc_correct = 0;
+    int64_t log_count = 0, steps_here = 0;
+    int64_t saved_step = -1;
+    while (t.st.global_step < t.sched.total_steps) {
+        double s0 = now_s();
+        int n_items;
+        if (collect_step(&t, mbs, &n_items, err)) goto done;
+        double s1 = now_s();
+        tok_time += s1 - s0;
+        zero_grads(&t);
+        StepStats ss = {0};
+        int64_t step_tokens = 0, step_trunc = 0, step_contra = 0;
+        for (int m = 0; m < cfg->grad_accum; m++) {
+            int bad;
+            if (run_micro_batch(&t, &mbs[m], 1, 1.0 / n_items, &ss, &bad, err)) goto done;
+            if (bad >= 0) {
+                stop_on_bad_loss(&t, mbs, m, bad, "the loss is NaN or infinite", err);
+                goto done;
+            }
+            step_tokens += mbs[m].tokens;
+            step_trunc += mbs[m].truncated;
+            step_contra += mbs[m].contradictions;
+        }
+        double loss = ss.loss_sum / ss.items;
+        double grad_norm = clip_grad_norm(t.params, t.nparams, cfg->max_grad_norm);
+        if (!isfinite(loss) || !isfinite(grad_norm)) {
+            stop_on_bad_loss(&t, mbs, cfg->grad_accum - 1, -1,
+                             isfinite(loss) ? "the gradient norm is NaN or infinite" : "the loss is NaN or infinite",
+                             err);
+            goto done;
+        }
+        double lr = schedule_lr(&t.sched, cfg->learning_rate, t.st.global_step);
+        if (adamw_step(t.opt, t.params, t.nparams, lr, err)) goto done;
+        zero_grads(&t);
+        t.st.global_step++;
+        trainer_state_push_loss(&t.st, loss);
+        t.truncated += step_trunc;
+        t.contradictions += step_contra;
+        t.tokens_total += step_tokens;
+        double s2 = now_s();
+        engine_time += ss.engine_s;
+        step_time_total += s2 - s0;
+        steps_here++;
+        tokens_here += step_tokens;
+        if (steps_here == 1) res.first_loss = loss;
+        res.last_loss = loss;
+        double tps = (double)step_tokens / (s2 - s0);
+        log_loss += loss;
+        log_acc_pairs += ss.pairs;
+        log_acc_correct += ss.correct;
+        log_count++;
+        if (t.st.global_step % cfg->logging_steps == 0 || t.st.global_step == t.sched.total_steps) {
+            double epoch = (double)t.st.epoch + (double)t.st.data_position / (double)(t.total ? t.total : 1);
+            json_t *o = json_object();
+            json_object_set_new(o, "step", json_integer(t.st.global_step));
+            json_object_set_new(o, "epoch", json_real(epoch));
+            json_object_set_new(o, "loss", json_real(log_loss / log_count));
+            json_object_set_new(o, "acc", num_or_null(log_acc_pairs ? log_acc_correct / log_acc_pairs : NAN));
+            json_object_set_new(o, "lr", json_real(lr));
+            json_object_set_new(o, "grad_norm", json_real(grad_norm));
+            json_object_set_new(o, "tokens_per_s", json_real(tps));
+            json_object_set_new(o, "tokens", json_integer(step_tokens));
+            json_object_set_new(o, "truncated", json_integer(t.truncated));
+            json_object_set_new(o, "contradictions_skipped", json_integer(t.contradictions));
+            if (train_log_write(&t.log, o, err)) goto done;
+            double eta = step_time_total / steps_here * (double)(t.sched.total_steps - t.st.global_step);
+            double avg_tps = (double)tokens_here / step_time_total;
+            if (t.progress)
+                progress_draw(stderr, t.st.global_step, t.sched.total_steps, log_loss / log_count,
+                              log_acc_pairs ? log_acc_correct / log_acc_pairs : 0, avg_tps, eta);
+            else if (!cfg->quiet)
+                fprintf(stderr, "step %lld/%lld  loss %.6f  acc %.3f  lr %.3g  grad_norm %.4g  %.0f tok/s  "
+                                "truncated %lld\n", (long long)t.st.global_step, (long long)t.sched.total_steps,
+                        log_loss / log_count, log_acc_pairs ? log_acc_correct / log_acc_pairs : 0, lr, grad_norm,
+                        avg_tps, (long long)t.truncated);
+            log_loss = log_acc_pairs = log_acc_correct = 0;
+            log_count = 0;
+        }
+        if (t.eval && cfg->eval_steps > 0 && t.st.global_step % cfg->eval_steps == 0 &&
+            t.st.global_step < t.sched.total_steps) {
+            if (evaluate(&t, &ev, err) || log_eval(&t, &ev, err)) goto done;
+        }
+        if (cfg->save_steps > 0 && t.st.global_step % cfg->save_steps == 0) {
+            if (save_checkpoint(&t, 0, err)) goto done;
+            saved_step = t.st.global_step;
+        }
+        int sig = interrupt_requested();
+        if (!sig && cfg->hook && cfg->hook(cfg->hook_ctx, t.st.global_step, t.model)) sig = SIGINT;
+        if (!sig) sig = interrupt_requested();
+        if (sig) {
+            if (t.progress) progress_end(stderr);
+            if (saved_step != t.st.global_step && save_checkpoint(&t, 0, err)) goto done;
+            fprintf(stderr, "interrupted at step %lld: saved %s; continue with --resume\n",
+                    (long long)t.st.global_step, t.last_checkpoint);
+            interrupt_clear();
+            res.interrupted = sig;
+            status = interrupt_exit_code(sig);
+            goto done;
+        }
+    }
+    if (t.progress) progress_end(stderr);
+    if (t.eval) {
+        if (evaluate(&t, &ev, err) || log_eval(&t, &ev, err)) goto done;
+        res.eval_loss_end = ev.loss;
+        res.eval_acc_end = ev.acc;
+    }
+    if (save_checkpoint(&t, 1, err)) {
+        oprm_prefix(err, "saving the final model: ");
+        goto done;
+    }
+    res.tokens_per_s = step_time_total > 0 ? (double)tokens_here / step_time_total : 0;
+    {
+        json_t *o = json_object();
+        json_object_set_new(o, "step", json_integer(t.st.global_step));
+        json_object_set_new(o, "summary", json_true());
+        json_object_set_new(o, "final_loss", num_or_null(res.last_loss));
+        json_object_set_new(o, "truncated", json_integer(t.truncated));
+        json_object_set_new(o, "contradictions_skipped", json_integer(t.contradictions));
+        json_object_set_new(o, "tokens_per_s", json_real(res.tokens_per_s));
+        json_object_set_new(o, "engine_tokens_per_s", json_real(engine_time > 0 ? tokens_here / engine_time : 0));
+        json_object_set_new(o, "tokenize_s", json_real(tok_time));
+        json_object_set_new(o, "step_s", json_real(step_time_total));
+        if (train_log_write(&t.log, o, err)) goto done;
+    }
+    if (!cfg->quiet)
+        fprintf(stderr,
+                "done: %lld steps, final loss %.6f; %lld scoring prompts truncated to %d tokens, %lld pairs "
+                "skipped (contradicting labels); %.0f tokens/s (engine alone %.0f tokens/s; building prompts "
+                "took %.1f%% of the time); model saved to %s\n",
+                (long long)t.st.global_step, res.last_loss, (long long)t.truncated, cfg->max_length,
+                (long long)t.contradictions, res.tokens_per_s, engine_time > 0 ? tokens_here / engine_time : 0,
+                step_time_total > 0 ? 100 * tok_time / step_time_total : 0, cfg->output_dir);
+    status = 0;
+done:
+    res.tokenize_s = tok_time;
+    res.step_s = step_time_total;
+    res.tokens = tokens_here;
+    res.engine_s = engine_time;
+    res.steps = t.st.global_step;
+    res.truncated = t.truncated;
+    res.contradictions = t.contradictions;
+    if (t.progress) progress_end(stderr);
+    interrupt_uninstall();
+    for (int m = 0; m < cfg->grad_accum; m++) micro_batch_free(&mbs[m]);
+    free(mbs);
+    teardown(&t);
+    if (result) *result = res;
+    return status;
+}

@@ -1,0 +1,102 @@
+/* The training loop of `oprm train`: records -> scoring prompts -> packed
+ * forward -> digit logits -> OPRM/RgFT (or Bradley-Terry) loss -> backward ->
+ * AdamW, with checkpoints, resume, eval, a JSONL log and a progress bar.
+ * Details (batching, data stream, label fraction, BT head file, exact
+ * resume) in docs/training.md, "The training loop". */
+#ifndef OPRM_TRAIN_TRAINER_H
+#define OPRM_TRAIN_TRAINER_H
+
+#include <stdint.h>
+
+#include "data/record.h"
+#include "ordinal/rgft.h"
+#include "train/schedule.h"
+#include "util/err.h"
+
+#define TRAIN_MAX_DATA_FILES 16
+#define TRAIN_LOG_FILE "train_log.jsonl"
+#define BT_HEAD_FILE "bt_head.safetensors"
+#define BT_HEAD_TENSOR "score.weight"
+
+typedef enum { TRAIN_LOSS_OPRM = 0, TRAIN_LOSS_BT = 1 } TrainLoss;
+
+typedef struct TrainConfig TrainConfig;
+
+/* Called after every completed optimizer step (after its log line and any
+ * checkpoint of that step). Tests use it to raise SIGINT, poison weights or
+ * limit file sizes. Returning non-zero stops the run like Ctrl-C. */
+typedef int (*TrainStepHook)(void *ctx, int64_t step, void *model);
+
+struct TrainConfig {
+    const char *model_dir;
+    const char *data[TRAIN_MAX_DATA_FILES];
+    int n_data;
+    const char *eval_data; /* NULL = none */
+    const char *output_dir;
+    DataOptions data_opt;
+
+    double learning_rate;     /* 1e-5 */
+    double num_train_epochs;  /* 1 (used when max_steps <= 0) */
+    int64_t max_steps;        /* 0 = from epochs */
+    int batch_size;           /* records per micro-batch (per_device_train_batch_size), 8 */
+    int grad_accum;           /* micro-batches per optimizer step, 1 */
+    int max_length;           /* tokens per scoring prompt, 1024 */
+    int64_t warmup_steps;     /* 0 */
+    double warmup_ratio;      /* 0 */
+    SchedKind scheduler;      /* linear */
+    double weight_decay;      /* 0 */
+    double max_grad_norm;     /* 1.0 (<= 0: no clipping) */
+    uint64_t seed;            /* 42 */
+    int threads;              /* 0 = all cores */
+    double adam_beta1, adam_beta2, adam_epsilon; /* 0.9, 0.999, 1e-8 */
+    int64_t logging_steps;    /* 1 */
+    int64_t eval_steps;       /* 0 = only at start and end */
+    int64_t save_steps;       /* 500; 0 = no intermediate checkpoints */
+    int save_total_limit;     /* 0 = keep all */
+    const char *resume;       /* NULL = fresh; "latest" or a checkpoint dir */
+    int overwrite_output_dir; /* start over in an output dir that holds a run */
+
+    TrainLoss loss;
+    int rgft_enabled;         /* 0 with --rgft-mode none: labels ignored */
+    RgftConfig rgft;
+    double label_fraction;    /* 1 = keep every label */
+
+    const char *chat_format;  /* NULL = from the tokenizer */
+    const char *template_path;/* NULL = built-in scoring template */
+    int lora_rank;            /* > 0 is refused (not in the engine yet) */
+    double lora_alpha;
+    const char *lora_targets;
+
+    int progress;             /* -1 auto (isatty(stderr)), 0 off, 1 on */
+    int quiet;                /* no per-step lines on a non-terminal */
+
+    TrainStepHook hook;       /* tests */
+    void *hook_ctx;
+};
+
+void train_config_default(TrainConfig *c);
+
+typedef struct {
+    int64_t steps;             /* optimizer steps completed (global) */
+    double first_loss, last_loss;
+    double eval_loss_start, eval_loss_end; /* NaN when no eval data */
+    double eval_acc_start, eval_acc_end;
+    int64_t truncated;         /* scoring prompts cut to max_length (whole run) */
+    int64_t contradictions;    /* pairs skipped: labels contradict the preference */
+    double tokens_per_s;       /* training tokens per second of step time */
+    double tokenize_s, step_s; /* time building prompts; whole step time (prompts included) */
+    double engine_s;           /* forward + loss + backward time */
+    int64_t tokens;            /* tokens trained on in this process */
+    int interrupted;           /* signal number that stopped the run, 0 if none */
+} TrainResult;
+
+/* Runs training. Returns 0 on success, 1 on a runtime error (err set: bad
+ * data, NaN loss, failed save, ...), 130/143 when stopped by SIGINT/SIGTERM
+ * (or a hook) after saving a checkpoint. result may be NULL. */
+int train_run(const TrainConfig *cfg, TrainResult *result, OprmError *err);
+
+/* Checks the numeric settings (learning rate > 0, batch >= 1, ...); returns
+ * -1 with a message naming the flag. The CLI maps this to exit 2. */
+int train_config_check(const TrainConfig *cfg, OprmError *err);
+
+#endif
