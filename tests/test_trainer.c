@@ -104,6 +104,7 @@ static void base_config(TrainConfig *c, const char *data, const char *out) {
     c->seed = 7;
     c->quiet = 1;
     c->progress = 0;
+    c->threads = 1; /* the machines running the suite are small and shared */
 }
 
 /* Mean -log P(c > r) over the pairs of data, scored by the saved model
@@ -241,7 +242,8 @@ static char *slurp(const char *dir, const char *name, size_t *len) {
 }
 
 /* (c): 6 steps straight vs. Ctrl-C after step 4 (a real SIGINT) and --resume:
- * the same loss sequence bit for bit, the same final weights byte for byte.
+ * the same loss sequence bit for bit, the same final weights byte for byte
+ * (and the prefetch thread changes nothing: the straight run builds inline).
  * 8 records in batches of 2: the resumed part crosses an epoch boundary, so
  * the next epoch's permutation comes from the restored RNG. */
 static void test_resume_exact(void) {
@@ -254,9 +256,11 @@ static void test_resume_exact(void) {
     c.scheduler = SCHED_COSINE;
     c.warmup_steps = 1;
     c.weight_decay = 0.01;
+    c.dataloader_num_workers = 0; /* batches built inline here, prefetched in the cut run */
     TrainResult r;
     OprmError err = {{0}};
     CHECK(train_run(&c, &r, &err) == 0);
+    c.dataloader_num_workers = 1;
     c.output_dir = cut;
     c.hook = hook_sigint;
     sigint_at = 4;
@@ -305,6 +309,22 @@ static void test_resume_exact(void) {
     }
     free(ta);
     free(tb);
+    /* Resuming from the earlier checkpoint-3 (after the run finished) redoes
+     * steps 4..6 identically and the log keeps one line per step. */
+    char *ck3 = path_join(cut, "checkpoint-3");
+    c.resume = ck3;
+    CHECK(train_run(&c, &r, &err) == 0);
+    lb = state_losses(cut, &nb);
+    la = state_losses(full, &na);
+    CHECK(la && lb && na == nb && memcmp(la, lb, na * sizeof *la) == 0);
+    free(la);
+    free(lb);
+    tb = slurp(cut, TRAIN_LOG_FILE, &sb);
+    int lines = 0;
+    for (char *p = tb; p && (p = strstr(p, "\"epoch\"")); p++) lines++;
+    CHECK(lines == 6);
+    free(tb);
+    free(ck3);
     free(final_manifest);
     free(ck4);
     free(data);
@@ -401,6 +421,22 @@ static void test_failures(void) {
     CHECK_STR_CONTAINS(err.msg, "rejected");
     CHECK(access(out, F_OK) != 0 && r.steps == 0);
     free(out);
+
+    /* A pair labelled chosen bad / rejected good: the reader reports it with
+     * its line (with --skip-invalid it would be skipped and counted). */
+    f = fopen(bad, "w");
+    fprintf(f, "{\"prompt\": \"Hi\", \"chosen\": \"Hello!\", \"rejected\": \"Go away.\"}\n"
+               "{\"prompt\": \"Hi\", \"chosen\": \"Hey\", \"rejected\": \"Go.\", \"chosen_label\": \"bad\", "
+               "\"rejected_label\": \"good\"}\n");
+    fclose(f);
+    out = tmp("run_contra");
+    base_config(&c, bad, out);
+    c.max_steps = 1;
+    CHECK(train_run(&c, &r, &err) == 1);
+    CHECK_STR_CONTAINS(err.msg, "bad.jsonl:2");
+    CHECK_STR_CONTAINS(err.msg, "contradict");
+    CHECK(access(out, F_OK) != 0);
+    free(out);
     free(bad);
 
     /* Missing model dir. */
@@ -472,22 +508,43 @@ static void test_mixed_and_bt(void) {
     FILE *f = fopen(data, "w");
     write_pairs(f, 3, 24, LABELLED, 0, 180);
     write_pairs(f, 3, 27, PLAIN, 0, 180);
+    fclose(f);
+    /* Point records and a best-of-N set in a second --data file. */
+    char *data2 = tmp("f2.jsonl");
+    f = fopen(data2, "w");
     write_pairs(f, 1, 30, POINT, 0, 180);
+    fprintf(f, "{\"id\": \"bon\", \"prompt\": \"Say hi.\", \"best\": \"Hi there!\", "
+               "\"others\": [\"No.\", \"Whatever.\"]}\n");
+    fclose(f);
+    f = fopen(data, "a");
+    /* Chosen labelled normal (centre 5) but rejected rated 6: the reader
+     * accepts it (the regions overlap), the trainer skips it (spec §3). */
+    fprintf(f, "{\"id\": \"contra\", \"prompt\": \"Hi\", \"chosen\": \"Hello!\", \"rejected\": \"Go.\", "
+               "\"chosen_label\": \"normal\", \"rejected_label\": 6}\n");
     fclose(f);
     char *out = tmp("run_f");
     TrainConfig c;
     base_config(&c, data, out);
+    c.data[1] = data2;
+    c.n_data = 2;
     c.eval_data = data;
     c.batch_size = 4;
-    c.max_steps = 4;
+    c.max_steps = 5;
     c.label_fraction = 0.5;
     TrainResult r;
     OprmError err = {{0}};
+    size_t len;
+    char want[128];
     int rc = train_run(&c, &r, &err);
     CHECK(rc == 0);
     if (rc) fprintf(stderr, "%s\n", err.msg);
     fprintf(stderr, "mixed: eval loss %.6f -> %.6f\n", r.eval_loss_start, r.eval_loss_end);
     CHECK(r.eval_loss_end < r.eval_loss_start - 0.02);
+    CHECK(r.contradictions >= 1); /* 10 records, 20 drawn: seen at least once */
+    char *log = slurp(out, TRAIN_LOG_FILE, &len);
+    snprintf(want, sizeof want, "\"contradictions_skipped\":%lld,\"tokens_per_s\"", (long long)r.contradictions);
+    CHECK(log && strstr(log, want));
+    free(log);
     free(out);
 
     /* --loss bt on the unlabelled pairs; the head is saved beside the model. */
@@ -510,7 +567,7 @@ static void test_mixed_and_bt(void) {
     free(head);
     /* Point records cannot train a BT head: refused up front. */
     char *out2 = tmp("run_bt_points");
-    base_config(&c, data, out2);
+    base_config(&c, data2, out2);
     c.loss = TRAIN_LOSS_BT;
     c.max_steps = 1;
     CHECK(train_run(&c, &r, &err) == 1);
@@ -519,6 +576,7 @@ static void test_mixed_and_bt(void) {
     free(out);
     free(pairs);
     free(data);
+    free(data2);
 }
 
 static int run_cli(const char *args, char *out, size_t size) {
@@ -534,6 +592,49 @@ static int run_cli(const char *args, char *out, size_t size) {
     if (f) fclose(f);
     free(res);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+/* Ctrl-C on the real binary: a SIGINT mid-run saves a checkpoint and exits 130. */
+static void test_cli_sigint(void) {
+    const char *bin = getenv("OPRM_BIN");
+    if (!bin) bin = "build/release/oprm";
+    if (access(bin, X_OK)) return;
+    char *data = pairs_file("sigint.jsonl", 8, 12, PLAIN);
+    char *dir = tmp("run_sigint");
+    char *logp = path_join(dir, TRAIN_LOG_FILE);
+    pid_t pid = fork();
+    if (pid == 0) {
+        freopen("/dev/null", "w", stderr);
+        execl(bin, bin, "train", "--model", model_dir, "--data", data, "--output", dir, "--max-len", "256",
+              "--batch-size", "2", "--max_steps", "100000", "--save_steps", "0", "--threads", "1",
+              "--learning_rate", "1e-4", (char *)NULL);
+        _exit(127);
+    }
+    CHECK(pid > 0);
+    int seen = 0;
+    for (int i = 0; i < 600 && !seen; i++) { /* up to 60 s for the first step under ASan */
+        size_t len;
+        OprmError e;
+        char *text = file_exists(logp) ? read_file(logp, &len, &e) : NULL;
+        seen = text && strstr(text, "\"step\":2,");
+        free(text);
+        if (!seen) usleep(100000);
+    }
+    CHECK(seen);
+    kill(pid, SIGINT);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 130);
+    char *latest = NULL;
+    int64_t step = 0;
+    OprmError err;
+    CHECK(checkpoint_find_latest(dir, &latest, &step, &err) == 1);
+    CHECK(step >= 2);
+    if (latest) CHECK(checkpoint_verify(latest, 1, &err) == 0);
+    free(latest);
+    free(logp);
+    free(dir);
+    free(data);
 }
 
 /* The CLI: usage errors exit 2 with a message, --help 0, a tiny run 0. */
@@ -596,6 +697,7 @@ int main(void) {
     RUN_TIMED(test_truncation_counted);
     RUN_TIMED(test_mixed_and_bt);
     RUN_TIMED(test_cli);
+    RUN_TIMED(test_cli_sigint);
     OprmError err;
     remove_tree(tmp_dir, &err);
     return test_summary();

@@ -39,6 +39,8 @@ static void usage(FILE *f) {
             "  --adam_beta1 X, --adam_beta2 X, --adam_epsilon X  [0.9, 0.999, 1e-8]\n"
             "  --seed N                          data order, label fraction, BT head init [42]\n"
             "  --threads N                       engine threads, 0 = all cores [0]\n"
+            "  --dataloader_num_workers N        0: build batches inline; 1: prefetch the next step's\n"
+            "                                    batches in a thread while the engine runs [1]\n"
             "Loss:\n"
             "  --loss oprm|bt                    ordinal pair loss or the Bradley-Terry baseline [oprm]\n"
             "  --rgft-mode triangle|hard|none    how quality labels weight the loss [triangle]\n"
@@ -176,6 +178,7 @@ int cmd_train(int argc, char **argv) {
             bad = parse_i64(arg, v, &s);
             c.seed = (uint64_t)s;
         } else if (name_is(name, n, "threads")) bad = parse_int(arg, v, &c.threads);
+        else if (name_is(name, n, "dataloader-num-workers")) bad = parse_int(arg, v, &c.dataloader_num_workers);
         else if (name_is(name, n, "adam-beta1")) bad = parse_double(arg, v, &c.adam_beta1);
         else if (name_is(name, n, "adam-beta2")) bad = parse_double(arg, v, &c.adam_beta2);
         else if (name_is(name, n, "adam-epsilon")) bad = parse_double(arg, v, &c.adam_epsilon);

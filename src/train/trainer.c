@@ -2,6 +2,7 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,7 @@ void train_config_default(TrainConfig *c) {
     c->rgft = rgft_default_config();
     c->label_fraction = 1.0;
     c->progress = -1;
+    c->dataloader_num_workers = 1;
 }
 
 int train_config_check(const TrainConfig *c, OprmError *err) {
@@ -75,6 +77,7 @@ int train_config_check(const TrainConfig *c, OprmError *err) {
         return oprm_fail(err, "--rgft-halfwidth must be > 0");
     if (!(c->rgft.floor > 0 && c->rgft.floor <= 1)) return oprm_fail(err, "--rgft-floor must be in (0, 1]");
     if (c->threads < 0) return oprm_fail(err, "--threads must be >= 0");
+    if (c->dataloader_num_workers < 0) return oprm_fail(err, "--dataloader_num_workers must be >= 0");
     if (c->lora_rank < 0) return oprm_fail(err, "--lora-rank must be >= 0");
     return 0;
 }
@@ -125,16 +128,49 @@ static int read_record(Trainer *t, int64_t index, DataRecord *rec, char *where, 
     return 0;
 }
 
-/* The next example of the data stream; a new epoch draws its permutation
- * from the run's RNG when the current one is used up. */
-static int64_t next_index(Trainer *t) {
-    TrainerState *st = &t->st;
-    if ((size_t)st->data_position >= st->data_count) {
-        st->epoch++;
-        rng_permutation(&st->rng, st->data_order, st->data_count);
-        st->data_position = 0;
+/* Where the data stream stands. The loop's copy lives in the trainer state
+ * (what checkpoints save); the prefetch thread advances its own copy for the
+ * next step, which the loop adopts once that step begins. */
+typedef struct {
+    int64_t epoch, position;
+    Rng rng;
+    int64_t *order;   /* this epoch's permutation */
+    int order_is_new; /* allocated by this copy (a new epoch began in it) */
+} Stream;
+
+static Stream stream_from_state(const TrainerState *st) {
+    return (Stream){st->epoch, st->data_position, st->rng, st->data_order, 0};
+}
+
+static void stream_adopt(TrainerState *st, Stream *s) {
+    st->epoch = s->epoch;
+    st->data_position = s->position;
+    st->rng = s->rng;
+    if (s->order_is_new) {
+        free(st->data_order);
+        st->data_order = s->order;
     }
-    return st->data_order[st->data_position++];
+    s->order_is_new = 0;
+}
+
+static void stream_discard(Stream *s) {
+    if (s->order_is_new) free(s->order);
+    s->order_is_new = 0;
+}
+
+/* The next example; a new epoch draws its permutation from the stream's RNG
+ * when the current one is used up. */
+static int64_t stream_next(Stream *s, size_t n) {
+    if ((size_t)s->position >= n) {
+        int64_t *fresh = xmalloc(n * sizeof *fresh);
+        rng_permutation(&s->rng, fresh, n);
+        if (s->order_is_new) free(s->order);
+        s->order = fresh;
+        s->order_is_new = 1;
+        s->epoch++;
+        s->position = 0;
+    }
+    return s->order[s->position++];
 }
 
 /* ---- the model writer of checkpoints (engine files + the BT head) ---- */
@@ -301,7 +337,10 @@ static int evaluate(Trainer *t, EvalResult *out, OprmError *err) {
             break;
         }
         snprintf(where, sizeof where, "%s:%zu", t->cfg->eval_data, rec.line);
-        int added = micro_batch_add(&b, &t->setup, &rec, (int64_t)i, where, err);
+        /* Evaluation scores every label it is given (no --label-fraction). */
+        BatchSetup es = t->setup;
+        es.label_fraction = 1.0;
+        int added = micro_batch_add(&b, &es, &rec, (int64_t)i, where, err);
         record_free(&rec);
         if (added < 0) rc = -1;
         if (rc == 0 && (b.n_items >= t->cfg->batch_size || i + 1 == n)) {
@@ -522,14 +561,14 @@ static void zero_grads(Trainer *t) {
 }
 
 /* Builds the micro-batches of one optimizer step from the data stream. */
-static int collect_step(Trainer *t, MicroBatch *mbs, int *n_items, OprmError *err) {
+static int collect_step(Trainer *t, Stream *stream, MicroBatch *mbs, int *n_items, OprmError *err) {
     const TrainConfig *c = t->cfg;
     *n_items = 0;
     size_t skipped_in_row = 0;
     for (int m = 0; m < c->grad_accum; m++) {
         micro_batch_clear(&mbs[m]);
         while (mbs[m].n_items < c->batch_size) {
-            int64_t idx = next_index(t);
+            int64_t idx = stream_next(stream, t->total);
             DataRecord rec;
             char where[512];
             if (read_record(t, idx, &rec, where, sizeof where, err)) return -1;
@@ -549,6 +588,42 @@ static int collect_step(Trainer *t, MicroBatch *mbs, int *n_items, OprmError *er
         *n_items += mbs[m].n_items;
     }
     return 0;
+}
+
+/* Builds the next step's batches in a second thread while the engine runs
+ * the current step (--dataloader_num_workers >= 1). It only reads the data
+ * files and the tokenizer and writes its own stream copy and batches. */
+typedef struct {
+    Trainer *t;
+    MicroBatch *mbs;
+    int n_items;
+    Stream stream;
+    int rc;
+    double seconds;
+    OprmError err;
+    pthread_t thread;
+    int running;
+} Prefetch;
+
+static void *prefetch_main(void *arg) {
+    Prefetch *p = arg;
+    double t0 = now_s();
+    p->rc = collect_step(p->t, &p->stream, p->mbs, &p->n_items, &p->err);
+    p->seconds = now_s() - t0;
+    return NULL;
+}
+
+static void prefetch_start(Prefetch *p, Trainer *t) {
+    p->t = t;
+    p->stream = stream_from_state(&t->st);
+    p->rc = 0;
+    p->running = pthread_create(&p->thread, NULL, prefetch_main, p) == 0;
+    if (!p->running) prefetch_main(p); /* no thread: build it here */
+}
+
+static void prefetch_join(Prefetch *p) {
+    if (p->running) pthread_join(p->thread, NULL);
+    p->running = 0;
 }
 
 static int stop_on_bad_loss(Trainer *t, MicroBatch *mbs, int m, int bad, const char *what, OprmError *err) {
@@ -585,8 +660,12 @@ int train_run(const TrainConfig *cfg, TrainResult *result, OprmError *err) {
     t.progress = cfg->progress < 0 ? isatty(STDERR_FILENO) : cfg->progress;
     int status = 1;
     int64_t tokens_here = 0;
-    double tok_time = 0, engine_time = 0, step_time_total = 0;
+    double tok_time = 0, wait_time = 0, engine_time = 0, step_time_total = 0;
     MicroBatch *mbs = xcalloc((size_t)cfg->grad_accum, sizeof *mbs);
+    Prefetch pf;
+    memset(&pf, 0, sizeof pf);
+    pf.mbs = xcalloc((size_t)cfg->grad_accum, sizeof *pf.mbs);
+    int have_next = 0;
     interrupt_install();
     if (setup(&t, err)) goto done;
 
@@ -602,9 +681,37 @@ int train_run(const TrainConfig *cfg, TrainResult *result, OprmError *err) {
     while (t.st.global_step < t.sched.total_steps) {
         double s0 = now_s();
         int n_items;
-        if (collect_step(&t, mbs, &n_items, err)) goto done;
-        double s1 = now_s();
-        tok_time += s1 - s0;
+        if (have_next) {
+            /* The prefetched batches; the stream moves to after them. */
+            prefetch_join(&pf);
+            have_next = 0;
+            wait_time += now_s() - s0;
+            tok_time += pf.seconds;
+            if (pf.rc) {
+                stream_discard(&pf.stream);
+                oprm_fail(err, "%s", pf.err.msg);
+                goto done;
+            }
+            stream_adopt(&t.st, &pf.stream);
+            MicroBatch *tmp = mbs;
+            mbs = pf.mbs;
+            pf.mbs = tmp;
+            n_items = pf.n_items;
+        } else {
+            Stream stream = stream_from_state(&t.st);
+            int rc = collect_step(&t, &stream, mbs, &n_items, err);
+            if (rc) {
+                stream_discard(&stream);
+                goto done;
+            }
+            stream_adopt(&t.st, &stream);
+            tok_time += now_s() - s0;
+            wait_time += now_s() - s0;
+        }
+        if (cfg->dataloader_num_workers > 0 && t.st.global_step + 1 < t.sched.total_steps) {
+            prefetch_start(&pf, &t);
+            have_next = 1;
+        }
         zero_grads(&t);
         StepStats ss = {0};
         int64_t step_tokens = 0, step_trunc = 0, step_contra = 0;
@@ -717,6 +824,7 @@ int train_run(const TrainConfig *cfg, TrainResult *result, OprmError *err) {
         json_object_set_new(o, "tokens_per_s", json_real(res.tokens_per_s));
         json_object_set_new(o, "engine_tokens_per_s", json_real(engine_time > 0 ? tokens_here / engine_time : 0));
         json_object_set_new(o, "tokenize_s", json_real(tok_time));
+        json_object_set_new(o, "data_wait_s", json_real(wait_time));
         json_object_set_new(o, "step_s", json_real(step_time_total));
         if (train_log_write(&t.log, o, err)) goto done;
     }
@@ -724,13 +832,21 @@ int train_run(const TrainConfig *cfg, TrainResult *result, OprmError *err) {
         fprintf(stderr,
                 "done: %lld steps, final loss %.6f; %lld scoring prompts truncated to %d tokens, %lld pairs "
                 "skipped (contradicting labels); %.0f tokens/s (engine alone %.0f tokens/s; building prompts "
-                "took %.1f%% of the time); model saved to %s\n",
+                "took %.1f%% of the step time, the engine waited for data %.1f%%); model saved to %s\n",
                 (long long)t.st.global_step, res.last_loss, (long long)t.truncated, cfg->max_length,
                 (long long)t.contradictions, res.tokens_per_s, engine_time > 0 ? tokens_here / engine_time : 0,
-                step_time_total > 0 ? 100 * tok_time / step_time_total : 0, cfg->output_dir);
+                step_time_total > 0 ? 100 * tok_time / step_time_total : 0,
+                step_time_total > 0 ? 100 * wait_time / step_time_total : 0, cfg->output_dir);
     status = 0;
 done:
+    if (have_next) {
+        prefetch_join(&pf);
+        stream_discard(&pf.stream);
+    }
+    for (int m = 0; m < cfg->grad_accum; m++) micro_batch_free(&pf.mbs[m]);
+    free(pf.mbs);
     res.tokenize_s = tok_time;
+    res.wait_s = wait_time;
     res.step_s = step_time_total;
     res.tokens = tokens_here;
     res.engine_s = engine_time;

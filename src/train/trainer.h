@@ -67,6 +67,7 @@ struct TrainConfig {
     double lora_alpha;
     const char *lora_targets;
 
+    int dataloader_num_workers; /* 0: build batches inline; >= 1: one prefetch thread [1] */
     int progress;             /* -1 auto (isatty(stderr)), 0 off, 1 on */
     int quiet;                /* no per-step lines on a non-terminal */
 
@@ -86,6 +87,7 @@ typedef struct {
     double tokens_per_s;       /* training tokens per second of step time */
     double tokenize_s, step_s; /* time building prompts; whole step time (prompts included) */
     double engine_s;           /* forward + loss + backward time */
+    double wait_s;             /* time the loop waited for batches (inline building or prefetch) */
     int64_t tokens;            /* tokens trained on in this process */
     int interrupted;           /* signal number that stopped the run, 0 if none */
 } TrainResult;
