@@ -22,7 +22,11 @@ import svgplot  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORK = os.environ.get("OPRM_EXP_WORK", "/tmp/oprm-experiments")
-OPRM = os.path.join(ROOT, "build/release/oprm")
+# The oprm build the experiments use: the tree of git revision OPRM_EXP_REV (default HEAD), exported
+# and built in the work directory, so a rebuild of the worktree never changes a running experiment.
+REV = os.environ.get("OPRM_EXP_REV", "HEAD")
+SRC = os.path.join(WORK, "src")
+OPRM = os.path.join(SRC, "build/release/oprm")
 BIN = os.path.join(WORK, "bin")
 SHARED = os.path.join(ROOT, "../shared/data")
 RESULTS = os.path.join(ROOT, "experiments/results")
@@ -34,8 +38,14 @@ FRACTIONS = [0.1, 0.2, 0.5, 1.0]  # f = 0 is the same run for every mode (no lab
 MODES = ["hard", "triangle"]
 
 # ---- setups (see docs/experiments.md) ----
-SYNTH_TASK = dict(seed=1, train_pairs=4000, test_pairs=600, flip=0.1, train_labels=600, test_labels=300,
-                  bon=200, bon_size=4)
+SYNTH_TASK = dict(seed=1, train_pairs=8800, test_pairs=1320, flip=0.1, train_labels=1320, test_labels=660,
+                  bon=440, bon_size=4)
+# The generator draws the four rules uniformly; then a response's quality is an XOR of rule and digit
+# class and a tiny model sits on a plateau for hundreds of steps (measured: 230 of 300 steps at seed 1,
+# never left it in 300 steps with labels). Like the demo's planned rule_skew = 0.4 ("even" forced for 40%
+# of the prompts, then a uniform draw: "even" 55%), every "even" record is kept and the others with
+# probability RULE_KEEP, which gives the same mix; the sizes above shrink to about 4000/600/600/300/200.
+RULE_KEEP = 0.2727
 SYNTH_TRAIN = ["--learning_rate", "3e-3", "--max_steps", "300", "--per_device_train_batch_size", "16",
                "--warmup_steps", "30", "--lr_scheduler_type", "cosine", "--adam_beta2", "0.95"]
 REAL_MAX_LEN = 128
@@ -66,14 +76,37 @@ def write_jsonl(path, rows):
 
 
 # ---------------------------------------------------------------- preparation
+def skew_task(task):
+    """Keeps every "even" record and the others with probability RULE_KEEP (seeded, per file)."""
+    for i, name in enumerate(["train_pairs", "test_pairs", "train_labels", "test_labels", "test_bon"]):
+        path = os.path.join(task, name + ".jsonl")
+        rng = random.Random(100 + i)
+        rows = [r for r in read_jsonl(path) if " even " in r["prompt"] or rng.random() < RULE_KEEP]
+        write_jsonl(path, rows)
+        if name == "train_pairs":
+            keep = set(r["id"] for r in rows)
+            tp = os.path.join(task, "train_truth.jsonl")
+            write_jsonl(tp, [r for r in read_jsonl(tp) if r["id"] in keep])
+        log("skewed %s: %d records" % (name, len(rows)))
+
+
 def prepare():
     os.makedirs(BIN, exist_ok=True)
-    run(["make", "-j2", "-s"], cwd=ROOT)
+    commit = run(["git", "rev-parse", REV], cwd=ROOT).strip()
+    stamp = os.path.join(SRC, ".commit")
+    if not os.path.exists(stamp) or open(stamp).read().strip() != commit:
+        run(["rm", "-rf", SRC])
+        os.makedirs(SRC)
+        run(["sh", "-c", "git archive %s | tar -x -C %s" % (commit, SRC)], cwd=ROOT)
+        log("building oprm at %s in %s" % (commit[:10], SRC))
+        run(["make", "-j2", "-s", "build/release/oprm"], cwd=SRC)
+        open(stamp, "w").write(commit + "\n")
+    log("oprm build: %s" % commit[:10])
     libs = ["-fopenmp", "-lopenblas", "-ljansson", "-lpcre2-8", "-lutf8proc", "-lmicrohttpd", "-lm"]
     for tool in ["synth_task", "exp_score"]:
         run(["cc", "-std=c11", "-D_GNU_SOURCE", "-O2", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter",
-             "-I" + os.path.join(ROOT, "src"), "-I/usr/include/x86_64-linux-gnu/openblas-openmp",
-             os.path.join(ROOT, "experiments", tool + ".c"), os.path.join(ROOT, "build/release/liboprm.a"),
+             "-I" + os.path.join(SRC, "src"), "-I/usr/include/x86_64-linux-gnu/openblas-openmp",
+             os.path.join(ROOT, "experiments", tool + ".c"), os.path.join(SRC, "build/release/liboprm.a"),
              "-o", os.path.join(BIN, tool)] + libs)
     # synthetic task (one data set; the seeds vary the model's init, data order and label subsets)
     task = os.path.join(WORK, "synth/task")
@@ -82,6 +115,7 @@ def prepare():
         log("synthetic task:", run([os.path.join(BIN, "synth_task"), task, str(t["seed"]), str(t["train_pairs"]),
                                     str(t["test_pairs"]), str(t["flip"]), str(t["train_labels"]),
                                     str(t["test_labels"]), str(t["bon"]), str(t["bon_size"])]).strip())
+        skew_task(task)
     for s in SEEDS:
         d = os.path.join(WORK, "synth/init-s%d" % s)
         if not os.path.exists(os.path.join(d, "model.safetensors")):
@@ -163,6 +197,10 @@ def train(spec):
 
 def score(model_dir, data, name):
     """Raw scores of every response of data (cached per model)."""
+    return M.load_scores(score_file(model_dir, data, name))
+
+
+def score_file(model_dir, data, name):
     out = os.path.join(model_dir, "scores-%s.jsonl" % name)
     if not os.path.exists(out):
         synth = "/synth/" in data
@@ -170,12 +208,18 @@ def score(model_dir, data, name):
         max_len = 512 if synth else REAL_MAX_LEN
         run([os.path.join(BIN, "exp_score"), model_dir, data, out + ".tmp", str(max_len), tpl])
         os.rename(out + ".tmp", out)
-    return M.load_scores(out)
+    return out
 
 
-def train_all(specs):
+def train_all(specs, score_files=()):
+    """Trains every spec, then scores each trained model on score_files (names in the spec's data dir),
+    JOBS at a time; the results are cached for the metric loops."""
     with concurrent.futures.ThreadPoolExecutor(JOBS) as ex:
-        return dict(zip(specs, ex.map(train, specs)))
+        infos = dict(zip(specs, ex.map(train, specs)))
+        jobs = [(infos[sp]["dir"], data_path(sp[0], f), f.split(".")[0]) for sp in specs for f in score_files
+                if not (sp[0] == "real" and f == "test_pairs.jsonl")]
+        list(ex.map(lambda j: score_file(*j), jobs))
+    return infos
 
 
 def data_path(ds, name):
@@ -190,8 +234,18 @@ def save_result(name, obj, md):
 
 
 def pair_eval(info, ds):
-    sc = score(info["dir"], data_path(ds, "test_pairs.jsonl"), "test_pairs")
     ids = [r["id"] for r in read_jsonl(data_path(ds, "test_pairs.jsonl"))]
+    if ds == "real":
+        # every response of an XSTest test pair is one of the test prompts' labelled responses
+        # (pair id xstest-P-A-vs-B <- response ids xstest-P-A, xstest-P-B): score those once
+        lab = score(info["dir"], data_path(ds, "test_labels.jsonl"), "test_labels")
+        sc = {}
+        for i in ids:
+            a, b = i.split("-vs-")
+            p = a.rsplit("-", 1)[0]
+            sc[i] = [lab[a][0], lab[p + "-" + b][0]]
+    else:
+        sc = score(info["dir"], data_path(ds, "test_pairs.jsonl"), "test_pairs")
     m = M.pair_metrics(sc, ids)
     # the driver's own accuracy must equal the trainer's held-out accuracy (same model, same prompts)
     if abs(m["acc"] - info["eval_acc"]) > 1e-9:
@@ -205,7 +259,7 @@ DS_NAME = {"synth": "synthetic (tiny llama from `oprm init`)", "real": "XSTest p
 # ---------------------------------------------------------------- experiment 1
 def exp1():
     specs = [(ds, loss, "none", 0.0, s) for ds in ["synth", "real"] for loss in ["oprm", "bt"] for s in SEEDS]
-    infos = train_all(specs)
+    infos = train_all(specs, ["test_pairs.jsonl", "test_labels.jsonl"])
     res, md = {}, ["| data | loss | held-out pair acc (%) | ECE | NLL | ECE (spec, ties) | train wall s |",
                    "|---|---|---|---|---|---|---|"]
     for ds in ["synth", "real"]:
@@ -249,7 +303,7 @@ def exp1():
         svgplot.line_chart(os.path.join(IMG, "exp1_reliability_%s.svg" % ds),
                            "Reliability, %s (3 seeds pooled)" % ("synthetic" if ds == "synth" else "XSTest"),
                            series, "predicted P(labelled order is right)", "observed frequency", ylim=(0, 1),
-                           xticks=[0, 0.2, 0.4, 0.6, 0.8, 1.0], diagonal=True)
+                           xticks=[0, 0.2, 0.4, 0.6, 0.8, 1.0], diagonal=True, xlim=(0, 1))
     for v in res.values():
         for r in v:
             del r["q"]
@@ -265,7 +319,7 @@ def exp2():
             for mode in MODES:
                 for f in FRACTIONS:
                     specs.append((ds, "oprm", mode, f, s))
-    infos = train_all(specs)
+    infos = train_all(specs, ["test_pairs.jsonl", "test_labels.jsonl"])
     res, md = {}, []
     for ds in ["synth", "real"]:
         labelled = [(r["id"], r["label"]) for r in read_jsonl(data_path(ds, "test_labels.jsonl"))]
@@ -276,8 +330,8 @@ def exp2():
         md += ["", "**%s** — %d held-out pairs; %d held-out labelled responses (%s; majority-class rate %.1f%%)" % (
             DS_NAME[ds], len(read_jsonl(data_path(ds, "test_pairs.jsonl"))), len(labelled),
             ", ".join("%s %d" % kv for kv in sorted(counts.items())), 100 * majority), "",
-            "| RgFT mode | label fraction | pair acc (%) | ECE | absolute-quality acc (%) | train wall s |",
-            "|---|---|---|---|---|---|"]
+            "| RgFT mode | label fraction | pair acc (%) | ECE | absolute-quality acc (%) | balanced abs. acc (%) | train wall s |",
+            "|---|---|---|---|---|---|---|"]
         configs = [("none", 0.0)] + [(m, f) for m in MODES for f in FRACTIONS]
         for mode, f in configs:
             rows = []
@@ -286,14 +340,18 @@ def exp2():
                 m = pair_eval(info, ds)
                 sc = score(info["dir"], data_path(ds, "test_labels.jsonl"), "test_labels")
                 rows.append({"seed": s, "acc": m["acc"], "ece": m["ece"], "abs_acc": M.region_accuracy(sc, labelled),
+                             "abs_bal": M.region_balanced_accuracy(sc, labelled),
                              "wall_s": info["wall_s"]})
             res["%s/%s/%g" % (ds, mode, f)] = rows
             g = lambda k: [r[k] for r in rows]
-            md.append("| %s | %s | %s | %s | %s | %s |" % (
+            md.append("| %s | %s | %s | %s | %s | %s | %s |" % (
                 mode if mode != "none" else "none (= any mode at f = 0)", "%g" % f, M.fmt(g("acc"), pct=True),
-                M.fmt(g("ece")), M.fmt(g("abs_acc"), pct=True), M.fmt(g("wall_s"), 1)))
+                M.fmt(g("ece")), M.fmt(g("abs_acc"), pct=True), M.fmt(g("abs_bal"), pct=True),
+                M.fmt(g("wall_s"), 1)))
         res["%s/majority" % ds] = majority
-        for key, ylabel, fname in [("abs_acc", "absolute-quality accuracy", "abs"), ("acc", "pair accuracy", "pair"),
+        for key, ylabel, fname in [("abs_acc", "absolute-quality accuracy", "abs"),
+                                   ("abs_bal", "balanced absolute-quality accuracy", "absbal"),
+                                   ("acc", "pair accuracy", "pair"),
                                    ("ece", "ECE", "ece")]:
             series = []
             for mode in MODES:
@@ -302,6 +360,9 @@ def exp2():
                 series.append({"name": mode, "x": xs, "y": [a for a, _ in ms], "err": [b for _, b in ms]})
             if key == "abs_acc":
                 series.append({"name": "majority class", "x": [0.0, 1.0], "y": [majority, majority],
+                               "dash": "5,3", "markers": False})
+            if key == "abs_bal":
+                series.append({"name": "one class always", "x": [0.0, 1.0], "y": [1 / 3, 1 / 3],
                                "dash": "5,3", "markers": False})
             svgplot.line_chart(os.path.join(IMG, "exp2_%s_%s.svg" % (fname, ds)),
                                "RgFT: %s, %s (mean ± std, 3 seeds)" % (ylabel, "synthetic" if ds == "synth"
@@ -338,6 +399,10 @@ def exp3():
             [("synth", "oprm", "triangle", 0.2, s) for s in SEEDS] + \
             [("real", "oprm", "none", 0.0, s, "flip") for s in SEEDS]
     infos = train_all(specs)
+    jobs = [(infos[sp]["dir"], data_path(sp[0], "train_pairs.jsonl" if sp[0] == "synth" else "train_flip.jsonl"))
+            for sp in specs]
+    with concurrent.futures.ThreadPoolExecutor(JOBS) as ex:
+        list(ex.map(lambda j: score_file(j[0], j[1], "train_pairs"), jobs))
     res = {}
     md = ["| data | model | pairs (flipped) | AUROC of suspicion | AUROC of P(r>c) alone | precision at k = #flipped | responses bimodal |",
           "|---|---|---|---|---|---|---|"]
@@ -370,7 +435,7 @@ def exp3():
         res[label] = rows
     svgplot.line_chart(os.path.join(IMG, "exp3_audit_roc.svg"), "Audit: ROC of the suspicion score (seed 1)",
                        curves, "false positive rate", "true positive rate (flipped found)", ylim=(0, 1),
-                       xticks=[0, 0.2, 0.4, 0.6, 0.8, 1.0], diagonal=True, w=640)
+                       xticks=[0, 0.2, 0.4, 0.6, 0.8, 1.0], diagonal=True, w=760, xlim=(0, 1), legend_w=260)
     save_result("exp3", res, "\n".join(md) + "\n")
 
 
@@ -390,10 +455,11 @@ def true_quality(prompt, response):
 
 def exp4():
     lambdas = [0.0, 0.5, 1.0]
-    models = [("OPRM, no labels", ("synth", "oprm", "none", 0.0)), ("OPRM + RgFT triangle f=0.2",
-                                                                    ("synth", "oprm", "triangle", 0.2))]
+    models = [("OPRM, no labels", ("synth", "oprm", "none", 0.0)),
+              ("OPRM + RgFT triangle f=0.2", ("synth", "oprm", "triangle", 0.2)),
+              ("OPRM + RgFT triangle f=1", ("synth", "oprm", "triangle", 1.0))]
     specs = [m + (s,) for _, m in models for s in SEEDS]
-    infos = train_all(specs)
+    infos = train_all(specs, ["test_bon.jsonl"])
     sets = read_jsonl(data_path("synth", "test_bon.jsonl"))
     res = {}
     md = ["| model | λ | truly good chosen (%) | mean true grade (bad 0, normal 1, good 2) | rule-following digits (%) | chosen = argmax P(best) (%) |",
@@ -435,15 +501,56 @@ def exp4():
     md.append("| random choice | – | %.1f | – | – | – |" % (100 * rand))
     svgplot.bar_chart(os.path.join(IMG, "exp4_bon.svg"), "Best-of-%d: truly good chosen (mean ± std, 3 seeds)"
                       % SYNTH_TASK["bon_size"], [n for n, _ in models], ["λ = %g" % l for l in lambdas],
-                      bars, barerr, ylabel="fraction truly good", ylim=(0, 1), ref_line=(rand, "random"), w=620)
+                      bars, barerr, ylabel="fraction truly good", ylim=(0, 1), ref_line=(rand, "random"), w=720)
     save_result("exp4", res, "\n".join(md) + "\n")
+
+
+# ---------------------------------------------------------------- cross-check with oprm eval/audit/bon
+def crosscheck():
+    """Recomputes seed-1 numbers with the product's `oprm eval`, `oprm audit` and `oprm bon` (an oprm
+    binary that has them: $OPRM_EXP_CHECK_BIN, default the work build) and puts them beside the driver's."""
+    exe = os.environ.get("OPRM_EXP_CHECK_BIN", OPRM)
+    task = os.path.join(WORK, "synth/task")
+    tpl = ["--template", os.path.join(task, "template.txt")]
+    common = ["--threads", "1", "--no-progress"]
+    flagged = os.path.join(task, "train_pairs_flagged.jsonl")
+    truth = {r["id"]: r["flipped"] for r in read_jsonl(os.path.join(task, "train_truth.jsonl"))}
+    write_jsonl(flagged, [dict(r, flipped=truth[r["id"]]) for r in read_jsonl(os.path.join(task, "train_pairs.jsonl"))])
+    md = ["| check (seed 1) | driver (exp_score + metrics.py) | product CLI |", "|---|---|---|"]
+    res = json.load(open(os.path.join(RESULTS, "exp1.json")))
+    for ds, extra in [("synth", tpl), ("real", ["--max-len", str(REAL_MAX_LEN)])]:
+        d = os.path.join(WORK, "runs", run_name(ds, "oprm", "none", 0.0, 1))
+        ev = os.path.join(WORK, "eval_%s.json" % ds)
+        run([exe, "eval", "--model", d, "--data", data_path(ds, "test_pairs.jsonl"), "--output", ev] + extra + common)
+        out = json.load(open(ev))
+        r = res["%s/oprm" % ds][0]
+        md.append("| %s pair accuracy, `oprm eval` accuracy | %.4f | %.4f |" % (ds, r["acc"], out["accuracy"]))
+        md.append("| %s spec symmetric ECE, `oprm eval` ece_symmetric | %.4f | %.4f |"
+                  % (ds, r["ece_spec"], out["ece_symmetric"]))
+    d = os.path.join(WORK, "runs", run_name("synth", "oprm", "none", 0.0, 1))
+    summ = os.path.join(WORK, "audit_summary.json")
+    run([exe, "audit", "--model", d, "--data", flagged, "--flipped-key", "flipped", "--summary", summ,
+         "--output", os.path.join(WORK, "audit_ranking.jsonl")] + tpl + common)
+    a = json.load(open(summ))
+    r3 = json.load(open(os.path.join(RESULTS, "exp3.json")))["synth / OPRM, no labels"][0]
+    md.append("| synth audit AUROC, `oprm audit --flipped-key` | %.4f | %s |" % (r3["auroc"], json.dumps(
+        {k: v for k, v in a.items() if "auroc" in k})))
+    r4 = json.load(open(os.path.join(RESULTS, "exp4.json")))["OPRM, no labels"]
+    for lam in ["0.0", "0.5", "1.0"]:
+        summ = os.path.join(WORK, "bon_summary.json")
+        run([exe, "bon", "--model", d, "--data", data_path("synth", "test_bon.jsonl"), "--risk", lam, "--summary", summ,
+             "--output", os.path.join(WORK, "bon.jsonl")] + tpl + common)
+        b = json.load(open(summ))
+        md.append("| synth BoN λ=%s truly good chosen, `oprm bon` summary | %.4f | %s |" % (
+            lam, r4[lam][0]["good"], json.dumps({k: v for k, v in b.items() if not isinstance(v, (list, dict))})))
+    save_result("crosscheck", {"md": md}, "\n".join(md) + "\n")
 
 
 def main():
     what = sys.argv[1] if len(sys.argv) > 1 else "all"
     t0 = time.time()
     prepare()
-    steps = {"exp1": exp1, "exp2": exp2, "exp3": exp3, "exp4": exp4}
+    steps = {"exp1": exp1, "exp2": exp2, "exp3": exp3, "exp4": exp4, "crosscheck": crosscheck}
     for name in (["exp1", "exp2", "exp3", "exp4"] if what == "all" else [what] if what != "prepare" else []):
         t1 = time.time()
         steps[name]()

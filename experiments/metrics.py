@@ -212,3 +212,12 @@ def bon_prob_best(cands):
 def bon_most_likely_best(cands):
     pb = bon_prob_best(cands)
     return max(range(len(pb)), key=lambda i: (pb[i], -i))
+
+
+def region_balanced_accuracy(scores, labelled):
+    """Mean over the labels present of the per-label region accuracy (recall)."""
+    per = {}
+    for i, lab in labelled:
+        ok, n = per.get(lab, (0, 0))
+        per[lab] = (ok + (region_of(scores[i][0]["p"]) == lab), n + 1)
+    return sum(ok / n for ok, n in per.values()) / len(per)

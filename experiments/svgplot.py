@@ -68,13 +68,13 @@ def _legend(c, names, x, y, styles=None):
 
 
 def line_chart(path, title, series, xlabel, ylabel, ylim=None, xticks=None, xticklabels=None, diagonal=False,
-               w=560, h=360, yfmt="%.2f", legend_at="right"):
+               w=560, h=360, yfmt="%.2f", legend_at="right", xlim=None, legend_w=170):
     """series: list of dicts {name, x, y, err (optional), dash (optional), markers (bool)}."""
     c = Canvas(w, h, title)
-    box = (70, 34, w - 170 if legend_at == "right" else w - 20, h - 52)
+    box = (70, 34, w - legend_w if legend_at == "right" else w - 20, h - 52)
     xs = [x for s in series for x in s["x"]]
     ys = [y for s in series for y in s["y"]]
-    xlo, xhi = min(xs), max(xs)
+    xlo, xhi = xlim if xlim else (min(xs), max(xs))
     if xhi == xlo:
         xhi = xlo + 1
     if ylim:
