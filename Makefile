@@ -6,7 +6,7 @@ PKGS    := jansson libpcre2-8 libutf8proc libmicrohttpd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN    := -Wall -Wextra -Werror -Wno-unused-parameter
-BASE    := -std=c11 -D_GNU_SOURCE -fopenmp -Isrc -I/usr/include/x86_64-linux-gnu/openblas-openmp $(PKG_CFLAGS) $(WARN)
+BASE    := -std=c11 -D_GNU_SOURCE -fopenmp -fno-math-errno -Isrc -I/usr/include/x86_64-linux-gnu/openblas-openmp $(PKG_CFLAGS) $(WARN)
 LIBS    := -fopenmp -lopenblas $(PKG_LIBS) -lm -lpthread
 
 RELEASE_FLAGS := -O3 -march=native -g

@@ -199,10 +199,14 @@ static void test_bad_models(void) {
     CHECK(m != NULL);
     if (m) CHECK(model_config(m)->arch == ARCH_MISTRAL);
     model_free(m);
-    /* LoRA is not there yet: refused, not ignored. */
-    ModelOptions opt = {WEIGHTS_F32, 8, 16, LORA_Q};
+    /* Bad LoRA options: refused, not ignored. */
+    ModelOptions opt = {.lora_rank = 8, .lora_alpha = 16, .lora_targets = 0};
     CHECK(model_load(LLAMA, &opt, &err) == NULL);
-    CHECK_STR_CONTAINS(err.msg, "LoRA");
+    CHECK_STR_CONTAINS(err.msg, "LoRA targets");
+    opt.lora_targets = LORA_Q;
+    opt.lora_alpha = 0;
+    CHECK(model_load(LLAMA, &opt, &err) == NULL);
+    CHECK_STR_CONTAINS(err.msg, "lora_alpha");
 }
 
 /* A sharded checkpoint (index.json + two files) loads to the same weights. */

@@ -6,6 +6,8 @@
 #include "eval/scorer.h"
 #include "io/fileio.h"
 #include "test.h"
+#include "train/oprm_meta.h"
+#include <unistd.h>
 #include "util/vec.h"
 
 static char *story_dir(void) {
@@ -86,6 +88,49 @@ static void test_truncation_counted(void) {
     free(dir);
 }
 
+/* A trained model scores at its training length (oprm.json) unless told otherwise. */
+static void test_meta_max_len(void) {
+    char dir[] = "/tmp/oprm-scorer-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char *src = story_dir();
+    const char *files[] = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"};
+    OprmError err = {0};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        char *from = path_join(src, files[i]), *to = path_join(dir, files[i]);
+        size_t n;
+        char *data = read_file(from, &n, &err);
+        CHECK(data && write_file_atomic(to, data, n, &err) == 0);
+        free(data);
+        free(from);
+        free(to);
+    }
+    Scorer *plain = scorer_open(dir, NULL, &err);
+    CHECK(plain && scorer_max_len(plain) == 512); /* 2048 capped by max_position_embeddings */
+    scorer_close(plain);
+    OprmMeta meta = {.head = "oprm", .chat_format = "plain", .system_prompt = "Rate it.", .cue = "Score: ", .training_args = json_pack("{s:i}", "max_length", 160)};
+    for (int k = 0; k < 9; k++) meta.digit_ids[k] = 12 + k;
+    char *mp = path_join(dir, OPRM_META_FILE);
+    CHECK(oprm_meta_write(&meta, mp, &err) == 0);
+    json_decref(meta.training_args);
+    Scorer *s = scorer_open(dir, NULL, &err);
+    if (!s) fprintf(stderr, "%s\n", err.msg);
+    CHECK(s && scorer_max_len(s) == 160);
+    scorer_close(s);
+    ScorerOptions o = {.max_len = 300};
+    s = scorer_open(dir, &o, &err);
+    CHECK(s && scorer_max_len(s) == 300);
+    scorer_close(s);
+    unlink(mp);
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        char *to = path_join(dir, files[i]);
+        unlink(to);
+        free(to);
+    }
+    rmdir(dir);
+    free(mp);
+    free(src);
+}
+
 static void test_missing_model(void) {
     OprmError err = {0};
     CHECK(scorer_open("/nonexistent-model-dir", NULL, &err) == NULL);
@@ -95,6 +140,7 @@ static void test_missing_model(void) {
 int main(void) {
     RUN(test_batching_independent);
     RUN(test_truncation_counted);
+    RUN(test_meta_max_len);
     RUN(test_missing_model);
     return test_summary();
 }

@@ -9,6 +9,12 @@ chosen/rejected pairs (lengths [1, 70] and [5, 33]): the token ids, the nine dig
 last position of each sequence, the OPRM pair loss -log sum_{i>j} p_c(i) p_r(j) and the gradient
 of every parameter tensor ("caseK.grad.<HF name>").
 
+LoRA (tests/fixtures/engine/lora_qwen2/): a Qwen2 base (biases, tied embeddings) whose weights are
+bf16-representable but stored as F32, a PEFT-style adapter in lora_qwen2/adapter/ (r 4, alpha 6,
+all seven target modules, NON-zero B so every gradient flows) and expected.safetensors with the
+logits, loss and the gradients of every lora_A / lora_B tensor (PEFT names), computed with the
+effective weights W + (alpha/r) B A.
+
 It also writes tests/fixtures/engine/story_llama_greedy.json: the token ids of "Once upon a time"
 under ../shared/data/models/story-llama/tokenizer.json (SentencePiece-style BPE, done here from
 the vocab and merges) and the 32 ids that greedy decoding with PyTorch (float32) produces.
@@ -272,6 +278,68 @@ def make_model(name, cfg, dtype, with_grads, seed):
         print("%s case %d lens %s loss %.6f" % (name, ci, lens, loss.item()))
     st_write(os.path.join(d, "expected.safetensors"), out)
 
+# ---------------------------------------------------------------- LoRA
+
+LORA_R, LORA_ALPHA = 4, 6.0
+LORA_MODULES = [("self_attn.q_proj", "q_proj"), ("self_attn.k_proj", "k_proj"), ("self_attn.v_proj", "v_proj"),
+                ("self_attn.o_proj", "o_proj"), ("mlp.gate_proj", "gate_proj"), ("mlp.up_proj", "up_proj"),
+                ("mlp.down_proj", "down_proj")]
+
+
+def make_lora(seed):
+    cfg = dict(MODELS["qwen2_tied_bf16"][0])
+    cfg["torch_dtype"] = "float32"
+    gen = torch.Generator().manual_seed(seed)
+    P32 = random_params(cfg, gen)
+    # bf16-representable values stored as F32: loading with BF16 storage must not change them
+    P32 = {n: torch.from_numpy((bf16_bits(t).astype(np.uint32) << 16).view(np.float32).reshape(t.shape).copy())
+           for n, t in P32.items()}
+    d = os.path.join(OUT, "lora_qwen2")
+    ad = os.path.join(d, "adapter")
+    os.makedirs(ad, exist_ok=True)
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+    st_write(os.path.join(d, "model.safetensors"), [(n, t.numpy()) for n, t in P32.items()], {"format": "pt"})
+    AB = {}
+    for l in range(cfg["num_hidden_layers"]):
+        for mod, _ in LORA_MODULES:
+            out_dim, in_dim = param_shape(cfg, "model.layers.%d.%s.weight" % (l, mod))
+            pre = "base_model.model.model.layers.%d.%s." % (l, mod)
+            AB[pre + "lora_A.weight"] = (torch.rand(LORA_R, in_dim, generator=gen) * 2 - 1) / math.sqrt(in_dim)
+            AB[pre + "lora_B.weight"] = torch.randn(out_dim, LORA_R, generator=gen) * 0.3
+    with open(os.path.join(ad, "adapter_config.json"), "w") as f:
+        json.dump({"peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": "lora_qwen2",
+                   "r": LORA_R, "lora_alpha": LORA_ALPHA, "lora_dropout": 0.0, "bias": "none",
+                   "target_modules": [m for _, m in LORA_MODULES], "fan_in_fan_out": False}, f, indent=2)
+    st_write(os.path.join(ad, "adapter_model.safetensors"), [(n, t.float().numpy()) for n, t in AB.items()],
+             {"format": "pt"})
+    scale = LORA_ALPHA / LORA_R
+    out = [("digits", np.array(DIGITS, dtype=np.int32))]
+    for ci, lens in enumerate(CASES):
+        ids = torch.randint(0, cfg["vocab_size"], (sum(lens),), generator=gen).tolist()
+        base = {n: t.double() for n, t in P32.items()}
+        ab = {n: t.double().requires_grad_(True) for n, t in AB.items()}
+        P = dict(base)
+        for l in range(cfg["num_hidden_layers"]):
+            for mod, _ in LORA_MODULES:
+                pre = "base_model.model.model.layers.%d.%s." % (l, mod)
+                w = "model.layers.%d.%s.weight" % (l, mod)
+                P[w] = base[w] + scale * ab[pre + "lora_B.weight"] @ ab[pre + "lora_A.weight"]
+        W = head_weight(P, cfg)[torch.tensor(DIGITS)]
+        seqs = [ids[:lens[0]], ids[lens[0]:]]
+        hl = [last_hidden(P, cfg, s) for s in seqs]
+        logits = torch.stack([h @ W.T for h in hl])
+        loss = pair_loss(logits[0], logits[1])
+        loss.backward()
+        pre = "case%d." % ci
+        out += [(pre + "lens", np.array(lens, dtype=np.int32)), (pre + "ids", np.array(ids, dtype=np.int32)),
+                (pre + "h_last", torch.stack(hl).detach().float().numpy()),
+                (pre + "logits", logits.detach().float().numpy()),
+                (pre + "loss", np.array([loss.item()], dtype=np.float32))]
+        out += [(pre + "grad." + n, t.grad.float().numpy()) for n, t in ab.items()]
+        print("lora_qwen2 case %d lens %s loss %.6f" % (ci, lens, loss.item()))
+    st_write(os.path.join(d, "expected.safetensors"), out)
+
 # ---------------------------------------------------------------- story-llama: tokenizer + greedy decoding
 
 def sp_bpe_encode(tok, text):
@@ -334,6 +402,7 @@ def main():
     torch.manual_seed(0)
     for i, (name, (cfg, dtype, with_grads)) in enumerate(MODELS.items()):
         make_model(name, cfg, dtype, with_grads, 1234 + i)
+    make_lora(4321)
     story = os.path.join("..", "shared", "data", "models", "story-llama")
     if os.path.isdir(story):
         g = story_llama_greedy(story)

@@ -17,13 +17,6 @@
 #include "serve/loadgen.h"
 #include "serve/server.h"
 
-/* The scorer (src/eval/scorer.c) is written in parallel with the server; weak
- * references keep `oprm serve` linking in a tree that does not have it yet. */
-#pragma weak scorer_open
-#pragma weak scorer_close
-#pragma weak scorer_score
-#pragma weak scorer_count_tokens
-
 static void usage(FILE *f) {
     fprintf(f,
             "usage: oprm serve --model DIR [options]\n\n"
@@ -50,12 +43,13 @@ static void usage(FILE *f) {
             "  --max-body-bytes N       request body size, else 413 (default 8388608)\n"
             "  --max-connections N      concurrent connections (default 256)\n"
             "  --drain-timeout-s N      on SIGTERM, wait up to N s for in-flight requests (default 30)\n"
-            "load test (loopback only; runs the server twice: batching as set, then off):\n"
+            "load test (loopback only; alternates the server with batching as set and off):\n"
             "  --load-test              measure instead of serving; prints a table\n"
             "  --clients N              concurrent clients (default 16)\n"
             "  --requests N             requests per run (default 512)\n"
             "  --items-per-request N    items in each /v1/score request (default 1)\n"
-            "  --max-seconds N          stop starting requests after N s per run (default 120)\n");
+            "  --max-seconds N          stop starting requests after N s per run (default 120)\n"
+            "  --rounds N               alternate the two modes N times, report the median (default 3)\n");
 }
 
 typedef struct {
@@ -63,7 +57,7 @@ typedef struct {
     ServeConfig cfg;
     ScorerOptions sopt;
     int drain_timeout_s;
-    int load_test, clients, requests, items_per_request, max_seconds;
+    int load_test, clients, requests, items_per_request, max_seconds, rounds;
 } Args;
 
 static int parse_int(const char *flag, const char *v, long lo, long hi, long *out) {
@@ -88,6 +82,7 @@ static int parse_args(int argc, char **argv, Args *a) {
     a->requests = 512;
     a->items_per_request = 1;
     a->max_seconds = 120;
+    a->rounds = 3;
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
         if (!strcmp(f, "--help") || !strcmp(f, "-h")) {
@@ -133,6 +128,7 @@ static int parse_args(int argc, char **argv, Args *a) {
         INT_FLAG("--requests", 1, 1 << 24, a->requests)
         INT_FLAG("--items-per-request", 1, 1 << 16, a->items_per_request)
         INT_FLAG("--max-seconds", 1, 86400, a->max_seconds)
+        INT_FLAG("--rounds", 1, 32, a->rounds)
 #undef INT_FLAG
         fprintf(stderr, "oprm serve: unknown option %s (see --help)\n", f);
         return -1;
@@ -205,43 +201,72 @@ static double mean_batch(int port, const char *api_key) {
     return count > 0 ? sum / count : 0;
 }
 
+static int cmp_rps(const void *x, const void *y) {
+    double a = ((const LoadStats *)x)->requests_per_s, b = ((const LoadStats *)y)->requests_per_s;
+    return (a > b) - (a < b);
+}
+
+/* Runs both modes in alternation for --rounds rounds, so that a busy machine
+ * slows both alike, and reports each run and the median run of each mode. */
 static int run_load_test(const Args *a, const ServeBackend *backend) {
-    enum { N_BODIES = 64 };
+    enum { N_BODIES = 64, MAX_ROUNDS = 32 };
     char **bodies = load_bodies(N_BODIES, a->items_per_request);
     LoadConfig lc = {a->clients, a->requests, 120000, a->max_seconds};
-    printf("load test: %d clients, %d requests of %d item(s) to POST /v1/score, model %s, loopback\n\n",
-           a->clients, a->requests, a->items_per_request, a->model_dir);
-    printf("| batching | window ms | max batch items | ok | errors | requests/s | p50 ms | p99 ms | mean batch |\n"
-           "|---|---|---|---|---|---|---|---|---|\n");
-    int failed = 0;
-    for (int mode = 0; mode < 2; mode++) {
-        ServeConfig cfg = a->cfg;
-        cfg.host = "127.0.0.1";
-        cfg.port = 0;
-        if (mode == 1) {
-            cfg.batch_window_ms = 0;
-            cfg.max_batch_items = 1;
+    LoadStats runs[2][MAX_ROUNDS];
+    double batch[2][MAX_ROUNDS];
+    int rounds = a->rounds < MAX_ROUNDS ? a->rounds : MAX_ROUNDS, failed = 0;
+    printf("load test: %d clients, %d requests of %d item(s) to POST /v1/score, model %s, loopback, %d round(s)\n\n",
+           a->clients, a->requests, a->items_per_request, a->model_dir, rounds);
+    printf("| round | batching | window ms | max batch items | ok | errors | unsent | requests/s | p50 ms | p99 ms | mean batch |\n"
+           "|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for (int r = 0; r < rounds && !failed; r++) {
+        for (int mode = 0; mode < 2; mode++) {
+            ServeConfig cfg = a->cfg;
+            cfg.host = "127.0.0.1";
+            cfg.port = 0;
+            if (mode == 1) {
+                cfg.batch_window_ms = 0;
+                cfg.max_batch_items = 1;
+            }
+            if (cfg.max_connections < a->clients + 4) cfg.max_connections = a->clients + 4;
+            OprmError err = {{0}};
+            Server *s = serve_start(&cfg, backend, &err);
+            if (!s) {
+                fprintf(stderr, "oprm serve: %s\n", err.msg);
+                failed = 1;
+                break;
+            }
+            LoadStats *st = &runs[mode][r];
+            loadgen_run("127.0.0.1", serve_port(s), "/v1/score", (const char *const *)bodies, N_BODIES, &lc, st,
+                        &err);
+            batch[mode][r] = mean_batch(serve_port(s), cfg.api_key);
+            printf("| %d | %s | %d | %d | %d | %d | %d | %.1f | %.1f | %.1f | %.2f |\n", r + 1,
+                   mode == 0 ? "on" : "off", cfg.batch_window_ms, cfg.max_batch_items, st->ok, st->errors, st->unsent,
+                   st->requests_per_s, st->p50_ms, st->p99_ms, batch[mode][r]);
+            fflush(stdout);
+            if (st->unsent)
+                fprintf(stderr, "oprm serve: %d requests not sent: --max-seconds %d ran out\n", st->unsent,
+                        a->max_seconds);
+            if (st->errors) {
+                fprintf(stderr, "oprm serve: %d requests failed (first status %d)\n", st->errors,
+                        st->first_error_status);
+                failed = 1;
+            }
+            serve_shutdown(s, 10000);
         }
-        if (cfg.max_connections < a->clients + 4) cfg.max_connections = a->clients + 4;
-        OprmError err = {{0}};
-        Server *s = serve_start(&cfg, backend, &err);
-        if (!s) {
-            fprintf(stderr, "oprm serve: %s\n", err.msg);
-            failed = 1;
-            break;
+    }
+    if (!failed) {
+        printf("\nmedian run of each mode (by requests/s):\n\n"
+               "| batching | requests/s | p50 ms | p99 ms |\n|---|---|---|---|\n");
+        double rps[2];
+        for (int mode = 0; mode < 2; mode++) {
+            qsort(runs[mode], (size_t)rounds, sizeof runs[mode][0], cmp_rps);
+            const LoadStats *m = &runs[mode][rounds / 2];
+            rps[mode] = m->requests_per_s;
+            printf("| %s | %.1f | %.1f | %.1f |\n", mode == 0 ? "on" : "off", m->requests_per_s, m->p50_ms,
+                   m->p99_ms);
         }
-        LoadStats st;
-        loadgen_run("127.0.0.1", serve_port(s), "/v1/score", (const char *const *)bodies, N_BODIES, &lc, &st, &err);
-        double mb = mean_batch(serve_port(s), cfg.api_key);
-        printf("| %s | %d | %d | %d | %d | %.1f | %.1f | %.1f | %.2f |\n", mode == 0 ? "on" : "off",
-               cfg.batch_window_ms, cfg.max_batch_items, st.ok, st.errors, st.requests_per_s, st.p50_ms, st.p99_ms,
-               mb);
-        fflush(stdout);
-        if (st.errors) {
-            fprintf(stderr, "oprm serve: %d requests failed (first status %d)\n", st.errors, st.first_error_status);
-            failed = 1;
-        }
-        serve_shutdown(s, 10000);
+        printf("\nthroughput on/off: %.2fx\n", rps[1] > 0 ? rps[0] / rps[1] : 0.0);
     }
     for (int b = 0; b < N_BODIES; b++) free(bodies[b]);
     free(bodies);
@@ -265,10 +290,6 @@ int cmd_serve(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
 
     OprmError err = {{0}};
-    if (!scorer_open) {
-        fprintf(stderr, "oprm serve: this build has no scorer (src/eval/scorer.c)\n");
-        return EXIT_RUNTIME;
-    }
     Scorer *sc = scorer_open(a.model_dir, &a.sopt, &err);
     if (!sc) {
         fprintf(stderr, "oprm serve: %s\n", err.msg);
@@ -286,7 +307,9 @@ int cmd_serve(int argc, char **argv) {
         scorer_close(sc);
         return EXIT_RUNTIME;
     }
-    printf("oprm serve: listening on http://%s:%d (model %s)\n", a.cfg.host, serve_port(s), a.cfg.model_name);
+    int v6 = strchr(a.cfg.host, ':') != NULL;
+    printf("oprm serve: listening on http://%s%s%s:%d (model %s)\n", v6 ? "[" : "", a.cfg.host, v6 ? "]" : "",
+           serve_port(s), a.cfg.model_name);
     fflush(stdout);
     int sig = 0;
     sigwait(&stop, &sig);

@@ -47,7 +47,11 @@ static void usage(FILE *f) {
             "  --rgft-halfwidth H                triangle half-width [3]\n"
             "  --rgft-floor EPS                  landscape floor [0.01]\n"
             "  --label-fraction F                keep labels of a seeded fraction F of the pairs [1]\n"
-            "  --lora-rank N, --lora-alpha X, --lora-targets LIST  (LoRA is not available yet)\n"
+            "LoRA (the base stays frozen in its stored precision, F32 or BF16):\n"
+            "  --lora-rank N                     adapter rank, 0 = full fine-tuning [0]\n"
+            "  --lora-alpha X                    scaling alpha/rank [2 x rank]\n"
+            "  --lora-targets LIST               all-linear or q,k,v,o,gate,up,down [all-linear]\n"
+            "                                    saves merged weights + DIR/adapter/ (PEFT)\n"
             "Logging and checkpoints:\n"
             "  --logging_steps N                 [1]\n"
             "  --eval_steps N                    0 = only at start and end [0]\n"
@@ -216,11 +220,6 @@ int cmd_train(int argc, char **argv) {
     }
     if (train_config_check(&c, &err)) {
         fprintf(stderr, "oprm train: %s (see oprm train --help)\n", err.msg);
-        return EXIT_USAGE;
-    }
-    if (c.lora_rank > 0) {
-        fprintf(stderr, "oprm train: LoRA is not available yet (the engine trains all weights); drop --lora-rank "
-                        "to fine-tune the full model\n");
         return EXIT_USAGE;
     }
     TrainResult res;

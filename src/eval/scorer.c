@@ -21,6 +21,7 @@ struct Scorer {
     ScoringTemplate tpl;
     int32_t digits[9];
     int max_len;
+    int meta_max_len; /* oprm.json training_args.max_length, 0 when absent */
     int max_batch_tokens;
     int hidden;
 };
@@ -58,6 +59,10 @@ static int apply_meta(Scorer *s, const char *model_dir, const ScorerOptions *opt
                 }
             }
             if (rc == 0) memcpy(s->digits, meta.digit_ids, sizeof s->digits);
+            /* Score with the length the model was trained at unless told otherwise. */
+            json_t *ml = meta.training_args ? json_object_get(meta.training_args, "max_length") : NULL;
+            if (rc == 0 && opt->max_len <= 0 && json_is_integer(ml) && json_integer_value(ml) > 0)
+                s->meta_max_len = (int)json_integer_value(ml);
         }
         oprm_meta_free(&meta);
     }
@@ -90,7 +95,7 @@ Scorer *scorer_open(const char *model_dir, const ScorerOptions *opt_in, OprmErro
                       k + 1, s->digits[k], cfg->vocab);
             goto fail;
         }
-    s->max_len = opt.max_len > 0 ? opt.max_len : SCORER_DEFAULT_MAX_LEN;
+    s->max_len = opt.max_len > 0 ? opt.max_len : s->meta_max_len > 0 ? s->meta_max_len : SCORER_DEFAULT_MAX_LEN;
     if (cfg->max_pos > 0 && s->max_len > cfg->max_pos && opt.max_len <= 0) s->max_len = cfg->max_pos;
     s->max_batch_tokens = opt.max_batch_tokens > 0 ? opt.max_batch_tokens : SCORER_DEFAULT_BATCH_TOKENS;
     if (s->max_batch_tokens < s->max_len) s->max_batch_tokens = s->max_len;

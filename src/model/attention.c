@@ -31,15 +31,13 @@ static void block_probs(float *p, float *lb, const float *qb, const float *kh, i
         float *row = p + (size_t)r * i1;
         if (use_lse) {
             float l = lb[(size_t)r * lse_stride];
-            for (int j = 0; j <= i; j++) row[j] = expf(row[j] - l);
+            for (int j = 0; j <= i; j++) row[j] = exp_fast(row[j] - l);
         } else {
             float mx = row[0];
             for (int j = 1; j <= i; j++) mx = row[j] > mx ? row[j] : mx;
+            for (int j = 0; j <= i; j++) row[j] = exp_fast(row[j] - mx);
             double sum = 0;
-            for (int j = 0; j <= i; j++) {
-                row[j] = expf(row[j] - mx);
-                sum += row[j];
-            }
+            for (int j = 0; j <= i; j++) sum += row[j];
             float inv = (float)(1.0 / sum);
             for (int j = 0; j <= i; j++) row[j] *= inv;
             lb[(size_t)r * lse_stride] = mx + (float)log(sum);

@@ -92,6 +92,83 @@ static size_t carve(Model *m, float *base, int N, int nseq, size_t attn_scratch,
     return off;
 }
 
+/* Bias of slot s (q, k, v only) and the gradients of its weight and bias;
+ * NULL where absent or frozen. */
+static const float *slot_bias(const LayerWeights *w, int s) {
+    return s == SLOT_Q ? w->bq : s == SLOT_K ? w->bk : s == SLOT_V ? w->bv : NULL;
+}
+static float *slot_weight_grad(LayerWeights *g, int s) {
+    float *p[N_SLOTS] = {g->wq, g->wk, g->wv, g->wo, g->gate, g->up, g->down};
+    return p[s];
+}
+static float *slot_bias_grad(LayerWeights *g, int s) {
+    return s == SLOT_Q ? g->bq : s == SLOT_K ? g->bk : s == SLOT_V ? g->bv : NULL;
+}
+static const LoraPair *lora_of(const Model *m, int l, int s) {
+    if (!m->lora || !m->lora[l * N_SLOTS + s].a) return NULL;
+    return &m->lora[l * N_SLOTS + s];
+}
+
+static void ensure_lora_tmp(Model *m, int rows) {
+    size_t need = (size_t)2 * rows * m->lora_rank;
+    if (m->lora_rank <= 0 || need <= m->lora_tmp_cap) return;
+    free(m->lora_tmp);
+    m->lora_tmp = xmalloc(need * sizeof(float));
+    m->lora_tmp_cap = need;
+}
+
+/* y[rows, out] = x W^T (+ b) + (alpha/r) (x A^T) B^T for slot s of layer l;
+ * accumulate: y += instead (no bias there). */
+static void lin_fwd(Model *m, int l, int s, float *y, const float *x, int rows, int accumulate) {
+    int in, out;
+    slot_dims(&m->cfg, s, &in, &out);
+    const float *w = layer_weight(m, l, s);
+    if (accumulate) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, in, w, in, 1.0f, y, out);
+    else linear_forward(y, x, w, slot_bias(&m->w[l], s), rows, in, out);
+    const LoraPair *lp = lora_of(m, l, s);
+    if (lp) {
+        int r = m->lora_rank;
+        float *xa = m->lora_tmp;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, r, in, 1.0f, x, in, lp->a, in, 0.0f, xa, r);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, r, (float)(m->lora_alpha / r), xa, r, lp->b, r,
+                    1.0f, y, out);
+    }
+}
+
+/* Backward of lin_fwd from dy [rows, out] with the layer input x: dW, db and
+ * the adapter gradients where trainable, and dx [rows, in] (= or +=, dx_add)
+ * through both paths unless dx is NULL. */
+static void lin_bwd(Model *m, int l, int s, float *dx, int dx_add, const float *dy, const float *x, int rows) {
+    int in, out;
+    slot_dims(&m->cfg, s, &in, &out);
+    if (dx) {
+        const float *w = layer_weight(m, l, s);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, in, out, 1.0f, dy, out, w, in,
+                    dx_add ? 1.0f : 0.0f, dx, in);
+    }
+    LayerWeights *g = &m->gw[l];
+    linear_backward(NULL, slot_weight_grad(g, s), slot_bias_grad(g, s), dy, x, NULL, rows, in, out);
+    const LoraPair *lp = lora_of(m, l, s);
+    if (lp) {
+        int r = m->lora_rank;
+        float scale = (float)(m->lora_alpha / r), *xa = m->lora_tmp, *dxa = m->lora_tmp + (size_t)rows * r;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, r, in, 1.0f, x, in, lp->a, in, 0.0f, xa, r);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, r, rows, scale, dy, out, xa, r, 1.0f, lp->db, r);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, r, out, scale, dy, out, lp->b, r, 0.0f, dxa, r);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, in, rows, 1.0f, dxa, r, x, in, 1.0f, lp->da, in);
+        if (dx)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, in, r, 1.0f, dxa, r, lp->a, in, 1.0f, dx, in);
+    }
+}
+
+/* Row id of the embedding into dst[D]. */
+static void embed_row(const Model *m, int id, float *dst) {
+    size_t D = (size_t)m->cfg.hidden;
+    if (m->embed) memcpy(dst, m->embed + (size_t)id * D, sizeof(float) * D);
+    else
+        for (size_t j = 0; j < D; j++) dst[j] = bf16_to_f32(m->embed_bf16[(size_t)id * D + j]);
+}
+
 /* dst[s] = src[last row of sequence s], rows of width d. */
 static void gather_last(float *dst, const float *src, const Model *m, int d) {
     for (int s = 0; s < m->nseq; s++)
@@ -165,10 +242,11 @@ int model_forward(Model *m, const SeqBatch *b, int train, float *h_last, OprmErr
     ensure_rope(m, maxT);
     m->trained = 0;
 
-    int D = c->hidden, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, Hq = H * hd, Hk = KV * hd, F = c->ffn;
+    int D = c->hidden, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, F = c->ffn;
     float *x0 = train ? m->acts[0].x_in : m->res[0];
     #pragma omp parallel for schedule(static) if ((size_t)N * D > OMP_MIN_WORK)
-    for (int i = 0; i < N; i++) memcpy(x0 + (size_t)i * D, m->embed + (size_t)m->ids[i] * D, sizeof(float) * D);
+    for (int i = 0; i < N; i++) embed_row(m, m->ids[i], x0 + (size_t)i * D);
+    ensure_lora_tmp(m, N);
 
     for (int l = 0; l < c->n_layers; l++) {
         int last = l == c->n_layers - 1;
@@ -186,9 +264,9 @@ int model_forward(Model *m, const SeqBatch *b, int train, float *h_last, OprmErr
             hq = m->hq_buf;
         }
         float *q = c->qk_norm ? a->q_raw : a->q, *k = c->qk_norm ? a->k_raw : a->k;
-        linear_forward(q, hq, w->wq, w->bq, Nq, D, Hq);
-        linear_forward(k, m->h_buf, w->wk, w->bk, N, D, Hk);
-        linear_forward(a->v, m->h_buf, w->wv, w->bv, N, D, Hk);
+        lin_fwd(m, l, SLOT_Q, q, hq, Nq, 0);
+        lin_fwd(m, l, SLOT_K, k, m->h_buf, N, 0);
+        lin_fwd(m, l, SLOT_V, a->v, m->h_buf, N, 0);
         if (c->qk_norm) {
             rmsnorm_forward(a->q, a->rstd_q, a->q_raw, w->q_norm, Nq * H, hd, c->rms_eps);
             rmsnorm_forward(a->k, a->rstd_k, a->k_raw, w->k_norm, N * KV, hd, c->rms_eps);
@@ -200,14 +278,14 @@ int model_forward(Model *m, const SeqBatch *b, int train, float *h_last, OprmErr
         /* x_mid = x_in + att . Wo^T (the GEMM accumulates onto the copy). */
         if (last) gather_last(a->x_mid, x_in, m, D);
         else memcpy(a->x_mid, x_in, sizeof(float) * (size_t)N * D);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Nq, D, Hq, 1.0f, a->att, Hq, w->wo, Hq, 1.0f, a->x_mid, D);
+        lin_fwd(m, l, SLOT_O, a->x_mid, a->att, Nq, 1);
 
         rmsnorm_forward(m->h_buf, a->rstd2, a->x_mid, w->norm2, Nq, D, c->rms_eps);
-        linear_forward(a->g, m->h_buf, w->gate, NULL, Nq, D, F);
-        linear_forward(a->u, m->h_buf, w->up, NULL, Nq, D, F);
+        lin_fwd(m, l, SLOT_GATE, a->g, m->h_buf, Nq, 0);
+        lin_fwd(m, l, SLOT_UP, a->u, m->h_buf, Nq, 0);
         swiglu_forward(m->a_buf, a->g, a->u, (size_t)Nq * F);
         memcpy(x_out, a->x_mid, sizeof(float) * (size_t)Nq * D);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Nq, D, F, 1.0f, m->a_buf, F, w->down, F, 1.0f, x_out, D);
+        lin_fwd(m, l, SLOT_DOWN, x_out, m->a_buf, Nq, 1);
     }
     rmsnorm_forward(h_last, m->rstd_last, m->x_last, m->final_norm, nseq, D, c->rms_eps);
     m->trained = train != 0;
@@ -215,14 +293,15 @@ int model_forward(Model *m, const SeqBatch *b, int train, float *h_last, OprmErr
 }
 
 int model_backward(Model *m, const float *dh_last, OprmError *err) {
+    if (m->inference_only) return oprm_fail(err, "model_backward: the model was loaded for inference only");
     if (!m->trained) return oprm_fail(err, "model_backward: no training forward to go back through");
     const ModelConfig *c = &m->cfg;
     int N = m->n_rows, nseq = m->nseq;
     int D = c->hidden, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, Hq = H * hd, Hk = KV * hd, F = c->ffn;
     size_t n = (size_t)N;
     size_t sizes[] = {n * D, n * D, n * D, n * Hq, n * Hk, n * Hk, n * Hq, n * Hq, n * Hq, n * F, n * F, n * F,
-                      c->qk_norm ? n * Hq : 0, c->qk_norm ? n * Hk : 0};
-    enum { DX, DXQ, DH, DQ, DK, DV, DKH, DVH, DATT, DG, DU, DA, DQR, DKR, NB };
+                      c->qk_norm ? n * Hq : 0, c->qk_norm ? n * Hk : 0, (size_t)nseq * D};
+    enum { DX, DXQ, DH, DQ, DK, DV, DKH, DVH, DATT, DG, DU, DA, DQR, DKR, DHQ, NB };
     size_t need = 0, offs[NB];
     for (int i = 0; i < NB; i++) {
         offs[i] = need;
@@ -236,7 +315,8 @@ int model_backward(Model *m, const float *dh_last, OprmError *err) {
     float *dx = m->bwd + offs[DX], *dxq = m->bwd + offs[DXQ], *dh = m->bwd + offs[DH], *dq = m->bwd + offs[DQ],
           *dk = m->bwd + offs[DK], *dv = m->bwd + offs[DV], *dkh = m->bwd + offs[DKH], *dvh = m->bwd + offs[DVH],
           *datt = m->bwd + offs[DATT], *dg = m->bwd + offs[DG], *du = m->bwd + offs[DU], *da = m->bwd + offs[DA],
-          *dqr = m->bwd + offs[DQR], *dkr = m->bwd + offs[DKR];
+          *dqr = m->bwd + offs[DQR], *dkr = m->bwd + offs[DKR], *dhq = m->bwd + offs[DHQ];
+    ensure_lora_tmp(m, N);
 
     /* The loss enters at the last row of each sequence only: the last layer's
      * query rows. */
@@ -250,6 +330,8 @@ int model_backward(Model *m, const float *dh_last, OprmError *err) {
         const LayerActs *a = &m->acts[l];
         const LayerWeights *w = &m->w[l];
         LayerWeights *g = &m->gw[l];
+        /* With a frozen embedding nothing needs dL/d(input of layer 0). */
+        int need_dx = l > 0 || m->d_embed;
         /* Query-side gradient dL/dx_out: the last layer's few rows, else all rows. */
         float *dxo = last ? dxq : dx;
 
@@ -258,17 +340,14 @@ int model_backward(Model *m, const float *dh_last, OprmError *err) {
         float *h = m->h_buf, *rstd_tmp = m->rstd_tmp;
         rmsnorm_forward(h, rstd_tmp, a->x_mid, w->norm2, Nq, D, c->rms_eps);
         swiglu_forward(dg, a->g, a->u, nq * F);
-        linear_backward(NULL, g->down, NULL, dxo, dg, w->down, Nq, F, D);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Nq, F, D, 1.0f, dxo, D, w->down, F, 0.0f, da, F);
+        lin_bwd(m, l, SLOT_DOWN, da, 0, dxo, dg, Nq);
         swiglu_backward(dg, du, da, a->g, a->u, nq * F);
-        memset(dh, 0, sizeof(float) * nq * D);
-        linear_backward(dh, g->gate, NULL, dg, h, w->gate, Nq, D, F);
-        linear_backward(dh, g->up, NULL, du, h, w->up, Nq, D, F);
+        lin_bwd(m, l, SLOT_GATE, dh, 0, dg, h, Nq);
+        lin_bwd(m, l, SLOT_UP, dh, 1, du, h, Nq);
         rmsnorm_backward(dxo, g->norm2, dh, a->x_mid, w->norm2, a->rstd2, Nq, D); /* now dL/dx_mid */
 
         /* Attention: x_mid = x_in + o(att). */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Nq, Hq, D, 1.0f, dxo, D, w->wo, Hq, 0.0f, datt, Hq);
-        linear_backward(NULL, g->wo, NULL, dxo, a->att, w->wo, Nq, Hq, D);
+        lin_bwd(m, l, SLOT_O, datt, 0, dxo, a->att, Nq);
         attention_backward(dq, dk, dv, dkh, dvh, &m->attn, datt, a->lse, a->q, a->k, a->v, m->off, m->len,
                            last ? m->seq_index : NULL, last ? m->ones : NULL, nseq, H, KV, hd);
         rope_backward(dq, Nq, H, hd, qpos, m->rope_cos, m->rope_sin);
@@ -284,20 +363,24 @@ int model_backward(Model *m, const float *dh_last, OprmError *err) {
         }
         /* dL/dx_in: the residual path (query rows only) plus the input norm's share. */
         rmsnorm_forward(h, rstd_tmp, a->x_in, w->norm1, N, D, c->rms_eps);
-        memset(dh, 0, sizeof(float) * n * D);
+        float *dhx = need_dx ? dh : NULL;
         if (last) {
             float *hq = m->hq_buf;
             gather_last(hq, h, m, D);
-            /* dh at the last rows += dq . Wq; dWq += dq^T . hq. */
-            linear_backward(NULL, g->wq, g->bq, dq_in, hq, w->wq, Nq, D, Hq);
-            for (int s = 0; s < nseq; s++)
-                cblas_sgemv(CblasRowMajor, CblasTrans, Hq, D, 1.0f, w->wq, D, dq_in + (size_t)s * Hq, 1, 1.0f,
-                            dh + (size_t)m->last_row[s] * D, 1);
+            /* The queries exist at the last rows only: their dx lands there. */
+            lin_bwd(m, l, SLOT_K, dhx, 0, dk_in, h, N);
+            lin_bwd(m, l, SLOT_Q, need_dx ? dhq : NULL, 0, dq_in, hq, Nq);
+            for (int s = 0; need_dx && s < nseq; s++) {
+                float *dst = dh + (size_t)m->last_row[s] * D;
+                const float *src = dhq + (size_t)s * D;
+                for (int j = 0; j < D; j++) dst[j] += src[j];
+            }
         } else {
-            linear_backward(dh, g->wq, g->bq, dq_in, h, w->wq, N, D, Hq);
+            lin_bwd(m, l, SLOT_Q, dhx, 0, dq_in, h, N);
+            lin_bwd(m, l, SLOT_K, dhx, 1, dk_in, h, N);
         }
-        linear_backward(dh, g->wk, g->bk, dk_in, h, w->wk, N, D, Hk);
-        linear_backward(dh, g->wv, g->bv, dv, h, w->wv, N, D, Hk);
+        lin_bwd(m, l, SLOT_V, dhx, 1, dv, h, N);
+        if (!need_dx) continue;
         if (last) {
             memset(dx, 0, sizeof(float) * n * D);
             for (int s = 0; s < nseq; s++)
@@ -306,7 +389,7 @@ int model_backward(Model *m, const float *dh_last, OprmError *err) {
         rmsnorm_backward(dx, g->norm1, dh, a->x_in, w->norm1, a->rstd1, N, D); /* dx is now dL/dx_in */
     }
     /* Embedding rows (serial: ids repeat). */
-    for (int i = 0; i < N; i++) {
+    for (int i = 0; m->d_embed && i < N; i++) {
         float *ge = m->d_embed + (size_t)m->ids[i] * D;
         const float *d = dx + (size_t)i * D;
         for (int j = 0; j < D; j++) ge[j] += d[j];
@@ -319,9 +402,15 @@ void model_head_rows_forward(const Model *m, const float *h_last, int nseq, cons
     int D = m->cfg.hidden;
     for (int s = 0; s < nseq; s++)
         for (int k = 0; k < nrows; k++) {
-            const float *w = m->lm_head + (size_t)rows[k] * D, *h = h_last + (size_t)s * D;
+            const float *h = h_last + (size_t)s * D;
             double acc = 0;
-            for (int j = 0; j < D; j++) acc += (double)h[j] * w[j];
+            if (m->lm_head) {
+                const float *w = m->lm_head + (size_t)rows[k] * D;
+                for (int j = 0; j < D; j++) acc += (double)h[j] * w[j];
+            } else {
+                const uint16_t *w = m->lm_head_bf16 + (size_t)rows[k] * D;
+                for (int j = 0; j < D; j++) acc += (double)h[j] * bf16_to_f32(w[j]);
+            }
             logits[s * nrows + k] = (float)acc;
         }
 }
@@ -332,16 +421,34 @@ void model_head_rows_backward(Model *m, const float *h_last, int nseq, const int
     for (int s = 0; s < nseq; s++)
         for (int k = 0; k < nrows; k++) {
             float dl = dlogits[s * nrows + k];
-            const float *w = m->lm_head + (size_t)rows[k] * D, *h = h_last + (size_t)s * D;
-            float *gw = m->d_lm_head + (size_t)rows[k] * D, *dh = dh_last + (size_t)s * D;
-            for (int j = 0; j < D; j++) {
-                gw[j] += dl * h[j];
-                dh[j] += dl * w[j];
+            const float *h = h_last + (size_t)s * D;
+            float *dh = dh_last + (size_t)s * D;
+            if (m->d_lm_head) {
+                float *gw = m->d_lm_head + (size_t)rows[k] * D;
+                for (int j = 0; j < D; j++) gw[j] += dl * h[j];
+            }
+            if (m->lm_head) {
+                const float *w = m->lm_head + (size_t)rows[k] * D;
+                for (int j = 0; j < D; j++) dh[j] += dl * w[j];
+            } else {
+                const uint16_t *w = m->lm_head_bf16 + (size_t)rows[k] * D;
+                for (int j = 0; j < D; j++) dh[j] += dl * bf16_to_f32(w[j]);
             }
         }
 }
 
 void model_logits_full(const Model *m, const float *h, float *logits) {
+    if (!m->lm_head) {
+        int D = m->cfg.hidden;
+        #pragma omp parallel for schedule(static) if ((size_t)m->cfg.vocab * D > OMP_MIN_WORK)
+        for (int v = 0; v < m->cfg.vocab; v++) {
+            const uint16_t *w = m->lm_head_bf16 + (size_t)v * D;
+            float acc = 0;
+            for (int j = 0; j < D; j++) acc += h[j] * bf16_to_f32(w[j]);
+            logits[v] = acc;
+        }
+        return;
+    }
     cblas_sgemv(CblasRowMajor, CblasNoTrans, m->cfg.vocab, m->cfg.hidden, 1.0f, m->lm_head, m->cfg.hidden, h, 1, 0.0f,
                 logits, 1);
 }

@@ -38,11 +38,27 @@ typedef struct Model Model;
 
 typedef enum { WEIGHTS_F32 = 0, WEIGHTS_BF16 = 1 } WeightStorage;
 
+/* Modes:
+ *  - full fine-tuning (default, all zero): every tensor trainable, fp32;
+ *  - LoRA (lora_rank > 0): adapters A [r, in] (kaiming-uniform a=sqrt(5), as
+ *    PEFT; seeded by lora_seed) and B [out, r] (zero) on the chosen targets,
+ *    y = x W^T + (lora_alpha / r) (x A^T) B^T, dropout 0. Every base tensor
+ *    (embedding and lm_head included) is frozen: grad NULL, no gradient memory;
+ *  - inference only (inference_only = 1, or frozen_storage = WEIGHTS_BF16 with
+ *    lora_rank 0): every tensor frozen, no gradient memory, model_backward
+ *    refuses. For scoring.
+ * Frozen weight matrices (the 2-D tensors: projections, embedding, lm_head)
+ * are kept in frozen_storage: WEIGHTS_BF16 holds them as bfloat16 (stored BF16
+ * bits kept as is, F32/F16 rounded to nearest even once at load) and widens one
+ * matrix at a time into an fp32 scratch for each GEMM; norms and biases stay
+ * fp32. frozen_storage is ignored for full fine-tuning (fp32 master weights). */
 typedef struct {
-    WeightStorage frozen_storage; /* storage of frozen base weights (LoRA) */
+    WeightStorage frozen_storage; /* storage of frozen base weights (LoRA, inference) */
     int lora_rank;                /* 0 = full fine-tuning */
     double lora_alpha;
     unsigned lora_targets;        /* bitmask of LORA_* below */
+    int inference_only;           /* 1 = no training at all (lora_rank must be 0) */
+    uint64_t lora_seed;           /* initialisation of the A matrices */
 } ModelOptions;
 
 enum { LORA_Q = 1, LORA_K = 2, LORA_V = 4, LORA_O = 8, LORA_GATE = 16, LORA_UP = 32, LORA_DOWN = 64 };
@@ -59,6 +75,19 @@ const ModelConfig *model_config(const Model *m);
  * write merged weights; model_save_adapter writes a PEFT-style adapter. */
 int model_save(const Model *m, const char *dir, OprmError *err);
 int model_save_adapter(const Model *m, const char *dir, OprmError *err);
+/* Merged saves (model_save of a LoRA model) are written in fp32 (torch_dtype
+ * "float32") whatever the base was stored in: W + (alpha/r) B A, a plain HF
+ * checkpoint that loads without LoRA.
+ * model_save_adapter writes dir/adapter_config.json (peft_type LORA, r,
+ * lora_alpha, target_modules as HF module names, lora_dropout 0, bias "none",
+ * task_type CAUSAL_LM, base_model_name_or_path from model_base_path() or "")
+ * and dir/adapter_model.safetensors (fp32 A and B with PEFT names).
+ * model_load_adapter reads such a directory into a LoRA model whose rank and
+ * targets match (it takes lora_alpha from the file): resume, or scoring with
+ * an adapter on top of its base. */
+int model_load_adapter(Model *m, const char *dir, OprmError *err);
+/* The directory model_load read (NULL for random models). */
+const char *model_base_path(const Model *m);
 
 /* nseq sequences packed back to back: sequence s is ids[off_s .. off_s+lens[s]). */
 typedef struct {
@@ -89,13 +118,16 @@ void model_logits_full(const Model *m, const float *h, float *logits /* vocab */
  * tensor names (LoRA: PEFT names). grad is NULL for frozen tensors. */
 typedef struct {
     const char *name;
-    float *data;
+    float *data; /* NULL when the tensor is held in BF16 (then data_bf16) */
     float *grad;
     size_t numel;
     int ndim;
     int64_t shape[2];
+    const uint16_t *data_bf16; /* frozen BF16 storage, else NULL */
 } ModelParam;
 
+/* LoRA models list their adapters first (trainable), then the frozen base
+ * tensors (HF names, grad NULL). */
 ModelParam *model_params(Model *m, int *count);
 void model_zero_grad(Model *m);
 size_t model_num_params(const Model *m, int trainable_only);

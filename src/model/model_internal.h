@@ -16,6 +16,38 @@ typedef struct {
     float *wq, *bq, *wk, *bk, *wv, *bv, *wo, *q_norm, *k_norm, *gate, *up, *down, *norm1, *norm2;
 } LayerWeights;
 
+/* The seven linear layers of a block (LoRA targets, BF16 matrices). */
+enum { SLOT_Q, SLOT_K, SLOT_V, SLOT_O, SLOT_GATE, SLOT_UP, SLOT_DOWN, N_SLOTS };
+
+/* A layer's frozen matrices held in BF16 (NULL where held in fp32). */
+typedef struct {
+    const uint16_t *m[N_SLOTS];
+} LayerBf16;
+
+/* One LoRA adapter: A [r, in], B [out, r] and their gradients; a == NULL when
+ * the slot is not a target. */
+typedef struct {
+    float *a, *b, *da, *db;
+} LoraPair;
+
+static inline float bf16_to_f32(uint16_t h) {
+    union {
+        uint32_t u;
+        float f;
+    } v = {(uint32_t)h << 16};
+    return v.f;
+}
+/* Round to nearest even (NaN stays NaN). */
+static inline uint16_t f32_to_bf16(float f) {
+    union {
+        float f;
+        uint32_t u;
+    } v = {f};
+    if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40);
+    return (uint16_t)((v.u + 0x7fffu + ((v.u >> 16) & 1)) >> 16);
+}
+void bf16_widen(float *dst, const uint16_t *src, size_t n);
+
 /* What one layer's forward keeps for backward (pointers into the arena). */
 typedef struct {
     float *x_in, *rstd1;
@@ -27,13 +59,31 @@ typedef struct {
 struct Model {
     ModelConfig cfg;
     json_t *config_json; /* config.json as loaded (saved back as is); NULL for random models */
-    float *param_buf, *grad_buf;
-    size_t n_floats;
-    LayerWeights *w, *gw;
-    float *embed, *final_norm, *lm_head; /* lm_head == embed when tied */
+    char *base_dir;      /* directory loaded from, NULL for random models */
+    /* Trainable tensors live in param_buf (gradients in grad_buf, same layout);
+     * frozen ones in frozen_buf (fp32) or bf16_buf. */
+    float *param_buf, *grad_buf, *frozen_buf;
+    uint16_t *bf16_buf;
+    size_t n_floats, n_frozen, n_bf16; /* n_floats: trainable floats */
+    int frozen_base, inference_only;   /* base tensors frozen (LoRA or inference) */
+    WeightStorage storage;             /* of the frozen matrices */
+    LayerWeights *w, *gw;              /* fp32 pointers; gw entries NULL when frozen */
+    LayerBf16 *wb;                     /* per layer: matrices held in BF16 */
+    float *embed, *final_norm, *lm_head; /* lm_head == embed when tied; NULL when BF16 */
+    const uint16_t *embed_bf16, *lm_head_bf16;
     float *d_embed, *d_final_norm, *d_lm_head;
     ModelParam *params;
     int n_params;
+
+    /* LoRA: n_layers * N_SLOTS adapters. */
+    int lora_rank;
+    double lora_alpha;
+    unsigned lora_targets;
+    LoraPair *lora;
+    float *wide; /* fp32 scratch for one widened BF16 matrix */
+    size_t wide_cap;
+    float *lora_tmp; /* [rows, r] x A^T and its gradient */
+    size_t lora_tmp_cap;
 
     /* Rotary tables, grown to the longest sequence seen. */
     float *rope_cos, *rope_sin;
@@ -56,5 +106,10 @@ struct Model {
     float *bwd;
     size_t bwd_cap;
 };
+
+/* The fp32 weight of slot s of layer l: the stored matrix, or its BF16 copy
+ * widened into m->wide (valid until the next call). */
+const float *layer_weight(Model *m, int l, int s);
+void slot_dims(const ModelConfig *c, int s, int *in, int *out);
 
 #endif

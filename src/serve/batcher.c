@@ -17,6 +17,7 @@ typedef struct {
     int counted;
     int remaining; /* items not yet scored */
     int status;
+    double t_enqueued; /* the batching window runs from here */
     char *msg;
     size_t msg_size;
     pthread_cond_t done;
@@ -105,7 +106,9 @@ static void *worker_main(void *arg) {
     for (;;) {
         while (b->count == 0 && !b->stopping) pthread_cond_wait(&b->wake, &b->mu);
         if (b->count == 0 && b->stopping) break;
-        double deadline = now_s() + b->cfg.batch_window_ms * 1e-3;
+        /* The window counts from when the oldest item was queued, not from now:
+         * items that already waited while the scorer was busy go at once. */
+        double deadline = ring_at(b, 0)->job->t_enqueued + b->cfg.batch_window_ms * 1e-3;
         int n = 0;
         long tokens = 0;
         for (;;) {
@@ -203,6 +206,7 @@ int batcher_score(Batcher *b, const ScoreRequest *items, int n, ScoreResult *out
         }
         return 503;
     }
+    j.t_enqueued = now_s();
     for (int i = 0; i < n; i++) {
         ItemRef *r = &b->ring[(b->head + b->count) % b->cfg.queue_items];
         r->job = &j;

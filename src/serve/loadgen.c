@@ -83,7 +83,8 @@ int loadgen_run(const char *host, int port, const char *path, const char *const 
         }
     qsort(sh.latency_ms, (size_t)sent, sizeof *sh.latency_ms, cmp_double);
     st->sent = sent;
-    st->errors = atomic_load(&sh.errors) + (cfg->requests - sent); /* unsent ones count as failures */
+    st->errors = atomic_load(&sh.errors);
+    st->unsent = cfg->requests - sent;
     st->ok = sent - atomic_load(&sh.errors);
     st->first_error_status = atomic_load(&sh.first_error);
     st->seconds = seconds;

@@ -1,5 +1,6 @@
 #include "serve/routes.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -7,8 +8,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "eval/score_data.h"
 #include "serve/chat_split.h"
-#include "serve/compare.h"
+#include "ordinal/ordinal.h"
 #include "util/err.h"
 
 __attribute__((format(printf, 3, 4))) static json_t *fail(RouteError *e, int code, const char *fmt, ...) {
@@ -117,15 +119,17 @@ static int run_items(const RouteEnv *env, ItemSet *s, RouteError *e) {
         e->code = code;
         return -1;
     }
+    /* JSON has no NaN/inf; a non-finite score would silently drop out of the answer. */
+    for (int i = 0; i < s->n; i++) {
+        const ScoreResult *r = &s->results[i];
+        int ok = isfinite(r->mean) && isfinite(r->std) && isfinite(r->entropy) && isfinite(r->bimodality);
+        for (int k = 0; k < 9; k++) ok = ok && isfinite(r->p[k]);
+        if (!ok) {
+            fail(e, 500, "scorer returned a non-finite value for item %d", i);
+            return -1;
+        }
+    }
     return 0;
-}
-
-json_t *score_result_json(const ScoreResult *r) {
-    json_t *dist = json_array();
-    for (int k = 0; k < 9; k++) json_array_append_new(dist, json_real(r->p[k]));
-    return json_pack("{s:o, s:f, s:f, s:f, s:f, s:i, s:i, s:b}", "distribution", dist, "mean", r->mean, "std",
-                     r->std, "entropy", r->entropy, "bimodality", r->bimodality, "mode", r->mode, "n_tokens",
-                     r->n_tokens, "truncated", r->truncated);
 }
 
 static json_t *require_object(json_t *body, RouteError *e) {
@@ -280,6 +284,15 @@ json_t *route_score(const RouteEnv *env, json_t *body, RouteError *e) {
     return json_pack("{s:o}", "results", results);
 }
 
+static void dist_from_result(const ScoreResult *r, OrdinalDist *d) {
+    double cum = 0;
+    for (int k = 0; k < OPRM_LEVELS; k++) {
+        d->p[k] = r->p[k];
+        d->logp[k] = log(r->p[k]);
+        d->cdf[k] = (cum += r->p[k]);
+    }
+}
+
 json_t *route_compare(const RouteEnv *env, json_t *body, RouteError *e) {
     if (!require_object(body, e)) return NULL;
     json_t *a = json_object_get(body, "a"), *b = json_object_get(body, "b");
@@ -298,10 +311,13 @@ json_t *route_compare(const RouteEnv *env, json_t *body, RouteError *e) {
         items_free(&s);
         return NULL;
     }
-    PairProbs pp = serve_compare(s.results[0].p, s.results[1].p);
-    json_t *out = json_pack("{s:f, s:f, s:f, s:o, s:o}", "p_a_better", pp.a_better, "p_tie", pp.tie, "p_b_better",
-                            pp.b_better, "a", score_result_json(&s.results[0]), "b",
-                            score_result_json(&s.results[1]));
+    OrdinalDist da, db;
+    dist_from_result(&s.results[0], &da);
+    dist_from_result(&s.results[1], &db);
+    PairProbs pp;
+    ordinal_pair_probs(&da, &db, &pp);
+    json_t *out = json_pack("{s:f, s:f, s:f, s:o, s:o}", "p_a_better", pp.win, "p_tie", pp.tie, "p_b_better",
+                            pp.loss, "a", score_result_json(&s.results[0]), "b", score_result_json(&s.results[1]));
     items_free(&s);
     return out;
 }

@@ -24,7 +24,4 @@ json_t *route_score_evaluation(const RouteEnv *env, json_t *body, RouteError *e)
 json_t *route_score(const RouteEnv *env, json_t *body, RouteError *e);
 json_t *route_compare(const RouteEnv *env, json_t *body, RouteError *e);
 
-/* The per-item JSON of /v1/score (also used inside /v1/compare). */
-json_t *score_result_json(const ScoreResult *r);
-
 #endif

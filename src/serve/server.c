@@ -191,7 +191,7 @@ static enum MHD_Result answer_post(Server *s, struct MHD_Connection *c, Request 
     default: e.code = 500; snprintf(e.msg, sizeof e.msg, "unrouted"); break;
     }
     json_decref(body);
-    if (!out) return send_error(s, c, rq, e.code ? e.code : 500, e.msg);
+    if (!out) return send_error(s, c, rq, e.code ? e.code : 500, e.msg[0] ? e.msg : "could not build the response");
     return send_json(s, c, rq, 200, out);
 }
 

@@ -1,5 +1,7 @@
 #include "train/trainer.h"
 
+#include <dirent.h>
+
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
@@ -175,9 +177,22 @@ static int64_t stream_next(Stream *s, size_t n) {
 
 /* ---- the model writer of checkpoints (engine files + the BT head) ---- */
 
+/* A LoRA run saves the merged weights (a plain HF checkpoint any tool loads)
+ * and, in DIR/adapter/, the fp32 PEFT adapter that exact resume reloads on
+ * top of the base. The adapter lives in a subdirectory so that transformers
+ * (with peft installed) does not mistake the checkpoint for an adapter. */
+static int write_adapter(const Trainer *t, const char *dir, OprmError *err) {
+    char *ad = path_join(dir, LORA_ADAPTER_DIR);
+    int rc = make_dirs(ad, err);
+    if (rc == 0) rc = model_save_adapter(t->model, ad, err);
+    free(ad);
+    return rc;
+}
+
 static int write_model(void *ctx, const char *dir, OprmError *err) {
     Trainer *t = ctx;
     if (model_save(t->model, dir, err) != 0) return -1;
+    if (t->cfg->lora_rank > 0 && write_adapter(t, dir, err) != 0) return -1;
     if (t->bt_w) {
         StWriteTensor w = {.name = BT_HEAD_TENSOR, .data = t->bt_w, .ndim = 2, .shape = {1, t->hidden}};
         char *p = path_join(dir, BT_HEAD_FILE);
@@ -232,6 +247,11 @@ static json_t *training_args_json(const TrainConfig *c) {
     json_object_set_new(a, "rgft_halfwidth", json_real(c->rgft.halfwidth));
     json_object_set_new(a, "rgft_floor", json_real(c->rgft.floor));
     json_object_set_new(a, "label_fraction", json_real(c->label_fraction));
+    if (c->lora_rank > 0) {
+        json_object_set_new(a, "lora_rank", json_integer(c->lora_rank));
+        json_object_set_new(a, "lora_alpha", json_real(c->lora_alpha > 0 ? c->lora_alpha : 2.0 * c->lora_rank));
+        json_object_set_new(a, "lora_targets", json_string(c->lora_targets ? c->lora_targets : "all-linear"));
+    }
     return a;
 }
 
@@ -257,7 +277,11 @@ static int save_checkpoint(Trainer *t, int final, OprmError *err) {
                            .meta = &meta,
                            .state = &t->st,
                            .opt = final ? NULL : t->opt};
-    if (final) return checkpoint_save_final(t->cfg->output_dir, &c, err);
+    if (final) {
+        if (checkpoint_save_final(t->cfg->output_dir, &c, err) != 0) return -1;
+        /* The final save moves files one by one and keeps no subdirectory. */
+        return t->cfg->lora_rank > 0 ? write_adapter(t, t->cfg->output_dir, err) : 0;
+    }
     char *path = NULL;
     if (checkpoint_save(t->cfg->output_dir, t->st.global_step, &c, t->cfg->save_total_limit, &path, err) != 0)
         return -1;
@@ -416,11 +440,73 @@ static int output_has_run(const char *dir) {
     return has;
 }
 
+/* --lora-targets: "all-linear" or a comma list of q,k,v,o,gate,up,down (the
+ * HF module names q_proj ... down_proj are accepted too). */
+static int parse_lora_targets(const char *list, unsigned *mask, OprmError *err) {
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } names[] = {{"q", LORA_Q}, {"k", LORA_K}, {"v", LORA_V}, {"o", LORA_O},
+                 {"gate", LORA_GATE}, {"up", LORA_UP}, {"down", LORA_DOWN}};
+    *mask = 0;
+    if (!list || !strcmp(list, "all-linear") || !strcmp(list, "all")) {
+        *mask = LORA_Q | LORA_K | LORA_V | LORA_O | LORA_GATE | LORA_UP | LORA_DOWN;
+        return 0;
+    }
+    const char *p = list;
+    while (*p) {
+        size_t n = strcspn(p, ",");
+        size_t base = n > 5 && !strncmp(p + n - 5, "_proj", 5) ? n - 5 : n;
+        unsigned bit = 0;
+        for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+            if (strlen(names[i].name) == base && !strncmp(p, names[i].name, base)) bit = names[i].bit;
+        if (!bit)
+            return oprm_fail(err, "--lora-targets: unknown module '%.*s' (use all-linear or a comma list of "
+                             "q,k,v,o,gate,up,down)", (int)n, p);
+        *mask |= bit;
+        p += n + (p[n] == ',');
+    }
+    return 0;
+}
+
+/* Whether a model directory stores its weights in BF16: LoRA keeps the frozen
+ * base in its stored precision. */
+static int stored_as_bf16(const char *dir) {
+    /* model.safetensors, or the first shard of a sharded checkpoint. */
+    char *path = NULL;
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && !path && (e = readdir(d)))
+        if (!strcmp(e->d_name, "model.safetensors") || !strncmp(e->d_name, "model-00001-of-", 15))
+            path = path_join(dir, e->d_name);
+    if (d) closedir(d);
+    int bf16 = 0;
+    OprmError ignored;
+    StFile *f = path ? st_open(path, &ignored) : NULL;
+    if (f) {
+        for (int i = 0; i < f->n_tensors; i++)
+            if (f->tensors[i].ndim == 2) {
+                bf16 = f->tensors[i].dtype == ST_BF16;
+                break;
+            }
+        st_close(f);
+    }
+    free(path);
+    return bf16;
+}
+
+static int lora_options(const TrainConfig *c, ModelOptions *mo, OprmError *err) {
+    mo->lora_rank = c->lora_rank;
+    mo->lora_alpha = c->lora_alpha > 0 ? c->lora_alpha : 2.0 * c->lora_rank;
+    mo->lora_seed = c->seed;
+    mo->frozen_storage = stored_as_bf16(c->model_dir) ? WEIGHTS_BF16 : WEIGHTS_F32;
+    return parse_lora_targets(c->lora_targets, &mo->lora_targets, err);
+}
+
 static int setup(Trainer *t, OprmError *err) {
     const TrainConfig *c = t->cfg;
-    if (c->lora_rank > 0)
-        return oprm_fail(err, "LoRA is not available yet (the engine trains all weights); "
-                         "drop --lora-rank to fine-tune the full model");
+    ModelOptions mo = {0};
+    if (c->lora_rank > 0 && lora_options(c, &mo, err) != 0) return -1;
     if (open_data(t, err)) return -1;
     t->tok = tok_load(c->model_dir, err);
     if (!t->tok) return oprm_prefix(err, "--model %s: ", c->model_dir);
@@ -460,7 +546,22 @@ static int setup(Trainer *t, OprmError *err) {
                          c->output_dir);
     }
     if (c->threads > 0) model_set_threads(c->threads);
-    t->model = model_load(resume_dir ? resume_dir : c->model_dir, NULL, err);
+    /* Full fine-tuning resumes from the checkpoint's fp32 weights; LoRA from
+     * the base plus the checkpoint's fp32 adapter. */
+    if (c->lora_rank > 0) {
+        t->model = model_load(c->model_dir, &mo, err);
+        if (t->model && resume_dir) {
+            char *ad = path_join(resume_dir, LORA_ADAPTER_DIR);
+            if (model_load_adapter(t->model, ad, err) != 0) {
+                oprm_prefix(err, "--resume: ");
+                model_free(t->model);
+                t->model = NULL;
+            }
+            free(ad);
+        }
+    } else {
+        t->model = model_load(resume_dir ? resume_dir : c->model_dir, NULL, err);
+    }
     if (!t->model) {
         free(resume_dir);
         return -1;

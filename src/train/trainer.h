@@ -16,6 +16,8 @@
 #define TRAIN_MAX_DATA_FILES 16
 #define TRAIN_LOG_FILE "train_log.jsonl"
 #define BT_HEAD_FILE "bt_head.safetensors"
+/* LoRA runs: the PEFT adapter beside the merged weights (DIR/adapter/). */
+#define LORA_ADAPTER_DIR "adapter"
 #define BT_HEAD_TENSOR "score.weight"
 
 typedef enum { TRAIN_LOSS_OPRM = 0, TRAIN_LOSS_BT = 1 } TrainLoss;
@@ -63,9 +65,9 @@ struct TrainConfig {
 
     const char *chat_format;  /* NULL = from the tokenizer */
     const char *template_path;/* NULL = built-in scoring template */
-    int lora_rank;            /* > 0 is refused (not in the engine yet) */
-    double lora_alpha;
-    const char *lora_targets;
+    int lora_rank;            /* 0 = full fine-tuning */
+    double lora_alpha;        /* 0 = 2 x rank */
+    const char *lora_targets; /* NULL = all-linear */
 
     int dataloader_num_workers; /* 0: build batches inline; >= 1: one prefetch thread [1] */
     int progress;             /* -1 auto (isatty(stderr)), 0 off, 1 on */

@@ -1,0 +1,37 @@
+/* Scoring every response of a data file with a Scorer, record by record
+ * (streaming: only a batch of records is in memory), with a progress bar.
+ * Shared by `oprm score`, `eval`, `bon` and `audit`. */
+#ifndef OPRM_EVAL_SCORE_DATA_H
+#define OPRM_EVAL_SCORE_DATA_H
+
+#include <jansson.h>
+
+#include "data/reader.h"
+#include "eval/progress.h"
+#include "eval/scorer.h"
+#include "ordinal/ordinal.h"
+
+/* Called once per record in file order with its responses' results
+ * (res[i] belongs to rec->responses[i]). Return 0, or -1 with err set to stop. */
+typedef int (*ScoredRecordFn)(void *ctx, const DataRecord *rec, size_t index, const ScoreResult *res,
+                              OprmError *err);
+
+/* batch_responses: responses per scorer call (0 = 64); progress may be NULL. */
+int score_data_file(Scorer *s, DataFile *f, int batch_responses, Progress *progress, ScoredRecordFn fn,
+                    void *ctx, OprmError *err);
+
+/* The ScoreRequest of one response of a record (turns point into rec; the
+ * caller provides room for rec->prompt.n turns). */
+void score_request_of(const DataRecord *rec, size_t response, ScoreTurn *turns, ScoreRequest *out);
+
+/* Rebuilds the ordinal distribution (p, log p, cdf) from a result's p. */
+void dist_of_result(const ScoreResult *r, OrdinalDist *d);
+
+/* "chosen"/"rejected", "response", "best"/"other". */
+const char *response_side_name(RecordKind kind, size_t response);
+
+/* {"distribution": [9], "mean", "std", "entropy", "mode", "bimodality",
+ * "bimodal", "truncated", "n_tokens"}: the fields of one scored response. */
+json_t *score_result_json(const ScoreResult *r);
+
+#endif
