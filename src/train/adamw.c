@@ -1,6 +1,7 @@
 #include "train/adamw.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,28 +43,48 @@ void adamw_free(AdamW *opt) {
     free(opt);
 }
 
-static void update_tensor(float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
-                          size_t n, float decay_mul, float b1, float one_minus_b1, float b2,
-                          float one_minus_b2, float bc2_sqrt, float eps, float neg_step_size) {
-#pragma omp parallel for schedule(static) if (n > 8192)
+/* The update of elements [0, n) of one tensor, elementwise like torch's
+ * single-tensor AdamW (same float operations in the same order, so results do
+ * not depend on how the elements are split). zero_grad also clears g, saving
+ * model_zero_grad's separate pass over the gradient buffer. */
+static inline void update_span(float *restrict p, float *restrict g, float *restrict m, float *restrict v, size_t n,
+                               float decay_mul, float b1, float one_minus_b1, float b2, float one_minus_b2,
+                               float bc2_sqrt, float eps, float neg_step_size, int zero_grad) {
+#pragma omp simd
     for (size_t i = 0; i < n; i++) {
+        float gi = g[i];
         float pi = p[i] * decay_mul;
-        float mi = m[i] * b1 + one_minus_b1 * g[i];
-        float vi = v[i] * b2 + one_minus_b2 * (g[i] * g[i]);
+        float mi = m[i] * b1 + one_minus_b1 * gi;
+        float vi = v[i] * b2 + one_minus_b2 * (gi * gi);
         float denom = sqrtf(vi) / bc2_sqrt + eps;
         p[i] = pi + neg_step_size * (mi / denom);
         m[i] = mi;
         v[i] = vi;
     }
+    if (zero_grad) memset(g, 0, n * sizeof(float)); /* still in cache: the span is at most a thread's share */
 }
 
-int adamw_step(AdamW *opt, ModelParam *params, int nparams, double lr, OprmError *err) {
+typedef struct {
+    float *p, *g, *m, *v;
+    size_t n;
+    float decay_mul;
+} UpdateJob;
+
+/* Threads split the concatenation of all tensors into equal contiguous ranges:
+ * one parallel region per step instead of one per tensor (a team start and a
+ * barrier each, and hundreds of tensors), and no thread idles on small ones. */
+#define ADAMW_MIN_PARALLEL 65536
+#define ADAMW_SPAN 16384 /* elements per inner call: p, g, m, v of a span stay in L1/L2 */
+
+static int step_impl(AdamW *opt, ModelParam *params, int nparams, double lr, int zero_grad, OprmError *err) {
     int k = 0;
+    size_t total = 0;
     for (int i = 0; i < nparams; i++) {
         if (!params[i].grad) continue;
         if (k >= opt->nslots || strcmp(opt->slots[k].name, params[i].name) || opt->slots[k].numel != params[i].numel)
             return oprm_fail(err, "optimizer: parameter %d '%s' does not match the optimizer state (%s)", i,
                              params[i].name, k < opt->nslots ? opt->slots[k].name : "no more tensors");
+        total += params[i].numel;
         k++;
     }
     if (k != opt->nslots)
@@ -74,18 +95,48 @@ int adamw_step(AdamW *opt, ModelParam *params, int nparams, double lr, OprmError
     double t = (double)opt->step;
     double bc1 = 1.0 - pow(c->beta1, t);
     double bc2 = 1.0 - pow(c->beta2, t);
-    float neg_step_size = (float)(-(lr / bc1));
-    float bc2_sqrt = (float)sqrt(bc2);
+    const float neg_step_size = (float)(-(lr / bc1));
+    const float bc2_sqrt = (float)sqrt(bc2);
+    const float b1 = (float)c->beta1, omb1 = (float)(1.0 - c->beta1), b2 = (float)c->beta2,
+                omb2 = (float)(1.0 - c->beta2), eps = (float)c->eps;
+    UpdateJob *jobs = xmalloc((size_t)(k ? k : 1) * sizeof *jobs);
     k = 0;
     for (int i = 0; i < nparams; i++) {
         if (!params[i].grad) continue;
-        AdamWSlot *s = &opt->slots[k++];
-        float decay_mul = s->decay ? (float)(1.0 - lr * c->weight_decay) : 1.0f;
-        update_tensor(params[i].data, params[i].grad, s->m, s->v, s->numel, decay_mul, (float)c->beta1,
-                      (float)(1.0 - c->beta1), (float)c->beta2, (float)(1.0 - c->beta2), bc2_sqrt,
-                      (float)c->eps, neg_step_size);
+        AdamWSlot *s = &opt->slots[k];
+        jobs[k++] = (UpdateJob){params[i].data, params[i].grad, s->m, s->v, s->numel,
+                                s->decay ? (float)(1.0 - lr * c->weight_decay) : 1.0f};
     }
+    const int njobs = k;
+#pragma omp parallel if (total > ADAMW_MIN_PARALLEL)
+    {
+        int nt = omp_get_num_threads(), tid = omp_get_thread_num();
+        /* Range boundaries on multiples of 16 floats (64 bytes) so no two
+         * threads share a cache line inside one tensor. */
+        size_t lo = (total * (size_t)tid / (size_t)nt) & ~(size_t)15;
+        size_t hi = tid == nt - 1 ? total : (total * (size_t)(tid + 1) / (size_t)nt) & ~(size_t)15;
+        size_t base = 0;
+        for (int j = 0; j < njobs && base < hi; j++) {
+            const UpdateJob *u = &jobs[j];
+            size_t a = lo > base ? lo - base : 0, b = hi - base < u->n ? hi - base : u->n;
+            for (size_t s0 = a; s0 < b; s0 += ADAMW_SPAN) {
+                size_t len = b - s0 < ADAMW_SPAN ? b - s0 : ADAMW_SPAN;
+                update_span(u->p + s0, u->g + s0, u->m + s0, u->v + s0, len, u->decay_mul, b1, omb1, b2, omb2,
+                            bc2_sqrt, eps, neg_step_size, zero_grad);
+            }
+            base += u->n;
+        }
+    }
+    free(jobs);
     return 0;
+}
+
+int adamw_step(AdamW *opt, ModelParam *params, int nparams, double lr, OprmError *err) {
+    return step_impl(opt, params, nparams, lr, 0, err);
+}
+
+int adamw_step_zero_grad(AdamW *opt, ModelParam *params, int nparams, double lr, OprmError *err) {
+    return step_impl(opt, params, nparams, lr, 1, err);
 }
 
 static double sum_squares(const float *g, size_t n) {
