@@ -41,13 +41,11 @@ static void block_probs(float *p, float *lb, const float *qb, const float *kh, i
             float mx = row[0];
             #pragma omp simd reduction(max : mx)
             for (int j = 1; j <= i; j++) mx = row[j] > mx ? row[j] : mx;
+            #pragma omp simd
+            for (int j = 0; j <= i; j++) row[j] = fast_expf(row[j] - mx);
             double sum = 0;
             #pragma omp simd reduction(+ : sum)
-            for (int j = 0; j <= i; j++) {
-                float e = fast_expf(row[j] - mx);
-                row[j] = e;
-                sum += e;
-            }
+            for (int j = 0; j <= i; j++) sum += row[j];
             float inv = (float)(1.0 / sum);
             #pragma omp simd
             for (int j = 0; j <= i; j++) row[j] *= inv;
