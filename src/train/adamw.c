@@ -50,18 +50,24 @@ void adamw_free(AdamW *opt) {
 static inline void update_span(float *restrict p, float *restrict g, float *restrict m, float *restrict v, size_t n,
                                float decay_mul, float b1, float one_minus_b1, float b2, float one_minus_b2,
                                float bc2_sqrt, float eps, float neg_step_size, int zero_grad) {
-#pragma omp simd
-    for (size_t i = 0; i < n; i++) {
-        float gi = g[i];
-        float pi = p[i] * decay_mul;
-        float mi = m[i] * b1 + one_minus_b1 * gi;
-        float vi = v[i] * b2 + one_minus_b2 * (gi * gi);
-        float denom = sqrtf(vi) / bc2_sqrt + eps;
-        p[i] = pi + neg_step_size * (mi / denom);
-        m[i] = mi;
-        v[i] = vi;
+#define ADAMW_BODY(CLEAR)                                                                                   \
+    _Pragma("omp simd") for (size_t i = 0; i < n; i++) {                                                    \
+        float gi = g[i];                                                                                    \
+        float pi = p[i] * decay_mul;                                                                        \
+        float mi = m[i] * b1 + one_minus_b1 * gi;                                                           \
+        float vi = v[i] * b2 + one_minus_b2 * (gi * gi);                                                    \
+        float denom = sqrtf(vi) / bc2_sqrt + eps;                                                           \
+        p[i] = pi + neg_step_size * (mi / denom);                                                           \
+        m[i] = mi;                                                                                          \
+        v[i] = vi;                                                                                          \
+        CLEAR;                                                                                              \
     }
-    if (zero_grad) memset(g, 0, n * sizeof(float)); /* still in cache: the span is at most a thread's share */
+    if (zero_grad) {
+        ADAMW_BODY(g[i] = 0.0f)
+    } else {
+        ADAMW_BODY((void)0)
+    }
+#undef ADAMW_BODY
 }
 
 typedef struct {
