@@ -82,7 +82,7 @@ typedef struct {
 #define ADAMW_MIN_PARALLEL 65536
 #define ADAMW_SPAN 16384 /* elements per inner call: p, g, m, v of a span stay in L1/L2 */
 
-static int step_impl(AdamW *opt, ModelParam *params, int nparams, double lr, int zero_grad, OprmError *err) {
+static int adamw_update(AdamW *opt, ModelParam *params, int nparams, double lr, int zero_grad, OprmError *err) {
     int k = 0;
     size_t total = 0;
     for (int i = 0; i < nparams; i++) {
@@ -138,11 +138,11 @@ static int step_impl(AdamW *opt, ModelParam *params, int nparams, double lr, int
 }
 
 int adamw_step(AdamW *opt, ModelParam *params, int nparams, double lr, OprmError *err) {
-    return step_impl(opt, params, nparams, lr, 0, err);
+    return adamw_update(opt, params, nparams, lr, 0, err);
 }
 
 int adamw_step_zero_grad(AdamW *opt, ModelParam *params, int nparams, double lr, OprmError *err) {
-    return step_impl(opt, params, nparams, lr, 1, err);
+    return adamw_update(opt, params, nparams, lr, 1, err);
 }
 
 static double sum_squares(const float *g, size_t n) {
