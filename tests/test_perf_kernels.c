@@ -110,6 +110,39 @@ static void test_adamw_fused_zero_grad(void) {
     omp_set_num_threads(1);
 }
 
+/* grad_global_norm (one parallel loop over the chunks of all tensors) is the
+ * same bit for bit on 1 and 2 threads and matches a double reference;
+ * grads_scale (one region over all tensors) scales every element exactly. */
+static void test_grad_norm_and_scale(void) {
+    const char *names[3] = {"a.weight", "frozen.weight", "b.weight"};
+    size_t sizes[3] = {100003, 64, 40000};
+    ModelParam p[3];
+    for (int i = 0; i < 3; i++) {
+        p[i] = (ModelParam){.name = names[i], .data = calloc(sizes[i], 4), .grad = i == 1 ? NULL : malloc(sizes[i] * 4),
+                            .numel = sizes[i], .ndim = 1, .shape = {(int64_t)sizes[i], 0}};
+        if (p[i].grad) fill(p[i].grad, sizes[i], 11 + i, 0.5f);
+    }
+    double ref = 0;
+    for (int i = 0; i < 3; i++)
+        for (size_t j = 0; p[i].grad && j < sizes[i]; j++) ref += (double)p[i].grad[j] * p[i].grad[j];
+    ref = sqrt(ref);
+    omp_set_num_threads(1);
+    double n1 = grad_global_norm(p, 3);
+    omp_set_num_threads(2);
+    double n2 = grad_global_norm(p, 3);
+    CHECK(n1 == n2);
+    CHECK_NEAR(n1, ref, 0, 1e-12);
+    float before = p[2].grad[39999];
+    grads_scale(p, 3, 0.25f);
+    CHECK(p[2].grad[39999] == before * 0.25f);
+    CHECK_NEAR(grad_global_norm(p, 3), ref * 0.25, 0, 1e-12);
+    omp_set_num_threads(1);
+    for (int i = 0; i < 3; i++) {
+        free(p[i].data);
+        free(p[i].grad);
+    }
+}
+
 /* dw of rmsnorm_backward (column blocks, one more column than a multiple of
  * the block) accumulates onto what dw held, as sum_rows dy * x * rstd. */
 static void test_rmsnorm_dw_blocks(void) {
@@ -146,5 +179,6 @@ int main(void) {
     RUN(test_fast_expf_vector_loop);
     RUN(test_adamw_fused_zero_grad);
     RUN(test_rmsnorm_dw_blocks);
+    RUN(test_grad_norm_and_scale);
     return test_summary();
 }

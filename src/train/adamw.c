@@ -145,41 +145,76 @@ int adamw_step_zero_grad(AdamW *opt, ModelParam *params, int nparams, double lr,
     return adamw_update(opt, params, nparams, lr, 1, err);
 }
 
-static double sum_squares(const float *g, size_t n) {
-    size_t nchunks = (n + NORM_CHUNK - 1) / NORM_CHUNK;
-    double *part = xmalloc((nchunks ? nchunks : 1) * sizeof(double));
-#pragma omp parallel for schedule(static) if (nchunks > 1)
-    for (size_t c = 0; c < nchunks; c++) {
-        size_t lo = c * NORM_CHUNK, hi = lo + NORM_CHUNK < n ? lo + NORM_CHUNK : n;
-        /* Eight independent sums: the adds pipeline (and vectorise) instead
-         * of waiting on one another; still a fixed order. */
-        double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        size_t i = lo;
-        for (; i + 8 <= hi; i += 8)
-            for (int k = 0; k < 8; k++) acc[k] += (double)g[i + k] * g[i + k];
-        for (; i < hi; i++) acc[0] += (double)g[i] * g[i];
-        part[c] = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-    }
-    double total = 0;
-    for (size_t c = 0; c < nchunks; c++) total += part[c];
-    free(part);
-    return total;
+/* Sum of squares of g[lo, hi) with eight independent sums: the adds pipeline
+ * (and vectorise) instead of waiting on one another; still a fixed order. */
+static double chunk_sum_squares(const float *g, size_t lo, size_t hi) {
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    size_t i = lo;
+    for (; i + 8 <= hi; i += 8)
+        for (int k = 0; k < 8; k++) acc[k] += (double)g[i + k] * g[i + k];
+    for (; i < hi; i++) acc[0] += (double)g[i] * g[i];
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
+/* Every trainable tensor is cut into NORM_CHUNK pieces; all pieces of all
+ * tensors go through ONE parallel loop (not a team per tensor), and the
+ * partial sums are added afterwards per tensor in chunk order, then over
+ * tensors in order: the same value for any thread count. */
 double grad_global_norm(const ModelParam *params, int nparams) {
-    double total = 0;
+    size_t nchunks = 0;
     for (int i = 0; i < nparams; i++)
-        if (params[i].grad) total += sum_squares(params[i].grad, params[i].numel);
+        if (params[i].grad) nchunks += (params[i].numel + NORM_CHUNK - 1) / NORM_CHUNK;
+    size_t *first = xmalloc((size_t)(nparams > 0 ? nparams : 1) * sizeof *first);
+    const float **cg = xmalloc((nchunks ? nchunks : 1) * sizeof *cg);
+    size_t *clo = xmalloc((nchunks ? nchunks : 1) * sizeof *clo), *chi = xmalloc((nchunks ? nchunks : 1) * sizeof *chi);
+    double *part = xmalloc((nchunks ? nchunks : 1) * sizeof *part);
+    size_t c = 0;
+    for (int i = 0; i < nparams; i++) {
+        first[i] = c;
+        if (!params[i].grad) continue;
+        for (size_t lo = 0; lo < params[i].numel; lo += NORM_CHUNK, c++) {
+            cg[c] = params[i].grad;
+            clo[c] = lo;
+            chi[c] = lo + NORM_CHUNK < params[i].numel ? lo + NORM_CHUNK : params[i].numel;
+        }
+    }
+#pragma omp parallel for schedule(static) if (nchunks > 4)
+    for (size_t k = 0; k < nchunks; k++) part[k] = chunk_sum_squares(cg[k], clo[k], chi[k]);
+    double total = 0;
+    for (int i = 0; i < nparams; i++) {
+        if (!params[i].grad) continue;
+        size_t end = i + 1 < nparams ? first[i + 1] : nchunks;
+        double t = 0;
+        for (size_t k = first[i]; k < end; k++) t += part[k];
+        total += t;
+    }
+    free(first);
+    free(cg);
+    free(clo);
+    free(chi);
+    free(part);
     return sqrt(total);
 }
 
+/* Elementwise, so (like the AdamW update) one region over the concatenation. */
 void grads_scale(ModelParam *params, int nparams, float scale) {
-    for (int i = 0; i < nparams; i++) {
-        float *g = params[i].grad;
-        if (!g) continue;
-        size_t n = params[i].numel;
-#pragma omp parallel for schedule(static) if (n > 8192)
-        for (size_t j = 0; j < n; j++) g[j] *= scale;
+    size_t total = 0;
+    for (int i = 0; i < nparams; i++)
+        if (params[i].grad) total += params[i].numel;
+#pragma omp parallel if (total > ADAMW_MIN_PARALLEL)
+    {
+        int nt = omp_get_num_threads(), tid = omp_get_thread_num();
+        size_t lo = (total * (size_t)tid / (size_t)nt) & ~(size_t)15;
+        size_t hi = tid == nt - 1 ? total : (total * (size_t)(tid + 1) / (size_t)nt) & ~(size_t)15;
+        size_t base = 0;
+        for (int i = 0; i < nparams && base < hi; i++) {
+            float *restrict g = params[i].grad;
+            if (!g) continue;
+            size_t n = params[i].numel, a = lo > base ? lo - base : 0, b = hi - base < n ? hi - base : n;
+#pragma omp simd
+            for (size_t j = a; j < b; j++) g[j] *= scale;
+            base += n;
+        }
     }
 }
 
