@@ -18,35 +18,6 @@
  * team member stalls the others at the barrier. */
 #define OMP_MIN_WORK 32768
 
-/* e^x for the softmax and SiLU: x = k ln2 + r with |r| <= ln2/2, a degree-6
- * polynomial for e^r (Cephes expf coefficients), 2^k built in the exponent
- * bits; within 1e-7 relative of exp() over [-87, 88]. Branch-free plain float
- * arithmetic with no errno, so the compiler vectorises the loops that call it
- * (libm's expf is a scalar call through the PLT). Finite inputs are clamped to
- * [-87, 88] (so e^-1000 gives ~1.6e-38, not 0); NaN and infinite inputs give
- * NaN — both callers only pass finite values (score differences, activations). */
-static inline float exp_fast(float x) {
-    x = (x < -87.0f) * -87.0f + (x >= -87.0f) * x; /* arithmetic selects keep the loop branch-free */
-    x = (x > 88.0f) * 88.0f + (x <= 88.0f) * x;
-    /* k = round(x / ln2) + 128, in [3, 255] after the clamp (positive, so the
-     * truncating conversion is a floor). */
-    int32_t k = (int32_t)(x * 1.44269504088896341f + 128.5f);
-    float n = (float)k - 128.0f;
-    float r = x - n * 0.693359375f + n * 2.12194440e-4f; /* ln2 in two parts */
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    union {
-        uint32_t u;
-        float f;
-    } two_k = {((uint32_t)k - 1u) << 23}; /* exponent field 127 + (k - 128) */
-    return p * two_k.f;
-}
-
 /* y[rows, out] = x[rows, in] . W[out, in]^T (+ b[out]). */
 void linear_forward(float *y, const float *x, const float *w, const float *b, int rows, int in, int out);
 /* dx[rows, in] += dy . W (skipped if dx NULL); dW[out, in] += dy^T . x; db[out] += sum_rows dy (if db). */

@@ -48,6 +48,11 @@ void adamw_free(AdamW *opt);
 /* One update with learning rate lr of every trainable tensor. Fails if params
  * do not match the tensors the optimizer was made for (name or size). */
 int adamw_step(AdamW *opt, ModelParam *params, int nparams, double lr, OprmError *err);
+/* adamw_step, then every trainable gradient is zero (cleared in the same pass
+ * over memory, cheaper than model_zero_grad after the step). Call it only
+ * where the gradients are no longer needed: after the last micro-batch of an
+ * accumulated step. Parameters and moments are bitwise those of adamw_step. */
+int adamw_step_zero_grad(AdamW *opt, ModelParam *params, int nparams, double lr, OprmError *err);
 
 /* sqrt(sum of squared gradient elements) over trainable tensors, summed in
  * double in a fixed order (the result does not depend on the thread count). */

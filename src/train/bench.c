@@ -68,8 +68,8 @@ static int train_step(BenchState *s, TrainPhases *ph, double *loss, OprmError *e
     double t2 = now_ms();
     if (model_backward(s->m, s->dh_last, err)) return -1;
     double t3 = now_ms();
-    if (adamw_step(s->opt, s->params, s->nparams, 1e-5, err)) return -1;
-    model_zero_grad(s->m); /* torch zeroes before backward; same work, same step */
+    /* torch zeroes before backward; the fused step clears the gradients in its own pass */
+    if (adamw_step_zero_grad(s->opt, s->params, s->nparams, 1e-5, err)) return -1;
     double t4 = now_ms();
     ph->fwd += t1 - t0;
     ph->head += t2 - t1;
