@@ -779,6 +779,9 @@ int train_run(const TrainConfig *cfg, TrainResult *result, OprmError *err) {
     double log_loss = 0, log_acc_pairs = 0, log_acc_correct = 0;
     int64_t log_count = 0, steps_here = 0;
     int64_t saved_step = -1;
+    /* Gradients are cleared here once, then by the optimizer step itself
+     * (adamw_step_zero_grad), which saves a pass over every gradient per step. */
+    zero_grads(&t);
     while (t.st.global_step < t.sched.total_steps) {
         double s0 = now_s();
         int n_items;
@@ -813,7 +816,6 @@ int train_run(const TrainConfig *cfg, TrainResult *result, OprmError *err) {
             prefetch_start(&pf, &t);
             have_next = 1;
         }
-        zero_grads(&t);
         StepStats ss = {0};
         int64_t step_tokens = 0, step_trunc = 0, step_contra = 0;
         for (int m = 0; m < cfg->grad_accum; m++) {
@@ -836,8 +838,7 @@ int train_run(const TrainConfig *cfg, TrainResult *result, OprmError *err) {
             goto done;
         }
         double lr = schedule_lr(&t.sched, cfg->learning_rate, t.st.global_step);
-        if (adamw_step(t.opt, t.params, t.nparams, lr, err)) goto done;
-        zero_grads(&t);
+        if (adamw_step_zero_grad(t.opt, t.params, t.nparams, lr, err)) goto done;
         t.st.global_step++;
         trainer_state_push_loss(&t.st, loss);
         t.truncated += step_trunc;
