@@ -1,5 +1,7 @@
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 
@@ -53,7 +55,22 @@ static void usage(FILE *f) {
     fprintf(f, "\nRun 'oprm <command> --help' for a command's options.\n");
 }
 
+/* libgomp's default makes idle threads spin at every barrier; on a machine
+ * whose cores are shared (CI, a laptop, two jobs at once) two spinning
+ * threads run 2-5x slower than one (docs/performance.md). Passive waiting
+ * costs little when the cores are free, so it is oprm's default. libgomp
+ * reads the variable when it is loaded, before main, hence the re-exec; a
+ * user's own OMP_WAIT_POLICY is respected. */
+static void default_to_passive_wait(char **argv) {
+    if (getenv("OMP_WAIT_POLICY") || getenv("OPRM_REEXECED")) return;
+    setenv("OMP_WAIT_POLICY", "passive", 1);
+    setenv("OPRM_REEXECED", "1", 1);
+    execv("/proc/self/exe", argv);
+    /* exec failed (no /proc): carry on with the default policy. */
+}
+
 int main(int argc, char **argv) {
+    default_to_passive_wait(argv);
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;
