@@ -2,7 +2,7 @@
 # Runs libFuzzer targets (built by `make fuzz-build` into build/fuzz/) and
 # prints one line per target: executions, coverage (cov = edges, ft =
 # features) and crashes.
-#   FUZZ_SECONDS=N fuzz/run.sh fuzz_x ...   N seconds each; new inputs are kept
+#   FUZZ_SECONDS=N fuzz/run.sh [fuzz_x ...] N seconds each (default: every target); new inputs are kept
 #                                           in build/fuzz/corpus/<target>/
 #   FUZZ_SMOKE=1 fuzz/run.sh fuzz_x ...     the test-suite run: FUZZ_SMOKE_SECONDS
 #                                           (default 12) each on the committed
@@ -38,7 +38,9 @@ dict_of() {
   esac
 }
 
-for t in "$@"; do
+targets=("$@")
+[ ${#targets[@]} = 0 ] && for c in fuzz/fuzz_*.c; do targets+=("$(basename "$c" .c)"); done
+for t in "${targets[@]}"; do
   bin=build/fuzz/$t
   if [ ! -x "$bin" ]; then
     echo "fuzz: $t not built (no clang?) -- skipped"
