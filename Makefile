@@ -56,7 +56,7 @@ test-release: $(TEST_BINS_RELEASE) build/release/oprm
 clean:
 	rm -rf build
 
-include fuzz/fuzz.mk
+include fuzz/fuzz.mk tests/valgrind.mk
 
 .PHONY: all test test-release clean
 .SECONDARY:

@@ -9,7 +9,8 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?=
 FUZZ_FLAGS   := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_BASE    := $(filter-out -fopenmp,$(BASE)) -Wno-unknown-pragmas
-FUZZ_LIB_SRC := $(wildcard src/util/*.c src/io/*.c src/tok/*.c src/data/*.c src/serve/*.c src/ordinal/*.c) \
+FUZZ_LIB_SRC := $(wildcard src/util/*.c src/io/*.c src/tok/*.c src/data/*.c src/serve/*.c src/ordinal/*.c \
+                          src/train/*.c) \
                 src/model/config.c
 FUZZ_NAMES   := $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c))
 FUZZ_BINS    := $(addprefix build/fuzz/,$(FUZZ_NAMES))

@@ -34,6 +34,7 @@ dict_of() {
     fuzz_tokenizer_load) echo tokenizer ;;
     fuzz_data) echo data ;;
     fuzz_serve_request) echo serve ;;
+    fuzz_checkpoint) echo json ;;
     *) echo "" ;;
   esac
 }

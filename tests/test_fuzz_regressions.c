@@ -29,6 +29,11 @@
 #include "../fuzz/fuzz_tokenizer_encode.c"
 #undef LLVMFuzzerTestOneInput
 #undef LLVMFuzzerInitialize
+#define LLVMFuzzerTestOneInput fuzz_checkpoint_one
+#define LLVMFuzzerInitialize fuzz_checkpoint_init
+#include "../fuzz/fuzz_checkpoint.c"
+#undef LLVMFuzzerTestOneInput
+#undef LLVMFuzzerInitialize
 #define LLVMFuzzerTestOneInput fuzz_serve_request_one
 #define LLVMFuzzerInitialize fuzz_serve_request_init
 #include "../fuzz/fuzz_serve_request.c"
@@ -98,6 +103,15 @@ static void test_serve_request(void) {
     metrics_destroy(&sv_fz_metrics);
 }
 
+static void test_checkpoint(void) {
+    fuzz_checkpoint_init(NULL, NULL);
+    feed_target("fuzz_checkpoint", fuzz_checkpoint_one);
+    OprmError err;
+    CHECK(checkpoint_verify(ck_fz_dir, 1, &err) == 0); /* every original file was put back */
+    free(ck_fz_dir);
+    for (int k = 0; k < 4; k++) free(ck_fz_orig[k]);
+}
+
 int main(void) {
     RUN(test_safetensors);
     RUN(test_config);
@@ -105,5 +119,6 @@ int main(void) {
     RUN(test_tokenizer_load);
     RUN(test_tokenizer_encode);
     RUN(test_serve_request);
+    RUN(test_checkpoint);
     return test_summary();
 }

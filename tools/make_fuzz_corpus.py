@@ -2,7 +2,9 @@
 """Writes the seed corpora of the libFuzzer targets into fuzz/corpus/<target>/
 from ../shared/data and hand-written cases (the test suite's shapes). Seeds are
 kept small (a few KB each, < 1 MB in all). Usage: tools/make_fuzz_corpus.py
-(from the repo root; OPRM_SHARED_DATA overrides ../shared/data)."""
+(from the repo root; OPRM_SHARED_DATA overrides ../shared/data).
+fuzz/corpus/fuzz_checkpoint/ comes from the harness itself (it saves a real
+checkpoint): OPRM_FUZZ_WRITE_SEEDS=fuzz/corpus/fuzz_checkpoint build/fuzz/fuzz_checkpoint -runs=0"""
 import hashlib, json, os, shutil, struct, sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -175,8 +177,9 @@ def serve_seeds():
 
 
 def main():
-    if os.path.isdir(OUT):
-        shutil.rmtree(OUT)
+    for t in ("fuzz_safetensors", "fuzz_config", "fuzz_tokenizer_load", "fuzz_tokenizer_encode", "fuzz_data",
+              "fuzz_serve_request"):
+        shutil.rmtree(os.path.join(OUT, t), ignore_errors=True)
     safetensors_seeds()
     config_seeds()
     tokenizer_seeds()
