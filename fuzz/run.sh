@@ -9,7 +9,7 @@
 #                                           seeds, throwaway corpus, and a final
 #                                           "RESULT passed failed" line (one
 #                                           check per target) for tests/run.sh.
-# Crashing inputs land in build/fuzz/artifacts/<target>/; reproduce with
+# Crashing inputs land in build/fuzz/artifacts/[smoke/]<target>/; reproduce with
 # build/fuzz/<target> FILE, and commit them to tests/fixtures/fuzz-regressions/<target>/.
 set -u
 cd "$(dirname "$0")/.."
@@ -47,8 +47,10 @@ for t in "${targets[@]}"; do
     echo "fuzz: $t not built (no clang?) -- skipped"
     continue
   fi
-  art=build/fuzz/artifacts/$t/
-  mkdir -p "$art" build/fuzz/logs
+  # the smoke run keeps its own logs and artifacts, so it can run beside a long one
+  sub=; [ "$smoke" = 1 ] && sub=smoke/
+  art=build/fuzz/artifacts/$sub$t/
+  mkdir -p "$art" build/fuzz/logs/$sub
   if [ "$smoke" = 1 ]; then
     work=$(mktemp -d "${TMPDIR:-/tmp}/oprm-fuzz-$t.XXXXXX")
   else
@@ -61,21 +63,24 @@ for t in "${targets[@]}"; do
   d=$(dict_of "$t")
   dictarg=()
   [ -n "$d" ] && dictarg=(-dict=fuzz/dict/$d.dict)
-  log=build/fuzz/logs/$t.log
+  log=build/fuzz/logs/$sub$t.log
   before=$(ls "$art" | wc -l)
   "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2560 -max_len="$(max_len "$t")" \
     -print_final_stats=1 -artifact_prefix="$art" "${dictarg[@]}" "${dirs[@]}" >"$log" 2>&1
   rc=$?
   after=$(ls "$art" | wc -l)
   crashes=$((after - before))
-  execs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | awk '{print $2}' | tail -n1)
-  covline=$(grep -E '^#[0-9]+' "$log" | grep -o 'cov: [0-9]* ft: [0-9]*' | tail -n1)
+  execs=$(grep -ao 'stat::number_of_executed_units: [0-9]*' "$log" | awk '{print $2}' | tail -n1)
+  covline=$(grep -aE '^#[0-9]+' "$log" | grep -ao 'cov: [0-9]* ft: [0-9]*' | tail -n1)
   corp=$(ls "$work" | wc -l)
-  printf '%-24s %4ss  execs %-10s %-22s corpus %-6s crashes %s (exit %s)\n' \
-    "$t" "$secs" "${execs:-?}" "${covline:-cov: ? ft: ?}" "$corp" "$crashes" "$rc"
+  summary=$(printf '%-24s %4ss  execs %-10s %-22s corpus %-6s crashes %s (exit %s)' \
+    "$t" "$secs" "${execs:-?}" "${covline:-cov: ? ft: ?}" "$corp" "$crashes" "$rc")
+  echo "$summary"
+  # long runs add up over a session: build/fuzz/history.txt keeps every one
+  [ "$smoke" = 1 ] || echo "$(date -u +%FT%TZ) $summary" >>build/fuzz/history.txt
   if [ "$rc" != 0 ] || [ "$crashes" != 0 ]; then
     failed=$((failed + 1))
-    grep -E 'ERROR|SUMMARY|invariant|runtime error|#[0-9]+ 0x' "$log" | head -n 25
+    grep -aE 'ERROR|SUMMARY|invariant|runtime error|#[0-9]+ 0x' "$log" | head -n 25
   else
     passed=$((passed + 1))
   fi

@@ -5,8 +5,11 @@
  * After each kill the parent checks what a resumed run would see: the
  * previous checkpoint still verifies (checksums) and loads, the new one is
  * complete or absent, and checkpoint_cleanup_stale removes (or restores)
- * every leftover of the dead saver. */
+ * every leftover of the dead saver. The final save into --output itself is
+ * killed the same way (its contract: complete old, complete new, or no
+ * manifest at all) and is run against a full disk (RLIMIT_FSIZE). */
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -21,7 +24,7 @@
 enum { NBIG = 1 << 20, NTRIALS = 10 };
 static float *weights, *grads;
 static ModelParam params[1];
-static char root[256], out_dir[300], src_dir[300];
+static char root[200], out_dir[512], src_dir[300];
 
 typedef struct {
     float fill; /* every weight of the saved model; tells A from B */
@@ -138,7 +141,7 @@ static void test_kill_during_save(void) {
         int64_t step = replace ? 10 : 20;
         uint64_t seed = 1000 + (uint64_t)trial;
         lcg = lcg * 6364136223846793005ull + 1442695040888963407ull;
-        double delay = save_s * 1.1 * (double)(lcg >> 11) / 9007199254740992.0;
+        double delay = save_s * 1.6 * (double)(lcg >> 11) / 9007199254740992.0;
         fflush(NULL);
         pid_t pid = fork();
         if (pid == 0) {
@@ -179,10 +182,105 @@ static void test_kill_during_save(void) {
     fprintf(stderr, "  checkpoint-10 holds seed %llu, checkpoint-20 seed %llu\n", (unsigned long long)cur10,
             (unsigned long long)cur20);
     fprintf(stderr, "  cleanup removed or restored %d leftovers\n", cleaned_total);
-    CHECK(killed_mid >= NTRIALS / 2); /* the delays mostly land inside the save */
+    CHECK(killed_mid >= 2); /* most delays land inside the save, some after it */
     CHECK(cleaned_total >= 1);         /* ... and some while a temp dir existed */
     (void)replaced_new;
     free(p20);
+}
+
+static int save_final(const char *dir, float fill, uint64_t seed, OprmError *err) {
+    BigModel bm = {fill};
+    AdamWConfig cfg = {0.9, 0.999, 1e-8, 0.01};
+    AdamW *opt = adamw_new(params, 1, &cfg);
+    TrainerState st;
+    memset(&st, 0, sizeof st);
+    st.seed = seed;
+    rng_seed(&st.rng, seed);
+    CheckpointContent c = {big_write_model, &bm, src_dir, NULL, &st, opt};
+    int rc = checkpoint_save_final(dir, &c, err);
+    adamw_free(opt);
+    return rc;
+}
+
+/* What a loader finds in the final dir: the seed of a complete model, or 0
+ * when there is no manifest (refused as incomplete). Anything else fails. */
+static uint64_t final_state(const char *dir) {
+    OprmError err;
+    if (checkpoint_verify(dir, 1, &err) != 0) {
+        CHECK_STR_CONTAINS(err.msg, "incomplete checkpoint");
+        return 0;
+    }
+    TrainerState st;
+    uint64_t seed = 0;
+    CHECK(checkpoint_load(dir, &st, NULL, NULL, &err) == 0);
+    seed = st.seed;
+    CHECK(saved_fill(dir) == (float)st.seed);
+    trainer_state_free(&st);
+    return seed;
+}
+
+static void test_kill_during_final_save(void) {
+    OprmError err;
+    char final_dir[300];
+    snprintf(final_dir, sizeof final_dir, "%s/final", root);
+    CHECK(save_final(final_dir, 300.0f, 300, &err) == 0);
+    /* an intermediate checkpoint inside --output must outlive every final save */
+    char *saved_out = strdup(out_dir);
+    snprintf(out_dir, sizeof out_dir, "%s", final_dir);
+    CHECK(save(5, 5.0f, 5, &err) == 0);
+    double t0 = now_s();
+    CHECK(save_final(final_dir, 300.0f, 300, &err) == 0);
+    double save_s = now_s() - t0;
+
+    /* full disk: nothing is renamed in before every file is written, so the
+     * previous final model stays complete */
+    struct rlimit old;
+    getrlimit(RLIMIT_FSIZE, &old);
+    void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
+    struct rlimit lim = {1 << 20, old.rlim_max};
+    CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+    int rc = save_final(final_dir, 301.0f, 301, &err);
+    setrlimit(RLIMIT_FSIZE, &old);
+    signal(SIGXFSZ, old_handler);
+    CHECK(rc == -1);
+    CHECK_STR_CONTAINS(err.msg, "File too large");
+    CHECK(final_state(final_dir) == 300);
+    CHECK(count_hidden() == 0);
+
+    uint64_t lcg = 777, cur = 300;
+    int incomplete = 0;
+    for (int trial = 0; trial < NTRIALS; trial++) {
+        uint64_t seed = 2000 + (uint64_t)trial;
+        lcg = lcg * 6364136223846793005ull + 1442695040888963407ull;
+        double delay = save_s * 1.6 * (double)(lcg >> 11) / 9007199254740992.0;
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid == 0) {
+            OprmError cerr;
+            _exit(save_final(final_dir, (float)seed, seed, &cerr) == 0 ? 0 : 3);
+        }
+        struct timespec ts = {(time_t)delay, (long)((delay - (time_t)delay) * 1e9)};
+        nanosleep(&ts, NULL);
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        CHECK(checkpoint_cleanup_stale(final_dir, &err) >= 0);
+        CHECK(count_hidden() == 0);
+        uint64_t got = final_state(final_dir);
+        CHECK(got == 0 || got == cur || got == seed); /* old, new or refused: never a mix */
+        incomplete += got == 0;
+        if (got) cur = got;
+        char *ck5 = sub("checkpoint-5");
+        CHECK(checkpoint_verify(ck5, 1, &err) == 0);
+        free(ck5);
+        if (got == 0) { /* the next run rewrites the final model */
+            CHECK(save_final(final_dir, 300.0f, 300, &err) == 0);
+            cur = 300;
+        }
+    }
+    fprintf(stderr, "  final save: %d of %d kills left no manifest (refused, as documented)\n", incomplete,
+            NTRIALS);
+    snprintf(out_dir, sizeof out_dir, "%s", saved_out);
+    free(saved_out);
 }
 
 int main(void) {
@@ -200,6 +298,7 @@ int main(void) {
     grads = calloc(NBIG, sizeof *grads);
     params[0] = (ModelParam){.name = "model.layers.0.mlp.up_proj.weight", .data = weights, .grad = grads, .numel = NBIG};
     RUN(test_kill_during_save);
+    RUN(test_kill_during_final_save);
     remove_tree(root, &err);
     free(weights);
     free(grads);
