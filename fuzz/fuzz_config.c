@@ -1,5 +1,6 @@
 /* config.json -> ModelConfig. An accepted config must be sane enough for the
- * engine to size its buffers from, and must survive model_config_to_json ->
+ * engine to size its buffers from and compute with (no zero or negative RoPE
+ * base, norm epsilon or llama3 scaling factors), and must survive model_config_to_json ->
  * model_config_from_json unchanged. */
 #include <jansson.h>
 
@@ -28,6 +29,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         FUZZ_ASSERT(cfg.hidden > 0 && cfg.n_layers > 0 && cfg.n_heads > 0 && cfg.n_kv_heads > 0);
         FUZZ_ASSERT(cfg.head_dim > 0 && cfg.ffn > 0 && cfg.vocab > 0);
         FUZZ_ASSERT(cfg.n_heads % cfg.n_kv_heads == 0);
+        /* numbers the engine divides by or takes powers of: a silent NaN model otherwise */
+        FUZZ_ASSERT(cfg.rope_theta > 0 && cfg.rms_eps >= 0);
+        if (cfg.rope_factor != 0)
+            FUZZ_ASSERT(cfg.rope_factor > 0 && cfg.rope_low_freq_factor > 0 &&
+                        cfg.rope_high_freq_factor > cfg.rope_low_freq_factor && cfg.rope_original_max_pos > 0);
         json_t *back = model_config_to_json(&cfg);
         FUZZ_ASSERT(back != NULL);
         ModelConfig cfg2;
