@@ -88,6 +88,20 @@ static void test_tokenizer_load(void) {
     /* the BPE word-cache bug needs a vocabulary without the text's bytes: it is there */
     char p[] = "tests/fixtures/fuzz-regressions/fuzz_tokenizer_load/bpe-cache-null-ids";
     CHECK(file_exists(p));
+    /* a 4 KB tokenizer.json with one vocab id of 232888888 once cost 26 s and 3 GB: now refused */
+    size_t len = 0;
+    OprmError err;
+    char *data = read_file("tests/fixtures/fuzz-regressions/fuzz_tokenizer_load/huge-sparse-vocab-id", &len, &err);
+    CHECK(data != NULL && len > 1);
+    if (data && len > 1) {
+        tl_fz_put(tl_fz_tok_path, (const uint8_t *)data + 1, len - 1);
+        unlink(tl_fz_cfg_path);
+        Tokenizer *t = tok_load(tl_fz_dir, &err);
+        CHECK(t == NULL);
+        if (t) tok_free(t);
+        else CHECK_STR_CONTAINS(err.msg, "larger than any real vocabulary");
+    }
+    free(data);
 }
 
 static void test_tokenizer_encode(void) {
