@@ -44,9 +44,10 @@ $(eval $(call variant,asan,$(ASAN_FLAGS)))
 TEST_BINS_ASAN    := $(patsubst tests/%.c,build/asan/tests/%,$(TEST_SRC))
 TEST_BINS_RELEASE := $(patsubst tests/%.c,build/release/tests/%,$(TEST_SRC))
 
-# The README's test command. Sanitizer build of everything, then the runner.
-test: $(TEST_BINS_ASAN) build/asan/oprm build/release/oprm
-	OPRM_BIN=build/asan/oprm tests/run.sh build/asan/tests
+# The README's test command. Sanitizer build of everything, then the runner
+# (which ends with a short run of every libFuzzer target: fuzz/fuzz.mk).
+test: $(TEST_BINS_ASAN) build/asan/oprm build/release/oprm fuzz-build
+	OPRM_BIN=build/asan/oprm OPRM_FUZZ_SMOKE=1 tests/run.sh build/asan/tests
 
 # Same suite against the optimised build (faster; what benchmarks use).
 test-release: $(TEST_BINS_RELEASE) build/release/oprm
@@ -54,6 +55,8 @@ test-release: $(TEST_BINS_RELEASE) build/release/oprm
 
 clean:
 	rm -rf build
+
+include fuzz/fuzz.mk tests/valgrind.mk
 
 .PHONY: all test test-release clean
 .SECONDARY:

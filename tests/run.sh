@@ -31,6 +31,18 @@ for t in "$dir"/test_*; do
     printf 'ok    %-28s %5d checks  %6.2fs\n' "$name" "$p" "$secs"
   fi
 done
+# A short run of every libFuzzer target (make test sets OPRM_FUZZ_SMOKE).
+if [ -n "${OPRM_FUZZ_SMOKE:-}" ]; then
+  out=$(FUZZ_SMOKE=1 fuzz/run.sh 2>&1); printf '%s\n' "$out" | grep -v '^RESULT '
+  line=$(printf '%s\n' "$out" | grep '^RESULT ' | tail -n1)
+  if [ -z "$line" ]; then
+    failed=$((failed + 1)); broken+=("fuzz smoke (no RESULT)")
+  else
+    p=$(echo "$line" | awk '{print $2}'); f=$(echo "$line" | awk '{print $3}')
+    passed=$((passed + p)); failed=$((failed + f))
+    [ "$f" != 0 ] && broken+=("fuzz smoke")
+  fi
+fi
 [ ${#broken[@]} -gt 0 ] && echo "failing: ${broken[*]}"
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

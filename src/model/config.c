@@ -41,7 +41,10 @@ static int get_bool(json_t *root, const char *key, int dflt) {
 static int get_token_id(json_t *root, const char *key) {
     json_t *v = json_object_get(root, key);
     if (json_is_array(v) && json_array_size(v) > 0) v = json_array_get(v, 0);
-    return json_is_integer(v) ? (int)json_integer_value(v) : -1;
+    /* a negative (or out-of-int) id is no id: -1, which is what "absent" means */
+    return json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= 0x7fffffff
+               ? (int)json_integer_value(v)
+               : -1;
 }
 
 int model_config_from_json(json_t *root, const char *path, ModelConfig *cfg, OprmError *err) {
@@ -76,6 +79,9 @@ int model_config_from_json(json_t *root, const char *path, ModelConfig *cfg, Opr
         get_num(root, "rope_theta", 10000.0, &cfg->rope_theta, path, err) ||
         get_num(root, "rms_norm_eps", 1e-6, &cfg->rms_eps, path, err))
         return -1;
+    if (!(cfg->rope_theta > 0) || !(cfg->rms_eps >= 0))
+        return oprm_fail(err, "%s: rope_theta (%g) must be positive and rms_norm_eps (%g) non-negative", path,
+                         cfg->rope_theta, cfg->rms_eps);
     if (cfg->n_kv_heads <= 0 || cfg->n_heads % cfg->n_kv_heads != 0)
         return oprm_fail(err, "%s: num_attention_heads (%d) must be a multiple of num_key_value_heads (%d)", path,
                          cfg->n_heads, cfg->n_kv_heads);
@@ -116,9 +122,11 @@ int model_config_from_json(json_t *root, const char *path, ModelConfig *cfg, Opr
                 get_num(rs, "high_freq_factor", 4.0, &cfg->rope_high_freq_factor, path, err) ||
                 get_int(rs, "original_max_position_embeddings", 8192, 0, &cfg->rope_original_max_pos, path, err))
                 return -1;
-            if (cfg->rope_factor <= 0 || cfg->rope_high_freq_factor <= cfg->rope_low_freq_factor)
-                return oprm_fail(err, "%s: invalid llama3 rope_scaling (factor %g, low %g, high %g)", path,
-                                 cfg->rope_factor, cfg->rope_low_freq_factor, cfg->rope_high_freq_factor);
+            if (cfg->rope_factor <= 0 || cfg->rope_low_freq_factor <= 0 ||
+                cfg->rope_high_freq_factor <= cfg->rope_low_freq_factor || cfg->rope_original_max_pos <= 0)
+                return oprm_fail(err, "%s: invalid llama3 rope_scaling (factor %g, low %g, high %g, original max %d)",
+                                 path, cfg->rope_factor, cfg->rope_low_freq_factor, cfg->rope_high_freq_factor,
+                                 cfg->rope_original_max_pos);
         } else if (strcmp(t, "default") != 0) {
             return oprm_fail(err, "%s: unsupported rope_scaling type \"%s\" (supported: llama3)", path, t);
         }

@@ -157,7 +157,7 @@ void bpe_encode_piece(const Tokenizer *t, const char *s, size_t len, BpeScratch 
         slot->len = (uint8_t)len;
         slot->n_ids = (uint8_t)n_ids;
         memcpy(slot->bytes, s, len);
-        memcpy(slot->ids, out->v + before, n_ids * sizeof *slot->ids);
+        if (n_ids) memcpy(slot->ids, out->v + before, n_ids * sizeof *slot->ids); /* out->v may be NULL */
     }
 }
 

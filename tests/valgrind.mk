@@ -1,0 +1,14 @@
+# `make valgrind`: the small-model path (story-llama tokenizer, weights,
+# scorer; data readers, safetensors) built without sanitizers (-O1 -g, no
+# -march=native so valgrind knows every instruction) and run under
+# valgrind --leak-check=full --error-exitcode=1. Single-threaded (OpenMP and
+# OpenBLAS thread pools would show up as "possibly lost" thread stacks).
+VALGRIND_TESTS ?= test_safetensors test_tokenizer test_tokenizer_vectors test_chat_prompt test_model_story \
+                  test_scorer test_data_layouts test_fuzz_regressions
+VALGRIND_FLAGS := -O1 -g
+$(eval $(call variant,valgrind,$(VALGRIND_FLAGS)))
+
+valgrind: $(addprefix build/valgrind/tests/,$(VALGRIND_TESTS))
+	tests/valgrind.sh $(VALGRIND_TESTS)
+
+.PHONY: valgrind
