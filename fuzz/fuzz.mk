@@ -3,7 +3,8 @@
 #   make fuzz FUZZ_SECONDS=N        runs each target N seconds on its corpus
 #                                   (FUZZ_TARGETS="fuzz_data ..." picks some)
 #   make fuzz-smoke                 the short run `make test` does (RESULT line)
-# Only the parser layers are linked: the engine (OpenMP/BLAS) is not needed.
+# Only the parser layers are linked: the engine (BLAS) is not needed; libgomp is,
+# for the OpenMP runtime calls of src/train/adamw.c (compiled without -fopenmp here).
 FUZZ_CC      ?= $(shell command -v clang-14 2>/dev/null || command -v clang 2>/dev/null)
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?=
@@ -11,7 +12,7 @@ FUZZ_FLAGS   := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno
 FUZZ_BASE    := $(filter-out -fopenmp,$(BASE)) -Wno-unknown-pragmas
 FUZZ_LIB_SRC := $(wildcard src/util/*.c src/io/*.c src/tok/*.c src/data/*.c src/serve/*.c src/ordinal/*.c \
                           src/train/*.c) \
-                src/model/config.c
+                src/model/config.c src/eval/score_json.c
 FUZZ_NAMES   := $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c))
 FUZZ_BINS    := $(addprefix build/fuzz/,$(FUZZ_NAMES))
 
@@ -25,7 +26,7 @@ build/fuzz/liboprm_fuzz.a: $(patsubst %.c,build/fuzz/obj/%.o,$(FUZZ_LIB_SRC))
 
 build/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_util.h build/fuzz/liboprm_fuzz.a
 	$(FUZZ_CC) $(FUZZ_BASE) $(FUZZ_FLAGS) -fsanitize=fuzzer $< build/fuzz/liboprm_fuzz.a -o $@ \
-	    $(PKG_LIBS) -lm -lpthread
+	    $(PKG_LIBS) -lgomp -lm -lpthread
 
 ifeq ($(FUZZ_CC),)
 fuzz-build:

@@ -8,6 +8,7 @@
 
 #include "data/reader.h"
 #include "eval/progress.h"
+#include "eval/score_json.h"
 #include "eval/scorer.h"
 #include "ordinal/ordinal.h"
 
@@ -30,8 +31,5 @@ void dist_of_result(const ScoreResult *r, OrdinalDist *d);
 /* "chosen"/"rejected", "response", "best"/"other". */
 const char *response_side_name(RecordKind kind, size_t response);
 
-/* {"distribution": [9], "mean", "std", "entropy", "mode", "bimodality",
- * "bimodal", "truncated", "n_tokens"}: the fields of one scored response. */
-json_t *score_result_json(const ScoreResult *r);
 
 #endif

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "eval/score_data.h"
+#include "eval/score_json.h"
 #include "serve/chat_split.h"
 #include "ordinal/ordinal.h"
 #include "util/err.h"
