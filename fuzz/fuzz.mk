@@ -3,8 +3,7 @@
 #   make fuzz FUZZ_SECONDS=N        runs each target N seconds on its corpus
 #                                   (FUZZ_TARGETS="fuzz_data ..." picks some)
 #   make fuzz-smoke                 the short run `make test` does (RESULT line)
-# Only the parser layers are linked: the engine (BLAS) is not needed; libgomp is,
-# for the OpenMP runtime calls of src/train/adamw.c (compiled without -fopenmp here).
+# Only the parser layers are linked: the engine (OpenMP/BLAS) is not needed.
 FUZZ_CC      ?= $(shell command -v clang-14 2>/dev/null || command -v clang 2>/dev/null)
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?=
@@ -26,7 +25,7 @@ build/fuzz/liboprm_fuzz.a: $(patsubst %.c,build/fuzz/obj/%.o,$(FUZZ_LIB_SRC))
 
 build/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_util.h build/fuzz/liboprm_fuzz.a
 	$(FUZZ_CC) $(FUZZ_BASE) $(FUZZ_FLAGS) -fsanitize=fuzzer $< build/fuzz/liboprm_fuzz.a -o $@ \
-	    $(PKG_LIBS) -lgomp -lm -lpthread
+	    $(PKG_LIBS) -lm -lpthread
 
 ifeq ($(FUZZ_CC),)
 fuzz-build:
