@@ -7,7 +7,7 @@
 #include <jansson.h>
 
 #include "data/reader.h"
-#include "eval/progress.h"
+#include "util/progress.h"
 #include "eval/score_json.h"
 #include "eval/scorer.h"
 #include "ordinal/ordinal.h"

@@ -7,8 +7,6 @@
 
 #include "io/fileio.h"
 
-static int progress_drawn;
-
 int train_log_open(TrainLog *log, const char *output_dir, const char *name, int64_t keep_upto_step,
                    OprmError *err) {
     memset(log, 0, sizeof *log);
@@ -62,35 +60,4 @@ void train_log_close(TrainLog *log) {
     if (log->f) fclose(log->f);
     free(log->path);
     memset(log, 0, sizeof *log);
-}
-
-static void fmt_duration(double s, char *buf, size_t size) {
-    if (!isfinite(s) || s < 0) {
-        snprintf(buf, size, "?");
-        return;
-    }
-    long t = (long)(s + 0.5);
-    if (t >= 3600) snprintf(buf, size, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
-    else snprintf(buf, size, "%ld:%02ld", t / 60, t % 60);
-}
-
-void progress_draw(FILE *f, int64_t step, int64_t total, double loss, double acc, double tokens_per_s,
-                   double eta_s) {
-    enum { WIDTH = 24 };
-    int filled = total > 0 ? (int)(WIDTH * (double)step / (double)total) : 0;
-    if (filled > WIDTH) filled = WIDTH;
-    char bar[WIDTH + 1];
-    for (int i = 0; i < WIDTH; i++) bar[i] = i < filled ? '#' : '.';
-    bar[WIDTH] = 0;
-    char eta[32];
-    fmt_duration(eta_s, eta, sizeof eta);
-    fprintf(f, "\r[%s] step %lld/%lld  loss %.4f  acc %.3f  %.0f tok/s  ETA %s\033[K", bar, (long long)step,
-            (long long)total, loss, acc, tokens_per_s, eta);
-    fflush(f);
-    progress_drawn = 1;
-}
-
-void progress_end(FILE *f) {
-    if (progress_drawn) fputc('\n', f);
-    progress_drawn = 0;
 }

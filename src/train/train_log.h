@@ -1,6 +1,6 @@
-/* What the training loop shows and keeps: the JSONL metrics log
- * (OUTPUT/train_log.jsonl, one object per line) and the one-line progress
- * bar drawn on a terminal. */
+/* What the training loop keeps: the JSONL metrics log
+ * (OUTPUT/train_log.jsonl, one object per line). The progress bar on a
+ * terminal is util/progress.h. */
 #ifndef OPRM_TRAIN_TRAIN_LOG_H
 #define OPRM_TRAIN_TRAIN_LOG_H
 
@@ -24,11 +24,5 @@ int train_log_open(TrainLog *log, const char *output_dir, const char *name, int6
  * and flushes. Takes the reference. */
 int train_log_write(TrainLog *log, json_t *obj, OprmError *err);
 void train_log_close(TrainLog *log);
-
-/* "\r[#####.....] step 12/100  loss 0.6931  acc 0.625  1234 tok/s  ETA 1:23" */
-void progress_draw(FILE *f, int64_t step, int64_t total, double loss, double acc, double tokens_per_s,
-                   double eta_s);
-/* Ends the progress line (newline) if one was drawn. */
-void progress_end(FILE *f);
 
 #endif

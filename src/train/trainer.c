@@ -27,6 +27,7 @@
 #include "train/rng.h"
 #include "train/train_batch.h"
 #include "train/train_log.h"
+#include "util/progress.h"
 #include "train/trainer_state.h"
 
 void train_config_default(TrainConfig *c) {
@@ -115,6 +116,7 @@ typedef struct {
     char *last_checkpoint;
     json_t *args;
     int progress;
+    Progress bar;
 } Trainer;
 
 static const char *where_of(Trainer *t, size_t file, size_t line, char *buf, size_t size) {
@@ -395,7 +397,7 @@ static int log_eval(Trainer *t, const EvalResult *e, OprmError *err) {
     json_object_set_new(o, "eval_loss", num_or_null(e->loss));
     json_object_set_new(o, "eval_acc", num_or_null(e->acc));
     json_object_set_new(o, "eval_records", json_integer(e->records));
-    if (t->progress) progress_end(stderr);
+    progress_break(&t->bar);
     if (!t->cfg->quiet)
         fprintf(stderr, "eval at step %lld: loss %.6f, pair accuracy %.4f (%d records)\n",
                 (long long)t->st.global_step, e->loss, e->acc, e->records);
@@ -782,6 +784,7 @@ int train_run(const TrainConfig *cfg, TrainResult *result, OprmError *err) {
     /* Gradients are cleared here once, then by the optimizer step itself
      * (adamw_step_zero_grad), which saves a pass over every gradient per step. */
     zero_grads(&t);
+    progress_start_at(&t.bar, "steps", (size_t)t.sched.total_steps, (size_t)t.st.global_step, t.progress);
     while (t.st.global_step < t.sched.total_steps) {
         double s0 = now_s();
         int n_items;
@@ -870,12 +873,12 @@ int train_run(const TrainConfig *cfg, TrainResult *result, OprmError *err) {
             json_object_set_new(o, "truncated", json_integer(t.truncated));
             json_object_set_new(o, "contradictions_skipped", json_integer(t.contradictions));
             if (train_log_write(&t.log, o, err)) goto done;
-            double eta = step_time_total / steps_here * (double)(t.sched.total_steps - t.st.global_step);
             double avg_tps = (double)tokens_here / step_time_total;
-            if (t.progress)
-                progress_draw(stderr, t.st.global_step, t.sched.total_steps, log_loss / log_count,
-                              log_acc_pairs ? log_acc_correct / log_acc_pairs : 0, avg_tps, eta);
-            else if (!cfg->quiet)
+            if (t.progress) {
+                progress_note(&t.bar, "loss %.4f  acc %.3f  %.0f tok/s", log_loss / log_count,
+                              log_acc_pairs ? log_acc_correct / log_acc_pairs : 0, avg_tps);
+                progress_update(&t.bar, (size_t)t.st.global_step);
+            } else if (!cfg->quiet)
                 fprintf(stderr, "step %lld/%lld  loss %.6f  acc %.3f  lr %.3g  grad_norm %.4g  %.0f tok/s  "
                                 "truncated %lld\n", (long long)t.st.global_step, (long long)t.sched.total_steps,
                         log_loss / log_count, log_acc_pairs ? log_acc_correct / log_acc_pairs : 0, lr, grad_norm,
@@ -895,7 +898,7 @@ int train_run(const TrainConfig *cfg, TrainResult *result, OprmError *err) {
         if (!sig && cfg->hook && cfg->hook(cfg->hook_ctx, t.st.global_step, t.model)) sig = SIGINT;
         if (!sig) sig = interrupt_requested();
         if (sig) {
-            if (t.progress) progress_end(stderr);
+            progress_break(&t.bar);
             if (saved_step != t.st.global_step && save_checkpoint(&t, 0, err)) goto done;
             fprintf(stderr, "interrupted at step %lld: saved %s; continue with --resume\n",
                     (long long)t.st.global_step, t.last_checkpoint);
@@ -905,7 +908,7 @@ int train_run(const TrainConfig *cfg, TrainResult *result, OprmError *err) {
             goto done;
         }
     }
-    if (t.progress) progress_end(stderr);
+    progress_break(&t.bar);
     if (t.eval) {
         if (evaluate(&t, &ev, err) || log_eval(&t, &ev, err)) goto done;
         res.eval_loss_end = ev.loss;
@@ -955,7 +958,7 @@ done:
     res.steps = t.st.global_step;
     res.truncated = t.truncated;
     res.contradictions = t.contradictions;
-    if (t.progress) progress_end(stderr);
+    progress_break(&t.bar);
     interrupt_uninstall();
     for (int m = 0; m < cfg->grad_accum; m++) micro_batch_free(&mbs[m]);
     free(mbs);
