@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/args.h"
 #include "cli/cli.h"
 #include "cli/score_args.h"
 #include "data/flags.h"
@@ -186,7 +187,7 @@ int cmd_audit(int argc, char **argv) {
             if (used < 0) return EXIT_USAGE;
             summary_path = v;
         } else if ((v = flag_value("audit", argc, argv, i, "--top", &used)) || used < 0) {
-            if (used < 0 || parse_double_flag("audit", "--top", v, 1, 1e15, &top)) return EXIT_USAGE;
+            if (used < 0 || arg_double("audit", "--top", v, 1, 1e15, &top)) return EXIT_USAGE;
         } else {
             used = score_args_parse(&a, argc, argv, i);
             if (used < 0) return EXIT_USAGE;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/args.h"
 #include "cli/cli.h"
 #include "train/bench.h"
 
@@ -37,15 +38,7 @@ static void usage(FILE *f) {
 }
 
 static int parse_int(const char *flag, const char *s, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || end == s || v < lo || v > hi) {
-        fprintf(stderr, "oprm bench: %s expects an integer in [%ld, %ld], got '%s'\n", flag, lo, hi, s);
-        return -1;
-    }
-    *out = v;
-    return 0;
+    return arg_long("bench", flag, s, lo, hi, out);
 }
 
 /* Four significant digits: enough for a ratio, short enough to read. */

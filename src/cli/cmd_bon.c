@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/args.h"
 #include "cli/cli.h"
 #include "cli/score_args.h"
 #include "data/flags.h"
@@ -93,7 +94,7 @@ int cmd_bon(int argc, char **argv) {
         const char *v = flag_value("bon", argc, argv, i, "--risk", &used);
         if (used < 0) return EXIT_USAGE;
         if (v) {
-            if (parse_double_flag("bon", "--risk", v, 0, 1e6, &c.lambda)) return EXIT_USAGE;
+            if (arg_double("bon", "--risk", v, 0, 1e6, &c.lambda)) return EXIT_USAGE;
             i += used;
             continue;
         }

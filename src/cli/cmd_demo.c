@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli/args.h"
 #include "cli/cli.h"
 #include "io/fileio.h"
 #include "model/model.h"
@@ -52,26 +53,11 @@ static double now_s(void) {
 }
 
 static int parse_long(const char *flag, const char *v, long min, long *out) {
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || end == v || *end || x < min || x > 100000000L) {
-        fprintf(stderr, "oprm demo: %s expects an integer >= %ld, got '%s'\n", flag, min, v);
-        return -1;
-    }
-    *out = x;
-    return 0;
+    return arg_long("demo", flag, v, min, 100000000L, out);
 }
 
 static int parse_double(const char *flag, const char *v, double lo, double hi, double *out) {
-    char *end;
-    double x = strtod(v, &end);
-    if (end == v || *end || !(x >= lo && x <= hi)) {
-        fprintf(stderr, "oprm demo: %s expects a number in [%g, %g], got '%s'\n", flag, lo, hi, v);
-        return -1;
-    }
-    *out = x;
-    return 0;
+    return arg_double("demo", flag, v, lo, hi, out);
 }
 
 static void print_example(int digits, uint64_t seed) {

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/args.h"
 #include "cli/cli.h"
 #include "io/fileio.h"
 #include "synth/init_model.h"
@@ -38,15 +39,7 @@ static void usage(FILE *f) {
 }
 
 static int parse_int(const char *flag, const char *v, long min, long *out) {
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || end == v || *end || x < min || x > 1000000000L) {
-        fprintf(stderr, "oprm init: %s expects an integer >= %ld, got '%s'\n", flag, min, v);
-        return -1;
-    }
-    *out = x;
-    return 0;
+    return arg_long("init", flag, v, min, 1000000000L, out);
 }
 
 int cmd_init(int argc, char **argv) {

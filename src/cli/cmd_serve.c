@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/args.h"
 #include "cli/cli.h"
 #include "eval/scorer.h"
 #include "serve/http_client.h"
@@ -61,15 +62,7 @@ typedef struct {
 } Args;
 
 static int parse_int(const char *flag, const char *v, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || end == v || *end || x < lo || x > hi) {
-        fprintf(stderr, "oprm serve: %s %s: expected an integer in %ld..%ld\n", flag, v, lo, hi);
-        return -1;
-    }
-    *out = x;
-    return 0;
+    return arg_long("serve", flag, v, lo, hi, out);
 }
 
 /* Returns 0 to go on, 1 after --help, -1 on a usage error. */

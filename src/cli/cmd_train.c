@@ -1,10 +1,12 @@
 /* oprm train: flags (TRL / OpenRLHF names, '-' or '_' spellings) -> TrainConfig -> train_run. */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/args.h"
 #include "cli/cli.h"
 #include "data/flags.h"
 #include "train/trainer.h"
@@ -77,36 +79,20 @@ static int name_is(const char *arg, size_t n, const char *name) {
 }
 
 static int parse_double(const char *flag, const char *v, double *out) {
-    char *end;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (errno || end == v || *end || !isfinite(x)) {
-        fprintf(stderr, "oprm train: %s expects a number, got '%s'\n", flag, v);
-        return -1;
-    }
-    *out = x;
-    return 0;
+    return arg_double("train", flag, v, -HUGE_VAL, HUGE_VAL, out);
 }
 
+/* long is 64-bit on the platforms oprm builds for (LP64). */
 static int parse_i64(const char *flag, const char *v, int64_t *out) {
-    char *end;
-    errno = 0;
-    long long x = strtoll(v, &end, 10);
-    if (errno || end == v || *end) {
-        fprintf(stderr, "oprm train: %s expects an integer, got '%s'\n", flag, v);
-        return -1;
-    }
+    long x;
+    if (arg_long("train", flag, v, LONG_MIN, LONG_MAX, &x)) return -1;
     *out = x;
     return 0;
 }
 
 static int parse_int(const char *flag, const char *v, int *out) {
-    int64_t x;
-    if (parse_i64(flag, v, &x)) return -1;
-    if (x < -2147483647LL || x > 2147483647LL) {
-        fprintf(stderr, "oprm train: %s value '%s' is out of range\n", flag, v);
-        return -1;
-    }
+    long x;
+    if (arg_long("train", flag, v, INT_MIN, INT_MAX, &x)) return -1;
     *out = (int)x;
     return 0;
 }

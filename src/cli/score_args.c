@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/args.h"
 #include "cli/cli.h"
 #include "data/flags.h"
 #include "io/fileio.h"
@@ -53,28 +54,12 @@ missing:
 }
 
 static int parse_int_flag(const char *cmd, const char *flag, const char *v, long lo, long hi, int *out) {
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || end == v || *end || x < lo || x > hi) {
-        fprintf(stderr, "oprm %s: %s %s: expected a whole number in %ld..%ld\n", cmd, flag, v, lo, hi);
-        return -1;
-    }
+    long x;
+    if (arg_long(cmd, flag, v, lo, hi, &x)) return -1;
     *out = (int)x;
     return 0;
 }
 
-int parse_double_flag(const char *cmd, const char *flag, const char *v, double lo, double hi, double *out) {
-    char *end;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (errno || end == v || *end || !(x >= lo && x <= hi)) {
-        fprintf(stderr, "oprm %s: %s %s: expected a number in [%g, %g]\n", cmd, flag, v, lo, hi);
-        return -1;
-    }
-    *out = x;
-    return 0;
-}
 
 int score_args_parse(ScoreArgs *a, int argc, char **argv, int i) {
     const char *arg = argv[i], *v;

@@ -38,8 +38,6 @@ int score_args_check(const ScoreArgs *a);
  * value and sets *used (1 or 2), or NULL when argv[i] is not `name`; prints a
  * usage error and sets *used = -1 when the value is missing. */
 const char *flag_value(const char *cmd, int argc, char **argv, int i, const char *name, int *used);
-/* Parses a number flag; prints a usage error naming the flag on failure. */
-int parse_double_flag(const char *cmd, const char *flag, const char *v, double lo, double hi, double *out);
 
 /* Help text of the shared flags. */
 extern const char *const SCORE_ARGS_HELP;
