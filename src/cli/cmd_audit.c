@@ -191,10 +191,6 @@ int cmd_audit(int argc, char **argv) {
         } else {
             used = score_args_parse(&a, argc, argv, i);
             if (used < 0) return EXIT_USAGE;
-            if (used == 0) {
-                fprintf(stderr, "oprm audit: unknown option %s (see oprm audit --help)\n", argv[i]);
-                return EXIT_USAGE;
-            }
         }
         i += used;
     }

@@ -107,10 +107,6 @@ int cmd_bon(int argc, char **argv) {
         }
         used = score_args_parse(&a, argc, argv, i);
         if (used < 0) return EXIT_USAGE;
-        if (used == 0) {
-            fprintf(stderr, "oprm bon: unknown option %s (see oprm bon --help)\n", argv[i]);
-            return EXIT_USAGE;
-        }
         i += used;
     }
     if (score_args_check(&a)) return EXIT_USAGE;

@@ -172,10 +172,6 @@ int cmd_eval(int argc, char **argv) {
         }
         used = score_args_parse(&a, argc, argv, i);
         if (used < 0) return EXIT_USAGE;
-        if (used == 0) {
-            fprintf(stderr, "oprm eval: unknown option %s (see oprm eval --help)\n", argv[i]);
-            return EXIT_USAGE;
-        }
         i += used;
     }
     if (score_args_check(&a)) return EXIT_USAGE;

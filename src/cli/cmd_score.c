@@ -66,10 +66,6 @@ int cmd_score(int argc, char **argv) {
         }
         int used = score_args_parse(&a, argc, argv, i);
         if (used < 0) return EXIT_USAGE;
-        if (used == 0) {
-            fprintf(stderr, "oprm score: unknown option %s (see oprm score --help)\n", argv[i]);
-            return EXIT_USAGE;
-        }
         i += used;
     }
     if (score_args_check(&a)) return EXIT_USAGE;

@@ -131,6 +131,10 @@ int score_args_parse(ScoreArgs *a, int argc, char **argv, int i) {
         fprintf(stderr, "oprm %s: %s (see oprm %s --help)\n", a->cmd, err.msg, a->cmd);
         return -1;
     }
+    if (d == 0) {
+        fprintf(stderr, "oprm %s: unknown option %s (see oprm %s --help)\n", a->cmd, arg, a->cmd);
+        return -1;
+    }
     return d;
 }
 

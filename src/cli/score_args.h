@@ -27,8 +27,9 @@ typedef struct {
 
 void score_args_init(ScoreArgs *a, const char *cmd, int multi_data);
 
-/* Looks at argv[i]. Returns how many entries it used (>= 1), 0 when argv[i]
- * is not a shared flag, or -1 after printing a usage error. */
+/* Looks at argv[i], after the subcommand's own flags: returns how many
+ * entries it used (>= 1), or -1 after printing a usage error (a bad value, or
+ * an option no one knows). */
 int score_args_parse(ScoreArgs *a, int argc, char **argv, int i);
 
 /* After parsing: --model and --data are required. Prints and returns -1. */
