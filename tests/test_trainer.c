@@ -491,7 +491,7 @@ static void test_truncation_counted(void) {
     CHECK(r.truncated == expected);
     size_t len;
     char *log = slurp(out, TRAIN_LOG_FILE, &len);
-    char want[64];
+    char want[128];
     snprintf(want, sizeof want, "\"summary\":true,\"final_loss\"");
     CHECK(log && strstr(log, want));
     snprintf(want, sizeof want, "\"truncated\":%d,\"contradictions_skipped\":0,\"tokens_per_s\"", expected);
