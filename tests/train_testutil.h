@@ -109,10 +109,11 @@ static inline const char *oprm_bin(void) {
     return bin ? bin : "build/release/oprm";
 }
 
-/* Runs `oprm ARGS` with stdout+stderr into out; returns the exit status. */
+/* Runs `oprm ARGS` with stdout+stderr into out; returns the exit status
+ * (124 when it ran past 120 s: a server that should have refused to start). */
 static inline int run_oprm(const char *args, const char *scratch, char *out, size_t size) {
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s %s > %s 2>&1", oprm_bin(), args, scratch);
+    snprintf(cmd, sizeof cmd, "timeout 120 %s %s > %s 2>&1", oprm_bin(), args, scratch);
     int rc = system(cmd);
     FILE *f = fopen(scratch, "r");
     size_t n = f ? fread(out, 1, size - 1, f) : 0;
