@@ -114,7 +114,7 @@ int options_parse(Options *o, int argc, char **argv) {
             if (used < 0) return OPTIONS_ERROR;
             if (used == 0) {
                 if (arg[0] == '-')
-                    fprintf(stderr, "oprm %s: unknown option '%.*s' (see oprm %s --help)\n", o->cmd,
+                    fprintf(stderr, "oprm %s: unknown option %.*s (see oprm %s --help)\n", o->cmd,
                             (int)strcspn(arg, "="), arg, o->cmd);
                 else
                     fprintf(stderr, "oprm %s: unexpected argument '%s' (see oprm %s --help)\n", o->cmd, arg, o->cmd);
