@@ -118,12 +118,41 @@ static void test_eval_data_report(void) {
     free(eval);
 }
 
+/* docs/training.md's flag table against `oprm train --help`: it said LoRA was
+ * "not available yet" long after the engine had it. */
+static void test_docs_lora(void) {
+    size_t n;
+    OprmError err = {{0}};
+    char *doc = read_file("docs/training.md", &n, &err);
+    CHECK(doc != NULL);
+    CHECK(doc && !strstr(doc, "not available yet"));
+    CHECK(doc && !strstr(doc, "the engine has no LoRA"));
+    CHECK_STR_CONTAINS(doc, "`--lora-rank");
+    CHECK_STR_CONTAINS(doc, "`--lora-alpha");
+    CHECK_STR_CONTAINS(doc, "`--lora-targets");
+    const char *bin = getenv("OPRM_BIN");
+    if (!bin) bin = "build/release/oprm";
+    if (access(bin, X_OK)) {
+        SKIP("%s not built (make; OPRM_BIN overrides)", bin);
+        free(doc);
+        return;
+    }
+    char *help = NULL;
+    run_train(bin, "--help", &help);
+    CHECK_STR_CONTAINS(help, "--lora-rank");
+    CHECK_STR_CONTAINS(help, "--lora-alpha");
+    CHECK_STR_CONTAINS(help, "--lora-targets");
+    free(help);
+    free(doc);
+}
+
 int main(void) {
     if (!mkdtemp(dir)) {
         perror("mkdtemp");
         return 1;
     }
     RUN(test_eval_data_report);
+    RUN(test_docs_lora);
     rmdir(dir);
     return test_summary();
 }
