@@ -34,6 +34,7 @@ struct Server {
      * Content-Length would hold the connection until connection_timeout_s and
      * then close it without an answer. The watchdog answers those 400. */
     pthread_mutex_t mu;
+    pthread_cond_t wake;
     struct Request *waiting;
     pthread_t watchdog;
     int watchdog_started;
@@ -243,7 +244,7 @@ static void list_remove(Server *s, Request *rq) {
 /* Answers 400 on the socket itself and shuts it down: MHD then sees the
  * connection end and closes it (on_completed records the 400). The handler
  * never queues a response for such a request (it checks timed_out under mu). */
-static void answer_stalled(Server *s, Request *rq, double now) {
+static void answer_stalled(Server *s, Request *rq) {
     char msg[256], head[256];
     snprintf(msg, sizeof msg,
              "request body incomplete: %zu bytes received, then nothing for %d ms (shorter than its "
@@ -264,7 +265,6 @@ static void answer_stalled(Server *s, Request *rq, double now) {
     shutdown(rq->fd, SHUT_RDWR);
     rq->timed_out = 1;
     rq->code = 400;
-    (void)now;
     metrics_body_timeout(&s->metrics);
 }
 
@@ -273,18 +273,24 @@ static void *watchdog_main(void *arg) {
     int period_ms = s->cfg.body_timeout_ms / 4;
     if (period_ms < 10) period_ms = 10;
     if (period_ms > 250) period_ms = 250;
+    pthread_mutex_lock(&s->mu);
     while (!atomic_load(&s->stopping)) {
-        usleep((useconds_t)period_ms * 1000);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        long ns = until.tv_nsec + period_ms * 1000000L;
+        until.tv_sec += ns / 1000000000L;
+        until.tv_nsec = ns % 1000000000L;
+        pthread_cond_timedwait(&s->wake, &s->mu, &until); /* serve_shutdown signals it */
+        if (atomic_load(&s->stopping)) break;
         double now = now_s();
-        pthread_mutex_lock(&s->mu);
         for (Request *rq = s->waiting, *next; rq; rq = next) {
             next = rq->next;
             if ((now - rq->last_data) * 1e3 < s->cfg.body_timeout_ms) continue;
             list_remove(s, rq);
-            answer_stalled(s, rq, now);
+            answer_stalled(s, rq);
         }
-        pthread_mutex_unlock(&s->mu);
     }
+    pthread_mutex_unlock(&s->mu);
     return NULL;
 }
 
@@ -377,6 +383,7 @@ Server *serve_start(const ServeConfig *cfg, const ServeBackend *backend, OprmErr
     s->cfg.model_name = s->model_name;
     metrics_init(&s->metrics);
     pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->wake, NULL);
 
     const char *host = cfg->host && cfg->host[0] ? cfg->host : "127.0.0.1";
     if (!strcmp(host, "localhost")) host = "127.0.0.1";
@@ -441,6 +448,7 @@ Server *serve_start(const ServeConfig *cfg, const ServeBackend *backend, OprmErr
     return s;
 fail:
     batcher_stop(s->batcher);
+    pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->mu);
     metrics_destroy(&s->metrics);
     free(s->api_key);
@@ -468,11 +476,15 @@ void serve_shutdown(Server *s, int drain_timeout_ms) {
     double until = now_s() + drain_timeout_ms * 1e-3;
     while (atomic_load(&s->in_flight) > 0 && now_s() < until) usleep(2000);
     /* The watchdog stops first: MHD_stop_daemon frees the requests it watches. */
+    pthread_mutex_lock(&s->mu);
     atomic_store(&s->stopping, 1);
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->mu);
     if (s->watchdog_started) pthread_join(s->watchdog, NULL);
     MHD_stop_daemon(s->daemon); /* closes idle keep-alive connections, joins their threads */
     if (listen_fd != MHD_INVALID_SOCKET) close(listen_fd);
     batcher_stop(s->batcher);
+    pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->mu);
     metrics_destroy(&s->metrics);
     free(s->api_key);
