@@ -138,7 +138,7 @@ static void test_every_command(void) {
         if (strcmp(cmds[c], "serve")) CHECK_STR_CONTAINS(help, "(--output, -o)");
         if (!strcmp(cmds[c], "train")) {
             CHECK_STR_CONTAINS(help, "--lora_r N (--lora-rank)");
-            CHECK_STR_CONTAINS(help, "--lora_alpha X");
+            CHECK_STR_CONTAINS(help, "--lora_alpha X (--lora-alpha)");
             CHECK_STR_CONTAINS(help, "--lora_target_modules LIST (--lora-targets");
             CHECK_STR_CONTAINS(help, "--output_dir DIR");
         }
