@@ -25,10 +25,6 @@ static const char USAGE[] =
 
 #define TAG(s) ((s) + 1) /* Option.tag: the TrainSetting a row sets, 0 = none */
 
-typedef struct {
-    TrainConfig *c;
-} Ctx;
-
 static int parse_loss(void *ctx, const char *flag, const char *v) {
     TrainConfig *c = ctx;
     if (!strcmp(v, "oprm")) c->loss = TRAIN_LOSS_OPRM;
@@ -65,9 +61,8 @@ static int parse_scheduler(void *ctx, const char *flag, const char *v) {
     return 0;
 }
 
-static int64_t seed_value;
-
-static void add_rows(Options *o, TrainConfig *c) {
+/* seed: --seed is parsed as int64 and stored into the config's uint64 after. */
+static void add_rows(Options *o, TrainConfig *c, int64_t *seed) {
     options_section(o, "Model and data:");
     options_add(o, OPT(OPT_NAMES_MODEL, "DIR", "Hugging Face model directory to start from [resume: the run's]",
                             OPT_STRING, &c->model_dir, .tag = TAG(TRAIN_SET_MODEL)));
@@ -114,7 +109,7 @@ static void add_rows(Options *o, TrainConfig *c) {
                             .tag = TAG(TRAIN_SET_ADAM_BETA2)));
     options_add(o, OPT("--adam_epsilon", "X", "[1e-8]", OPT_DOUBLE, &c->adam_epsilon, -HUGE_VAL, HUGE_VAL,
                             .tag = TAG(TRAIN_SET_ADAM_EPSILON)));
-    options_add(o, OPT("--seed", "N", "data order, label fraction, BT head init [42]", OPT_I64, &seed_value,
+    options_add(o, OPT("--seed", "N", "data order, label fraction, BT head init [42]", OPT_I64, seed,
                             -9.3e18, 9.3e18, .tag = TAG(TRAIN_SET_SEED)));
     options_add(o, OPT(OPT_NAMES_THREADS, "N", "engine threads, 0 = all cores [0]", OPT_INT, &c->threads, INT_MIN,
                             INT_MAX));
@@ -163,18 +158,18 @@ static void add_rows(Options *o, TrainConfig *c) {
 int cmd_train(int argc, char **argv) {
     TrainConfig c;
     train_config_default(&c);
-    seed_value = (int64_t)c.seed;
+    int64_t seed = (int64_t)c.seed;
     Options o;
     options_init(&o, "train");
     o.usage = USAGE;
-    add_rows(&o, &c);
+    add_rows(&o, &c, &seed);
     DataFlagsCtx dctx = {"train", &c.data_opt};
     o.fallback = options_data_flags;
     o.fallback_ctx = &dctx;
     o.fallback_help = DATA_FLAGS_HELP;
     int prc = options_parse_or_help(&o, argc, argv);
     if (prc) return prc == OPTIONS_HELP ? EXIT_OK : EXIT_USAGE;
-    c.seed = (uint64_t)seed_value;
+    c.seed = (uint64_t)seed;
     if (c.quiet) c.progress = 0;
     /* What the command line set; a resume takes the rest from the run. */
     c.unset = TRAIN_SET_ALL;
