@@ -13,6 +13,7 @@
 
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "engine/device.h"
 #include "eval/scorer.h"
 #include "serve/http_client.h"
 #include "serve/loadgen.h"
@@ -32,12 +33,14 @@ static void usage(FILE *f) {
             "  --model-name NAME        name reported by /health and /v1/score/evaluation\n"
             "  --max-len N              scoring-prompt token limit (truncation; default from the model)\n"
             "  --threads N              compute threads (default: all cores)\n"
+            "  --device D               cpu, cuda or cuda:N (default: cuda when built with CUDA and a GPU\n"
+            "                           is visible, else cpu)\n"
             "  --chat-format NAME       chat format of the scoring prompt (default from the model)\n"
             "  --template FILE          scoring-prompt template file\n"
             "batching and limits:\n"
             "  --batch-window-ms N      wait up to N ms for more items after the first (default 5; 0 = off)\n"
             "  --max-batch-items N      items per forward pass (default 64; alias --batch-size)\n"
-            "  --max-batch-tokens N     tokens per forward pass (default 32768)\n"
+            "  --max-batch-tokens N     tokens per forward pass (default 32768; alias --max_tokens_per_batch)\n"
             "  --max-queue-items N      queued items before 503 + Retry-After (default 4096)\n"
             "  --max-request-items N    items per request, else 413 (default 512)\n"
             "  --max-request-tokens N   scoring-prompt tokens per request, else 413 (default 1048576)\n"
@@ -104,6 +107,14 @@ static int parse_args(int argc, char **argv, Args *a) {
         if (!strcmp(f, "--model-name")) { a->cfg.model_name = v; continue; }
         if (!strcmp(f, "--chat-format")) { a->sopt.chat_format = v; continue; }
         if (!strcmp(f, "--template")) { a->sopt.template_path = v; continue; }
+        if (!strcmp(f, "--device")) {
+            OprmError err = {{0}};
+            if (device_parse(v, &a->sopt.device, &err)) {
+                fprintf(stderr, "oprm serve: %s\n", err.msg);
+                return -1;
+            }
+            continue;
+        }
         INT_FLAG("--port", 0, 65535, a->cfg.port)
         INT_FLAG("--max-len", 1, INT_MAX, a->sopt.max_len)
         INT_FLAG("--threads", 0, 1024, a->sopt.threads)
@@ -111,6 +122,7 @@ static int parse_args(int argc, char **argv, Args *a) {
         INT_FLAG("--max-batch-items", 1, 1 << 20, a->cfg.max_batch_items)
         INT_FLAG("--batch-size", 1, 1 << 20, a->cfg.max_batch_items)
         INT_FLAG("--max-batch-tokens", 1, INT_MAX, a->cfg.max_batch_tokens)
+        INT_FLAG("--max_tokens_per_batch", 1, INT_MAX, a->cfg.max_batch_tokens)
         INT_FLAG("--max-queue-items", 1, 1 << 24, a->cfg.max_queue_items)
         INT_FLAG("--max-request-items", 1, 1 << 24, a->cfg.max_request_items)
         INT_FLAG("--max-request-tokens", 1, LONG_MAX, a->cfg.max_request_tokens)
@@ -283,11 +295,18 @@ int cmd_serve(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
 
     OprmError err = {{0}};
+    /* On a GPU the dynamic batcher's batches go to the device whole (its
+     * buffers are sized by the same budget); the CPU keeps the scorer's own
+     * packing, as before. */
+    a.sopt.device = device_choose(a.sopt.device, NULL, 0);
+    if (a.sopt.device.kind == DEVICE_CUDA) a.sopt.max_batch_tokens = (int)a.cfg.max_batch_tokens;
     Scorer *sc = scorer_open(a.model_dir, &a.sopt, &err);
     if (!sc) {
         fprintf(stderr, "oprm serve: %s\n", err.msg);
+        if (a.sopt.device.kind == DEVICE_CUDA) fprintf(stderr, "  or serve from the CPU with --device cpu\n");
         return EXIT_RUNTIME;
     }
+    fprintf(stderr, "oprm serve: device %s\n", scorer_device(sc));
     ServeBackend backend = {sc, scorer_backend_score, scorer_backend_count};
     if (a.load_test) {
         rc = run_load_test(&a, &backend);

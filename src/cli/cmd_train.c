@@ -8,6 +8,7 @@
 
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "engine/device.h"
 #include "data/flags.h"
 #include "train/trainer.h"
 
@@ -41,6 +42,7 @@ static void usage(FILE *f) {
             "  --adam_beta1 X, --adam_beta2 X, --adam_epsilon X  [0.9, 0.999, 1e-8]\n"
             "  --seed N                          data order, label fraction, BT head init [42]\n"
             "  --threads N                       engine threads, 0 = all cores [0]\n"
+            "  --device D                        cpu (CUDA training is not yet available) [cpu]\n"
             "  --dataloader_num_workers N        0: build batches inline; 1: prefetch the next step's\n"
             "                                    batches in a thread while the engine runs [1]\n"
             "Loss:\n"
@@ -198,7 +200,18 @@ int cmd_train(int argc, char **argv) {
         else if (name_is(name, n, "lora-rank")) bad = parse_int(arg, v, &c.lora_rank);
         else if (name_is(name, n, "lora-alpha")) bad = parse_double(arg, v, &c.lora_alpha);
         else if (name_is(name, n, "lora-targets") || name_is(name, n, "target-modules")) c.lora_targets = v;
-        else {
+        else if (name_is(name, n, "device")) {
+            Device d;
+            if (device_parse(v, &d, &err)) {
+                fprintf(stderr, "oprm train: %s\n", err.msg);
+                return EXIT_USAGE;
+            }
+            if (d.kind == DEVICE_CUDA) {
+                fprintf(stderr, "oprm train: --device %s: CUDA training is not yet available (this version scores "
+                                "on CUDA: score, eval, bon, audit, serve); train with --device cpu\n", v);
+                return EXIT_USAGE;
+            }
+        } else {
             fprintf(stderr, "oprm train: unknown option '%.*s' (see oprm train --help)\n", (int)(n + 2), arg);
             return EXIT_USAGE;
         }
@@ -208,6 +221,7 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "oprm train: %s (see oprm train --help)\n", err.msg);
         return EXIT_USAGE;
     }
+    if (!c.quiet) fprintf(stderr, "oprm train: device cpu\n");
     TrainResult res;
     int rc = train_run(&c, &res, &err);
     if (rc == 1) fprintf(stderr, "oprm train: %s\n", err.msg);

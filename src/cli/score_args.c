@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 #include "data/flags.h"
 #include "io/fileio.h"
+#include "engine/device.h"
 #include "tok/chat.h"
 
 const char *const SCORE_ARGS_HELP =
@@ -21,7 +22,8 @@ const char *const SCORE_ARGS_HELP =
     "  --template FILE         scoring-prompt template (docs/data.md) [the default prompt]\n"
     "  --threads N             compute threads [all cores]\n"
     "  --batch-size N          responses per scoring call [64]\n"
-    "  --max-batch-tokens N    tokens per packed forward pass [8192]\n"
+    "  --max-batch-tokens N    tokens per packed forward pass (alias --max_tokens_per_batch) [8192]\n"
+    "  --device D              cpu, cuda or cuda:N [cuda when built with CUDA and a GPU is visible, else cpu]\n"
     "  --progress / --no-progress  progress bar on stderr [only when stderr is a terminal]\n";
 
 void score_args_init(ScoreArgs *a, const char *cmd, int multi_data) {
@@ -110,6 +112,14 @@ int score_args_parse(ScoreArgs *a, int argc, char **argv, int i) {
         a->sopt.chat_format = v;
         return used;
     }
+    if ((v = flag_value(a->cmd, argc, argv, i, "--device", &used)) || used < 0) {
+        OprmError err = {{0}};
+        if (v && device_parse(v, &a->sopt.device, &err) != 0) {
+            fprintf(stderr, "oprm %s: %s\n", a->cmd, err.msg);
+            return -1;
+        }
+        return used;
+    }
     if ((v = flag_value(a->cmd, argc, argv, i, "--template", &used)) || used < 0) {
         a->sopt.template_path = v;
         return used;
@@ -117,8 +127,8 @@ int score_args_parse(ScoreArgs *a, int argc, char **argv, int i) {
     static const struct {
         const char *flag;
         long lo, hi;
-    } ints[] = {{"--max-len", 1, INT_MAX}, {"--threads", 0, 4096}, {"--batch-size", 1, 1 << 20}, {"--max-batch-tokens", 1, INT_MAX}};
-    for (int k = 0; k < 4; k++) {
+    } ints[] = {{"--max-len", 1, INT_MAX}, {"--threads", 0, 4096}, {"--batch-size", 1, 1 << 20}, {"--max-batch-tokens", 1, INT_MAX}, {"--max_tokens_per_batch", 1, INT_MAX}};
+    for (int k = 0; k < 5; k++) {
         if ((v = flag_value(a->cmd, argc, argv, i, ints[k].flag, &used)) || used < 0) {
             if (used < 0) return -1;
             int *dst = k == 0 ? &a->sopt.max_len : k == 1 ? &a->sopt.threads : k == 2 ? &a->batch_size : &a->sopt.max_batch_tokens;
@@ -162,6 +172,10 @@ Scorer *score_args_open_model(const ScoreArgs *a) {
             fprintf(stderr, "  --model must be a Hugging Face model directory (config.json, model.safetensors, "
                             "tokenizer.json)\n");
         free(cfg);
+        if (a->sopt.device.kind == DEVICE_CUDA)
+            fprintf(stderr, "  or score on the CPU with --device cpu\n");
+    } else {
+        fprintf(stderr, "oprm %s: device %s\n", a->cmd, scorer_device(s));
     }
     return s;
 }
