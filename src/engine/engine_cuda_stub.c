@@ -1,10 +1,10 @@
 /* The CUDA entry points of a build without the CUDA toolkit (or NO_CUDA=1):
- * --device cuda is refused with a message that says how to get it. Builds
- * with CUDA define OPRM_HAVE_CUDA and link src/cuda/engine_cuda.cu instead. */
-#include "engine/engine_impl.h"
-
-#ifndef OPRM_HAVE_CUDA
+ * --device cuda is refused with a message that says how to get it. Release
+ * builds with CUDA link src/cuda/engine_cuda.cu instead (the Makefile leaves
+ * this file out of them); the sanitizer build always uses this one. */
 #include <stdio.h>
+
+#include "engine/engine_impl.h"
 
 int cuda_built(void) {
     return 0;
@@ -22,4 +22,3 @@ int engine_cuda_init(Engine *e, const Model *m, const EngineOptions *opt, OprmEr
                           "installed: `make` finds nvcc on PATH or in /usr/local/cuda), or use --device cpu",
                      opt->device.index);
 }
-#endif

@@ -1,0 +1,52 @@
+/* Host-side planning of the CUDA engine, plain C so the normal test suite
+ * checks it on machines without a GPU: device memory for a model and a token
+ * budget, the packed layouts the kernels read, the attention work list. */
+#ifndef OPRM_ENGINE_CUDA_PLAN_H
+#define OPRM_ENGINE_CUDA_PLAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/model.h"
+
+/* Query rows per attention block (one block: QT queries of one head of one
+ * sequence) and keys per shared-memory tile. */
+#define CUDA_ATTN_QT 16
+#define CUDA_ATTN_KT 32
+#define CUDA_MAX_HEAD_DIM 256
+#define CUDA_GEMM_WORKSPACE ((size_t)32 << 20)
+
+typedef struct {
+    /* Device weights: BF16 matrices (the fused [q;k;v] and [gate;up] blocks,
+     * o, down, embedding, untied lm_head) and fp32 norms and biases. */
+    size_t weights_bf16, weights_f32, weights;
+    /* Activations for max_tokens packed rows: fp32 residual stream, BF16
+     * normed input, qkv, attention output, projection output, gate|up, SwiGLU
+     * output; per-sequence and index buffers. */
+    size_t activations, index;
+    size_t workspace; /* cuBLASLt */
+    size_t total;
+} CudaMemPlan;
+
+/* Per-layer element counts of the fused blocks. */
+size_t cuda_qkv_width(const ModelConfig *c); /* (heads + 2 kv heads) * head_dim */
+void cuda_mem_plan(const ModelConfig *c, int max_tokens, CudaMemPlan *p);
+/* Checks the shape is one the kernels handle (head_dim even and <= 256,
+ * heads a multiple of kv heads); message names the limit. */
+int cuda_shape_check(const ModelConfig *c, char *msg, size_t n);
+
+/* Attention work list: one entry per block of up to CUDA_ATTN_QT consecutive
+ * query positions of one sequence: {first packed row of the sequence, first
+ * query position, queries}. Returns the count written (at most
+ * cuda_attn_tiles_max(total tokens, nseq)). */
+typedef struct {
+    int32_t seq_row, q_pos, q_n;
+} CudaAttnTile;
+int cuda_attn_tiles_max(int total_tokens, int nseq);
+int cuda_attn_tiles(const int32_t *lens, int nseq, CudaAttnTile *tiles);
+
+/* For a packed batch: pos[t] (position in its sequence) and last[s] (packed
+ * row of sequence s's last token). Returns total tokens. */
+int cuda_pack_index(const int32_t *lens, int nseq, int32_t *pos, int32_t *last);
+
+#endif
