@@ -39,7 +39,7 @@ CLI_CMDS := $(wildcard src/cli/cmd_*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 HDRS     := $(wildcard src/*/*.h tests/*.h)
 
-all: build/release/oprm
+all: build/release/oprm $(if $(CUDA_OBJ),build/release/cuda_check)
 
 # $(1) name, $(2) compiler flags, $(3) library objects, $(4) extra libraries.
 define variant

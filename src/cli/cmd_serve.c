@@ -303,7 +303,6 @@ int cmd_serve(int argc, char **argv) {
     Scorer *sc = scorer_open(a.model_dir, &a.sopt, &err);
     if (!sc) {
         fprintf(stderr, "oprm serve: %s\n", err.msg);
-        if (a.sopt.device.kind == DEVICE_CUDA) fprintf(stderr, "  or serve from the CPU with --device cpu\n");
         return EXIT_RUNTIME;
     }
     fprintf(stderr, "oprm serve: device %s\n", scorer_device(sc));

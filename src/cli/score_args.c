@@ -172,8 +172,6 @@ Scorer *score_args_open_model(const ScoreArgs *a) {
             fprintf(stderr, "  --model must be a Hugging Face model directory (config.json, model.safetensors, "
                             "tokenizer.json)\n");
         free(cfg);
-        if (a->sopt.device.kind == DEVICE_CUDA)
-            fprintf(stderr, "  or score on the CPU with --device cpu\n");
     } else {
         fprintf(stderr, "oprm %s: device %s\n", a->cmd, scorer_device(s));
     }
