@@ -49,7 +49,7 @@ build/$(1)/obj/%.o: %.c $(HDRS)
 
 build/$(1)/liboprm.a: $(3)
 	@rm -f $$@
-	ar rcs $$@ $$^
+	ar rcs $$@ $$(filter %.o,$$^)
 
 # The subcommand objects are linked directly: an archive member is never pulled
 # in to replace main.c's weak fallback definitions.
@@ -64,7 +64,13 @@ endef
 CUDA_STUB := src/engine/engine_cuda_stub.c
 RELEASE_LIB_OBJ := $(patsubst %.c,build/release/obj/%.o,$(if $(CUDA_OBJ),$(filter-out $(CUDA_STUB),$(LIB_SRC)),$(LIB_SRC))) $(CUDA_OBJ)
 ASAN_LIB_OBJ    := $(patsubst %.c,build/asan/obj/%.o,$(LIB_SRC))
-$(eval $(call variant,release,$(RELEASE_FLAGS),$(RELEASE_LIB_OBJ),$(CUDA_LIBS)))
+# A stamp per backend, so switching between CUDA and NO_CUDA=1 rebuilds the archive.
+RELEASE_STAMP := build/release/.backend-$(if $(CUDA_OBJ),cuda,cpu)
+$(RELEASE_STAMP):
+	@mkdir -p $(dir $@)
+	@rm -f build/release/.backend-*
+	@touch $@
+$(eval $(call variant,release,$(RELEASE_FLAGS),$(RELEASE_LIB_OBJ) $(RELEASE_STAMP),$(CUDA_LIBS)))
 $(eval $(call variant,asan,$(ASAN_FLAGS),$(ASAN_LIB_OBJ)))
 
 build/release/obj/src/cuda/%.o: src/cuda/%.cu $(CUDA_HDRS) $(HDRS)

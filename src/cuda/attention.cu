@@ -63,6 +63,7 @@ __global__ void attention_kernel(bf16 *out, const bf16 *qkv, const CudaAttnTile 
             Vs[kj * hd + d] = vv; // zero past the end: p = 0 there, and 0 * 0 stays 0
         }
         __syncthreads();
+#pragma unroll
         for (int j = 0; j < ATT_QPW; j++) {
             int qi = warp * ATT_QPW + j;
             if (qi >= tile.q_n) break;
@@ -81,10 +82,12 @@ __global__ void attention_kernel(bf16 *out, const bf16 *qkv, const CudaAttnTile 
             float c = dm_online_softmax_merge(&m[j], &l[j], bm, bl);
             // p was taken against bm; rescale it to the merged max.
             float pb = __expf(bm - m[j]);
+#pragma unroll
             for (int i = 0; i < ATT_DPL; i++) acc[j][i] *= c;
             for (int kk = 0; kk < CUDA_ATTN_KT; kk++) {
                 float pk = __shfl_sync(0xffffffffu, p, kk) * pb;
                 const float *vr = Vs + kk * hd;
+#pragma unroll
                 for (int i = 0; i < ATT_DPL; i++) {
                     int d = lane + 32 * i;
                     if (d < hd) acc[j][i] += pk * vr[d];

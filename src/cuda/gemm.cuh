@@ -7,10 +7,20 @@
 
 #include "cuda/kernels.cuh"
 
+// The heuristic's choice per shape is kept (a forward asks for the same four
+// shapes in every layer; asking cuBLASLt each time costs tens of microseconds).
+#define GEMM_CACHE 16
+typedef struct {
+    int T, N, K;
+    cublasLtMatmulAlgo_t algo;
+} GemmAlgo;
+
 typedef struct {
     cublasLtHandle_t lt;
     void *workspace;
     size_t workspace_size;
+    GemmAlgo cache[GEMM_CACHE];
+    int n_cache, next;
 } Gemm;
 
 cublasStatus_t gemm_init(Gemm *g, void *workspace, size_t workspace_size);
