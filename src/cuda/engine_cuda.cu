@@ -45,6 +45,7 @@ typedef struct {
     int32_t *ids, *pos, *last, *rows;
     CudaAttnTile *tiles;
     int max_tokens, nseq;
+    int attn_wmma; // 1: attention_wmma.cu (tensor cores), 0: attention.cu
     int32_t *h_pos, *h_lastidx; // host staging
     CudaAttnTile *h_tiles;
 } CudaEngine;
@@ -290,7 +291,7 @@ static int cuda_forward(void *impl, const SeqBatch *b, float *h_last, OprmError 
         if (b->ids[i] < 0 || b->ids[i] >= k->vocab)
             return oprm_fail(err, "engine_forward: token id %d at position %d is outside the vocabulary [0, %d)",
                              b->ids[i], i, k->vocab);
-    int n_tiles = cuda_attn_tiles(b->lens, nseq, c->h_tiles);
+    int n_tiles = cuda_attn_tiles_qt(b->lens, nseq, c->attn_wmma ? CUDA_ATTN_QT_WMMA : CUDA_ATTN_QT, c->h_tiles);
     cudaStream_t st = c->st;
     cudaError_t e = cudaMemcpyAsync(c->ids, b->ids, 4 * (size_t)T, cudaMemcpyHostToDevice, st);
     if (e == cudaSuccess) e = cudaMemcpyAsync(c->pos, c->h_pos, 4 * (size_t)T, cudaMemcpyHostToDevice, st);
@@ -308,7 +309,8 @@ static int cuda_forward(void *impl, const SeqBatch *b, float *h_last, OprmError 
         s = gemm_bf16(&c->gemm, c->qkv, c->h, L->wqkv, T, W, D, st);
         if (s != CUBLAS_STATUS_SUCCESS) break;
         launch_qkv_post(c->qkv, L->bqkv, L->qn, L->kn, eps, c->pos, c->inv_freq, T, H, KV, hd, st);
-        launch_attention(c->att, c->qkv, c->tiles, n_tiles, H, KV, hd, st);
+        if (c->attn_wmma) launch_attention_wmma(c->att, c->qkv, c->tiles, n_tiles, H, KV, hd, st);
+        else launch_attention(c->att, c->qkv, c->tiles, n_tiles, H, KV, hd, st);
         s = gemm_bf16(&c->gemm, c->y, c->att, L->wo, T, D, Q, st);
         if (s != CUBLAS_STATUS_SUCCESS) break;
         launch_residual_rmsnorm(c->x, c->y, L->n2, eps, c->h, T, D, st);
@@ -355,6 +357,21 @@ extern "C" int engine_cuda_init(Engine *e, const Model *m, const EngineOptions *
         oprm_fail(err, "%s", msg);
         goto fail;
     }
+    {
+        /* The tensor-core attention where the shape allows; OPRM_CUDA_ATTENTION=tiled|wmma overrides (the
+         * device check runs both). */
+        const char *ak = getenv("OPRM_CUDA_ATTENTION");
+        c->attn_wmma = attention_wmma_supported(c->cfg.head_dim);
+        if (ak && !strcmp(ak, "tiled")) c->attn_wmma = 0;
+        else if (ak && !strcmp(ak, "wmma") && !c->attn_wmma) {
+            oprm_fail(err, "OPRM_CUDA_ATTENTION=wmma needs head_dim a multiple of 16 and at most 128 (got %d)",
+                      c->cfg.head_dim);
+            goto fail;
+        } else if (ak && *ak && strcmp(ak, "tiled") && strcmp(ak, "wmma")) {
+            oprm_fail(err, "OPRM_CUDA_ATTENTION must be tiled or wmma, got '%s'", ak);
+            goto fail;
+        }
+    }
     if (open_device(c, opt->device.index, err)) goto fail;
     {
         cudaError_t ce = cudaStreamCreate(&c->st);
@@ -366,14 +383,15 @@ extern "C" int engine_cuda_init(Engine *e, const Model *m, const EngineOptions *
         cuda_mem_plan(&c->cfg, c->max_tokens, &plan);
         if (alloc_all(c, &plan, err) || upload(c, m, err)) goto fail;
         attention_setup(c->cfg.head_dim);
+        if (c->attn_wmma) attention_wmma_setup(c->cfg.head_dim);
         size_t free_b = 0, total_b = 0;
         cudaMemGetInfo(&free_b, &total_b);
         e->ops = &CUDA_OPS;
         e->impl = c;
         e->cfg = c->cfg;
         e->max_tokens = c->max_tokens;
-        snprintf(e->desc, sizeof e->desc, "cuda:%d %.120s (%.1f GiB; %.2f GiB used by oprm, batches up to %d tokens)",
-                 c->dev, c->name, total_b / GIB, c->pool_size / GIB, c->max_tokens);
+        snprintf(e->desc, sizeof e->desc, "cuda:%d %.120s (%.1f GiB; %.2f GiB used by oprm, batches up to %d tokens, %s attention)",
+                 c->dev, c->name, total_b / GIB, c->pool_size / GIB, c->max_tokens, c->attn_wmma ? "wmma" : "tiled");
         return 0;
     }
 fail:

@@ -35,6 +35,13 @@ void attention_setup(int hd); // raises the dynamic shared-memory limit once
 void launch_attention(bf16 *out, const bf16 *qkv, const CudaAttnTile *tiles, int n_tiles, int H, int KV, int hd,
                       cudaStream_t st);
 
+// attention_wmma.cu: the same on tensor cores (wmma), blocks of
+// CUDA_ATTN_QT_WMMA queries; head_dim % 16 == 0 and <= 128 only.
+int attention_wmma_supported(int hd);
+void attention_wmma_setup(int hd);
+void launch_attention_wmma(bf16 *out, const bf16 *qkv, const CudaAttnTile *tiles, int n_tiles, int H, int KV, int hd,
+                           cudaStream_t st);
+
 // swiglu.cu: a[t, f] = silu(gu[t, f]) * gu[t, F + f].
 void launch_swiglu(bf16 *a, const bf16 *gu, int T, int F, cudaStream_t st);
 

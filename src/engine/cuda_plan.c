@@ -42,10 +42,14 @@ int cuda_attn_tiles_max(int total_tokens, int nseq) {
 }
 
 int cuda_attn_tiles(const int32_t *lens, int nseq, CudaAttnTile *tiles) {
+    return cuda_attn_tiles_qt(lens, nseq, CUDA_ATTN_QT, tiles);
+}
+
+int cuda_attn_tiles_qt(const int32_t *lens, int nseq, int qt, CudaAttnTile *tiles) {
     int n = 0, row = 0;
     for (int s = 0; s < nseq; s++) {
-        for (int q = 0; q < lens[s]; q += CUDA_ATTN_QT) {
-            int k = lens[s] - q < CUDA_ATTN_QT ? lens[s] - q : CUDA_ATTN_QT;
+        for (int q = 0; q < lens[s]; q += qt) {
+            int k = lens[s] - q < qt ? lens[s] - q : qt;
             tiles[n++] = (CudaAttnTile){row, q, k};
         }
         row += lens[s];

@@ -12,6 +12,7 @@
 /* Query rows per attention block (one block: QT queries of one head of one
  * sequence) and keys per shared-memory tile. */
 #define CUDA_ATTN_QT 16
+#define CUDA_ATTN_QT_WMMA 64 /* the tensor-core kernel's blocks */
 #define CUDA_ATTN_KT 32
 #define CUDA_MAX_HEAD_DIM 256
 #define CUDA_GEMM_WORKSPACE ((size_t)32 << 20)
@@ -44,6 +45,8 @@ typedef struct {
 } CudaAttnTile;
 int cuda_attn_tiles_max(int total_tokens, int nseq);
 int cuda_attn_tiles(const int32_t *lens, int nseq, CudaAttnTile *tiles);
+/* The same with qt queries per entry (qt >= CUDA_ATTN_QT: fits the same buffer). */
+int cuda_attn_tiles_qt(const int32_t *lens, int nseq, int qt, CudaAttnTile *tiles);
 
 /* For a packed batch: pos[t] (position in its sequence) and last[s] (packed
  * row of sequence s's last token). Returns total tokens. */
