@@ -21,10 +21,17 @@ ASAN_FLAGS    := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fn
 ifneq ($(NO_CUDA),1)
 NVCC ?= $(shell command -v nvcc 2>/dev/null || { test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc; })
 endif
-ifneq ($(strip $(NVCC)),)
-CUDA_HOME   := $(patsubst %/bin/nvcc,%,$(realpath $(NVCC)))
+CUDA_NVCC := $(if $(filter 1,$(NO_CUDA)),,$(strip $(NVCC)))
+ifneq ($(CUDA_NVCC),)
+CUDA_HOME   := $(patsubst %/bin/nvcc,%,$(realpath $(CUDA_NVCC)))
 CUDA_LIBDIR := $(firstword $(wildcard $(CUDA_HOME)/lib64/libcublasLt.so $(CUDA_HOME)/targets/x86_64-linux/lib/libcublasLt.so /usr/lib/x86_64-linux-gnu/libcublasLt.so))
 CUDA_LIBDIR := $(patsubst %/,%,$(dir $(CUDA_LIBDIR)))
+ifeq ($(CUDA_LIBDIR),)
+$(warning nvcc found at $(CUDA_NVCC) but not libcublasLt.so: building without CUDA)
+CUDA_NVCC :=
+endif
+endif
+ifneq ($(CUDA_NVCC),)
 CUDA_GENCODE ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
 NVCC_FLAGS  := -std=c++17 -O3 -g -Isrc $(CUDA_GENCODE) -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror,-Wno-unused-parameter
 CUDA_LIBS   := -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcublasLt -lcudart_static -ldl -lrt -lstdc++
@@ -75,7 +82,7 @@ $(eval $(call variant,asan,$(ASAN_FLAGS),$(ASAN_LIB_OBJ)))
 
 build/release/obj/src/cuda/%.o: src/cuda/%.cu $(CUDA_HDRS) $(HDRS)
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCC_FLAGS) -c $< -o $@
+	$(CUDA_NVCC) $(NVCC_FLAGS) -c $< -o $@
 
 # The device check's driver (tools/cuda_check.sh runs it on a GPU machine).
 build/release/cuda_check: build/release/obj/tests/cuda/cuda_check.o build/release/liboprm.a
@@ -86,7 +93,7 @@ cuda-check:
 
 # Which backends this build has (CI prints it).
 config:
-	@echo "CUDA: $(if $(strip $(NVCC)),$(NVCC) (libs $(CUDA_LIBDIR); $(CUDA_GENCODE)),off)"
+	@echo "CUDA: $(if $(CUDA_NVCC),$(CUDA_NVCC) (libs $(CUDA_LIBDIR); $(CUDA_GENCODE)),off)"
 
 TEST_BINS_ASAN    := $(patsubst tests/%.c,build/asan/tests/%,$(TEST_SRC))
 TEST_BINS_RELEASE := $(patsubst tests/%.c,build/release/tests/%,$(TEST_SRC))

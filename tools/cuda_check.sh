@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The CUDA engine's device check (issue 13), for one GPU machine, <= 8 minutes
 # on one H200. Builds for the GPU it finds, then prints one JSON line per check:
+# Checks 1 and 2 run once per attention kernel (wmma, tiled).
 #   1. fixture: the CUDA engine against the PyTorch fixtures of the CPU tests
 #      (tests/fixtures/engine/*; BF16 tolerances in tests/cuda/cuda_check.c);
 #   2. random / scorer: GPU against CPU oprm on the same random weights of the
@@ -37,9 +38,14 @@ run_check() { # mode args... : forwards the driver's JSON lines
   [ -n "$out" ] || out="{\"check\":\"$1\",\"args\":\"$*\",\"error\":\"no output: $(tail -1 /tmp/oprm_cuda_check.err | tr '"' "'")\",\"pass\":false}"
   while IFS= read -r l; do line "$l"; done <<<"$out"
 }
-run_check fixture tests/fixtures/engine/*/
-run_check random "$SHARED/../bench/configs/qwen2.5-0.5b-shape.json"
-run_check scorer "$SHARED/models/story-llama"
+# Both attention kernels (the engine's line names the one it ran: "... wmma attention").
+for attn in wmma tiled; do
+  export OPRM_CUDA_ATTENTION=$attn
+  run_check fixture tests/fixtures/engine/*/
+  run_check random "$SHARED/../bench/configs/qwen2.5-0.5b-shape.json"
+  run_check scorer "$SHARED/models/story-llama"
+done
+unset OPRM_CUDA_ATTENTION
 
 [ "${1:-}" = "--no-bench" ] && exit $fail
 # Throughput: ~16k tokens per batch (32 x 512, 8 x 2048), 2 warm-up + 5 timed steps.

@@ -45,7 +45,10 @@ static const void *tensor(const StFile *f, const char *name, StDtype dt) {
     return t && t->dtype == dt ? t->data : NULL;
 }
 
-static int check_fixture(const char *dir) {
+static int check_fixture(const char *dir_arg) {
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", dir_arg);
+    for (size_t n = strlen(dir); n > 1 && dir[n - 1] == '/'; n--) dir[n - 1] = 0;
     const char *name = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
     char *adapter = path_join(dir, "adapter");
     int lora = file_exists(adapter);
