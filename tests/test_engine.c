@@ -279,6 +279,12 @@ static void test_cli_device(void) {
     snprintf(cmd, sizeof cmd, "%s score --device gpu --model x --data y >/dev/null 2>&1", bin);
     int st = system(cmd);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+    snprintf(cmd, sizeof cmd, "%s serve --device cuda:x --model x >/dev/null 2>&1", bin);
+    st = system(cmd);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+    snprintf(cmd, sizeof cmd, "%s bench --device gpu --config x --seq 4 >/dev/null 2>&1", bin);
+    st = system(cmd);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 2);
     snprintf(cmd, sizeof cmd, "%s train --device cuda --model x --data y --output z 2>&1", bin);
     FILE *f = popen(cmd, "r");
     char out[4096] = "";
@@ -313,6 +319,15 @@ static void test_cli_device(void) {
         CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1);
         CHECK_STR_CONTAINS(out, "--device cpu");
     }
+    /* bench: the GPU benchmarks scoring only. */
+    snprintf(cmd, sizeof cmd, "%s bench --device cuda --config %s/models/story-llama/config.json --seq 4 2>&1", bin,
+             shared);
+    f = popen(cmd, "r");
+    n = f ? fread(out, 1, sizeof out - 1, f) : 0;
+    out[n] = 0;
+    st = f ? pclose(f) : -1;
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    CHECK_STR_CONTAINS(out, "--mode score");
     remove(data);
 }
 
