@@ -166,6 +166,61 @@ static void test_mem_plan(void) {
     CHECK_STR_CONTAINS(msg, "head_dim 512");
 }
 
+/* Every tensor of each architecture has one place on the device; the places
+ * of a fused buffer tile it exactly (q|k|v, gate|up), nothing overlaps. */
+static void test_weight_slots(void) {
+    for (int a = 0; a < 3; a++) {
+        ModelConfig c = small_cfg(a == 0 ? ARCH_QWEN2 : ARCH_QWEN3);
+        if (a == 2) { /* Llama, untied, no bias */
+            c.arch = ARCH_LLAMA;
+            c.qkv_bias = 0;
+            c.tie_embeddings = 0;
+        }
+        OprmError err = {{0}};
+        Model *m = model_new_random(&c, NULL, 3, &err);
+        CHECK(m != NULL);
+        if (!m) continue;
+        int np, placed = 0, ok = 1;
+        ModelParam *ps = model_params(m, &np);
+        /* covered[layer+1][kind]: elements placed, and a per-element mark for overlap. */
+        size_t covered[4][CW_N_KINDS] = {{0}};
+        unsigned char *mark[4][CW_N_KINDS] = {{0}};
+        for (int i = 0; i < np; i++) {
+            CudaWeightSlot w;
+            if (cuda_weight_slot(&c, ps[i].name, &w) != 0) {
+                fprintf(stderr, "  no slot for %s\n", ps[i].name);
+                ok = 0;
+                continue;
+            }
+            placed++;
+            size_t cap = cuda_weight_numel(&c, w.kind);
+            CHECK(w.offset + ps[i].numel <= cap);
+            CHECK(w.bf16 == (ps[i].ndim == 2));
+            unsigned char **mk = &mark[w.layer + 1][w.kind];
+            if (!*mk) *mk = calloc(cap, 1);
+            for (size_t j = 0; j < ps[i].numel && w.offset + j < cap; j++) ok &= !(*mk)[w.offset + j]++;
+            covered[w.layer + 1][w.kind] += ps[i].numel;
+        }
+        CHECK(ok);
+        CHECK(placed == cuda_weight_count(&c));
+        CHECK(placed == np);
+        for (int l = 0; l < 3; l++)
+            for (int k = 0; k < CW_N_KINDS; k++) {
+                int layer_kind = k >= CW_QKV;
+                if ((l == 0) == layer_kind) continue;
+                CHECK(covered[l][k] == cuda_weight_numel(&c, (CudaWeightKind)k));
+                free(mark[l][k]);
+            }
+        CudaWeightSlot w;
+        CHECK(cuda_weight_slot(&c, "model.layers.2.mlp.up_proj.weight", &w) == -1); /* no layer 2 */
+        CHECK(cuda_weight_slot(&c, "model.layers.0.mlp.up_proj.weight", &w) == 0 && w.kind == CW_GATE_UP &&
+              w.offset == (size_t)c.ffn * c.hidden);
+        CHECK(cuda_weight_slot(&c, "model.layers.1.self_attn.v_proj.weight", &w) == 0 &&
+              w.offset == (size_t)(c.n_heads + c.n_kv_heads) * c.head_dim * c.hidden);
+        model_free(m);
+    }
+}
+
 static void test_attn_tiles_and_index(void) {
     int32_t lens[] = {1, 16, 17, 40};
     CudaAttnTile t[16];
@@ -338,6 +393,7 @@ int main(void) {
     RUN(test_cuda_refused_without_gpu);
     RUN(test_batching);
     RUN(test_mem_plan);
+    RUN(test_weight_slots);
     RUN(test_attn_tiles_and_index);
     RUN(test_bf16_rounding);
     RUN(test_rope_freq);

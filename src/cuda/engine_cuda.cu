@@ -123,40 +123,34 @@ static cudaError_t put_f32(float *dst, const ModelParam *p) {
     return e;
 }
 
-// Places one named Hugging Face tensor; returns 1 if used, 0 if unknown, -1 on a CUDA error.
-static int place(CudaEngine *c, const ModelParam *p, cudaError_t *e) {
-    const ModelConfig *k = &c->cfg;
-    size_t D = k->hidden, hd = k->head_dim, Q = (size_t)k->n_heads * hd, K = (size_t)k->n_kv_heads * hd, F = k->ffn;
-    int l, n = 0;
-    *e = cudaSuccess;
-    if (!strcmp(p->name, "model.embed_tokens.weight")) {
-        *e = put_bf16(c->embed, p);
-        if (k->tie_embeddings) c->lm_head = c->embed;
-    } else if (!strcmp(p->name, "lm_head.weight")) {
-        *e = put_bf16(c->lm_head, p);
-    } else if (!strcmp(p->name, "model.norm.weight")) {
-        *e = put_f32(c->final_norm, p);
-    } else if (sscanf(p->name, "model.layers.%d.%n", &l, &n) == 1 && n > 0 && l >= 0 && l < k->n_layers) {
-        DevLayer *L = &c->L[l];
-        const char *s = p->name + n;
-        if (!strcmp(s, "self_attn.q_proj.weight")) *e = put_bf16(L->wqkv, p);
-        else if (!strcmp(s, "self_attn.k_proj.weight")) *e = put_bf16(L->wqkv + Q * D, p);
-        else if (!strcmp(s, "self_attn.v_proj.weight")) *e = put_bf16(L->wqkv + (Q + K) * D, p);
-        else if (!strcmp(s, "self_attn.q_proj.bias") && L->bqkv) *e = put_f32(L->bqkv, p);
-        else if (!strcmp(s, "self_attn.k_proj.bias") && L->bqkv) *e = put_f32(L->bqkv + Q, p);
-        else if (!strcmp(s, "self_attn.v_proj.bias") && L->bqkv) *e = put_f32(L->bqkv + Q + K, p);
-        else if (!strcmp(s, "self_attn.o_proj.weight")) *e = put_bf16(L->wo, p);
-        else if (!strcmp(s, "self_attn.q_norm.weight") && L->qn) *e = put_f32(L->qn, p);
-        else if (!strcmp(s, "self_attn.k_norm.weight") && L->kn) *e = put_f32(L->kn, p);
-        else if (!strcmp(s, "mlp.gate_proj.weight")) *e = put_bf16(L->wgu, p);
-        else if (!strcmp(s, "mlp.up_proj.weight")) *e = put_bf16(L->wgu + F * D, p);
-        else if (!strcmp(s, "mlp.down_proj.weight")) *e = put_bf16(L->wdown, p);
-        else if (!strcmp(s, "input_layernorm.weight")) *e = put_f32(L->n1, p);
-        else if (!strcmp(s, "post_attention_layernorm.weight")) *e = put_f32(L->n2, p);
-        else return 0;
-    } else {
-        return 0;
+static void *slot_base(CudaEngine *c, const CudaWeightSlot *w) {
+    if (w->layer < 0) return w->kind == CW_EMBED ? (void *)c->embed : w->kind == CW_LM_HEAD ? (void *)c->lm_head
+                                                                                           : (void *)c->final_norm;
+    DevLayer *L = &c->L[w->layer];
+    switch (w->kind) {
+    case CW_QKV: return L->wqkv;
+    case CW_QKV_BIAS: return L->bqkv;
+    case CW_O: return L->wo;
+    case CW_Q_NORM: return L->qn;
+    case CW_K_NORM: return L->kn;
+    case CW_GATE_UP: return L->wgu;
+    case CW_DOWN: return L->wdown;
+    case CW_NORM1: return L->n1;
+    case CW_NORM2: return L->n2;
+    default: return NULL;
     }
+}
+
+// Places one named Hugging Face tensor where cuda_weight_slot says (the
+// layout is host code, tested on the CPU); 1 if placed, 0 if it has no
+// place, -1 on a CUDA error.
+static int place(CudaEngine *c, const ModelParam *p, cudaError_t *e) {
+    CudaWeightSlot w;
+    *e = cudaSuccess;
+    if (cuda_weight_slot(&c->cfg, p->name, &w) != 0) return 0;
+    if (w.offset + p->numel > cuda_weight_numel(&c->cfg, w.kind)) return 0;
+    void *base = slot_base(c, &w);
+    *e = w.bf16 ? put_bf16((bf16 *)base + w.offset, p) : put_f32((float *)base + w.offset, p);
     return *e == cudaSuccess ? 1 : -1;
 }
 
@@ -263,7 +257,7 @@ static int upload(CudaEngine *c, const Model *m, OprmError *err) {
                                   "use --device cpu)", ps[i].name);
         placed += r;
     }
-    int want = k->n_layers * (9 + (k->qkv_bias ? 3 : 0) + (k->qk_norm ? 2 : 0)) + 2 + (k->tie_embeddings ? 0 : 1);
+    int want = cuda_weight_count(k);
     if (placed != want)
         return oprm_fail(err, "internal: %d of the %d tensors of this %s reached the GPU", placed, want, k->architecture);
     int half = k->head_dim / 2;

@@ -1,6 +1,7 @@
 #include "engine/cuda_plan.h"
 
 #include <stdio.h>
+#include <string.h>
 
 size_t cuda_qkv_width(const ModelConfig *c) {
     return (size_t)(c->n_heads + 2 * c->n_kv_heads) * (size_t)c->head_dim;
@@ -65,4 +66,67 @@ int cuda_pack_index(const int32_t *lens, int nseq, int32_t *pos, int32_t *last) 
         last[s] = row - 1;
     }
     return row;
+}
+
+size_t cuda_weight_numel(const ModelConfig *c, CudaWeightKind k) {
+    size_t D = c->hidden, F = c->ffn, V = c->vocab, hd = c->head_dim, Q = (size_t)c->n_heads * hd,
+           W = cuda_qkv_width(c);
+    switch (k) {
+    case CW_EMBED: return V * D;
+    case CW_LM_HEAD: return c->tie_embeddings ? 0 : V * D;
+    case CW_FINAL_NORM: return D;
+    case CW_QKV: return W * D;
+    case CW_QKV_BIAS: return c->qkv_bias ? W : 0;
+    case CW_O: return D * Q;
+    case CW_Q_NORM:
+    case CW_K_NORM: return c->qk_norm ? hd : 0;
+    case CW_GATE_UP: return 2 * F * D;
+    case CW_DOWN: return D * F;
+    case CW_NORM1:
+    case CW_NORM2: return D;
+    default: return 0;
+    }
+}
+
+int cuda_weight_count(const ModelConfig *c) {
+    return c->n_layers * (9 + (c->qkv_bias ? 3 : 0) + (c->qk_norm ? 2 : 0)) + 2 + (c->tie_embeddings ? 0 : 1);
+}
+
+int cuda_weight_slot(const ModelConfig *c, const char *name, CudaWeightSlot *out) {
+    size_t D = c->hidden, F = c->ffn, hd = c->head_dim, Q = (size_t)c->n_heads * hd, K = (size_t)c->n_kv_heads * hd;
+    static const struct {
+        const char *suffix;
+        CudaWeightKind kind;
+        int part; /* 0: start, 1: after q, 2: after q and k, 3: after gate */
+        int bf16;
+    } layer_tensors[] = {
+        {"self_attn.q_proj.weight", CW_QKV, 0, 1},      {"self_attn.k_proj.weight", CW_QKV, 1, 1},
+        {"self_attn.v_proj.weight", CW_QKV, 2, 1},      {"self_attn.q_proj.bias", CW_QKV_BIAS, 0, 0},
+        {"self_attn.k_proj.bias", CW_QKV_BIAS, 1, 0},   {"self_attn.v_proj.bias", CW_QKV_BIAS, 2, 0},
+        {"self_attn.o_proj.weight", CW_O, 0, 1},        {"self_attn.q_norm.weight", CW_Q_NORM, 0, 0},
+        {"self_attn.k_norm.weight", CW_K_NORM, 0, 0},   {"mlp.gate_proj.weight", CW_GATE_UP, 0, 1},
+        {"mlp.up_proj.weight", CW_GATE_UP, 3, 1},       {"mlp.down_proj.weight", CW_DOWN, 0, 1},
+        {"input_layernorm.weight", CW_NORM1, 0, 0},     {"post_attention_layernorm.weight", CW_NORM2, 0, 0},
+    };
+    CudaWeightSlot s = {CW_EMBED, -1, 0, 1};
+    int l, n = 0;
+    if (!strcmp(name, "model.embed_tokens.weight")) s.kind = CW_EMBED;
+    else if (!strcmp(name, "lm_head.weight") && !c->tie_embeddings) s.kind = CW_LM_HEAD;
+    else if (!strcmp(name, "model.norm.weight")) s = (CudaWeightSlot){CW_FINAL_NORM, -1, 0, 0};
+    else if (sscanf(name, "model.layers.%d.%n", &l, &n) == 1 && n > 0 && l >= 0 && l < c->n_layers) {
+        size_t k;
+        for (k = 0; k < sizeof layer_tensors / sizeof layer_tensors[0]; k++)
+            if (!strcmp(name + n, layer_tensors[k].suffix)) break;
+        if (k == sizeof layer_tensors / sizeof layer_tensors[0]) return -1;
+        s.kind = layer_tensors[k].kind;
+        s.layer = l;
+        s.bf16 = layer_tensors[k].bf16;
+        if (cuda_weight_numel(c, s.kind) == 0) return -1; /* e.g. a bias the config does not have */
+        size_t row = layer_tensors[k].part == 1 ? Q : layer_tensors[k].part == 2 ? Q + K : layer_tensors[k].part == 3 ? F : 0;
+        s.offset = s.bf16 ? row * D : row; /* matrices: rows of D; biases: elements */
+    } else {
+        return -1;
+    }
+    *out = s;
+    return 0;
 }

@@ -36,6 +36,27 @@ void cuda_mem_plan(const ModelConfig *c, int max_tokens, CudaMemPlan *p);
  * heads a multiple of kv heads); message names the limit. */
 int cuda_shape_check(const ModelConfig *c, char *msg, size_t n);
 
+/* Where a Hugging Face tensor goes on the device: a buffer of the model
+ * (layer -1) or of one layer, and the element offset inside it (q, k, v share
+ * the fused [W, D] matrix and bias, gate and up the [2F, D] one). */
+typedef enum {
+    CW_EMBED, CW_LM_HEAD, CW_FINAL_NORM, /* model */
+    CW_QKV, CW_QKV_BIAS, CW_O, CW_Q_NORM, CW_K_NORM, CW_GATE_UP, CW_DOWN, CW_NORM1, CW_NORM2, /* layer */
+    CW_N_KINDS
+} CudaWeightKind;
+typedef struct {
+    CudaWeightKind kind;
+    int layer;     /* -1 for model tensors */
+    size_t offset; /* elements */
+    int bf16;      /* 1: a BF16 matrix, 0: fp32 */
+} CudaWeightSlot;
+/* 0 and *slot filled, or -1 when the name is not a tensor of this config. */
+int cuda_weight_slot(const ModelConfig *c, const char *name, CudaWeightSlot *slot);
+/* Elements of each buffer kind (per layer for layer kinds; 0 where absent). */
+size_t cuda_weight_numel(const ModelConfig *c, CudaWeightKind k);
+/* How many tensors a config has (what cuda_weight_slot must place). */
+int cuda_weight_count(const ModelConfig *c);
+
 /* Attention work list: one entry per block of up to CUDA_ATTN_QT consecutive
  * query positions of one sequence: {first packed row of the sequence, first
  * query position, queries}. Returns the count written (at most
