@@ -95,6 +95,7 @@ static void *take(CudaEngine *c, size_t bytes) {
 static void cuda_free_impl(void *impl) {
     CudaEngine *c = (CudaEngine *)impl;
     if (!c) return;
+    if (c->pool || c->st) cudaSetDevice(c->dev);
     gemm_free(&c->gemm);
     if (c->pool) cudaFree(c->pool);
     if (c->st) cudaStreamDestroy(c->st);
@@ -158,9 +159,12 @@ static int open_device(CudaEngine *c, int index, OprmError *err) {
     char why[512];
     int count = device_count(why, sizeof why);
     if (count == 0) return oprm_fail(err, "--device cuda:%d: %s; use --device cpu", index, why);
-    if (index >= count)
-        return oprm_fail(err, "--device cuda:%d: only %d GPU%s visible (cuda:0%s%d); pick one of them or use --device cpu",
-                         index, count, count == 1 ? " is" : "s are", count > 1 ? " .. cuda:" : "", count > 1 ? count - 1 : 0);
+    if (index >= count) {
+        if (count == 1) return oprm_fail(err, "--device cuda:%d: only one GPU is visible (cuda:0); use --device cuda:0 "
+                                              "or --device cpu", index);
+        return oprm_fail(err, "--device cuda:%d: %d GPUs are visible (cuda:0 .. cuda:%d); pick one of them or use "
+                              "--device cpu", index, count, count - 1);
+    }
     c->dev = index;
     cudaError_t e = cudaSetDevice(index);
     cudaDeviceProp prop;
@@ -177,7 +181,8 @@ static int open_device(CudaEngine *c, int index, OprmError *err) {
 static int alloc_all(CudaEngine *c, const CudaMemPlan *plan, OprmError *err) {
     const ModelConfig *k = &c->cfg;
     size_t free_b = 0, total_b = 0;
-    cudaMemGetInfo(&free_b, &total_b);
+    cudaError_t me = cudaMemGetInfo(&free_b, &total_b);
+    if (me != cudaSuccess) return fail_cuda(err, c, me, "cannot query the GPU's memory");
     if (plan->weights > total_b)
         return oprm_fail(err, "the model does not fit on cuda:%d (%s): its BF16 weights alone need %.2f GiB (%zu bytes) "
                               "and the GPU has %.2f GiB in all; use a GPU with more memory or --device cpu",
@@ -278,6 +283,7 @@ static int cuda_forward(void *impl, const SeqBatch *b, float *h_last, OprmError 
     int W = (int)cuda_qkv_width(k), Q = H * hd;
     float eps = (float)k->rms_eps;
     c->nseq = 0;
+    cudaSetDevice(c->dev); // engines on several GPUs may share a thread
     for (int s = 0; s < nseq; s++)
         if (b->lens[s] <= 0) return oprm_fail(err, "engine_forward: sequence %d has length %d", s, b->lens[s]);
     int T = cuda_pack_index(b->lens, nseq, c->h_pos, c->h_lastidx);
@@ -329,6 +335,7 @@ static int cuda_head_rows(void *impl, const int32_t *rows, int nrows, float *log
     CudaEngine *c = (CudaEngine *)impl;
     if (nrows < 1 || nrows > HEAD_ROWS_MAX)
         return oprm_fail(err, "engine_head_rows: %d rows (the CUDA engine reads 1..%d)", nrows, HEAD_ROWS_MAX);
+    cudaSetDevice(c->dev);
     cudaError_t e = cudaMemcpyAsync(c->rows, rows, 4 * (size_t)nrows, cudaMemcpyHostToDevice, c->st);
     if (e == cudaSuccess) {
         launch_head_rows(c->logits, c->h_last, c->lm_head, c->rows, c->nseq, nrows, c->cfg.hidden, c->st);
