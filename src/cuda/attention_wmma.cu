@@ -5,8 +5,10 @@
 // those rows in fp32 (scale, causal mask, running max/sum, P in BF16); its
 // rows of the fp32 output accumulator in shared memory scaled by the
 // correction, then O += P V with wmma. Nothing of size [T, T] exists.
-// Needs head_dim % 16 == 0 and <= 128 (shared memory: 111 KB at 128);
-// other shapes use attention.cu. Selected by the engine (OPRM_CUDA_ATTENTION).
+// head_dim is zero-padded to a multiple of 16 in shared memory (the padding
+// adds 0 to every dot product and yields output columns that are dropped), so
+// any even head_dim <= 128 works (shared memory: 111 KB at 128); larger ones
+// use attention.cu. Selected by the engine (OPRM_CUDA_ATTENTION).
 #include <math.h>
 #include <mma.h>
 
@@ -20,16 +22,17 @@ using namespace nvcuda;
 #define WPAD 8
 
 struct WmmaSmem {
-    int ldh, lds, ldp, ldo;
+    int hdp, ldh, lds, ldp, ldo;
     size_t q, k, v, s, p, o, stats, total;
 };
 
 __host__ __device__ static WmmaSmem wmma_layout(int hd) {
     WmmaSmem L;
-    L.ldh = hd + WPAD;  // BF16 rows of Q, K, V
-    L.lds = WK + 4;     // fp32 scores
-    L.ldp = WK + WPAD;  // BF16 probabilities
-    L.ldo = hd + 4;     // fp32 output accumulator
+    L.hdp = (hd + 15) / 16 * 16; // head_dim padded for 16 x 16 x 16 fragments
+    L.ldh = L.hdp + WPAD;        // BF16 rows of Q, K, V
+    L.lds = WK + 4;              // fp32 scores
+    L.ldp = WK + WPAD;           // BF16 probabilities
+    L.ldo = L.hdp + 4;           // fp32 output accumulator
     L.q = 0;
     L.k = L.q + (size_t)WQ * L.ldh * 2;
     L.v = L.k + (size_t)WK * L.ldh * 2;
@@ -41,14 +44,23 @@ __host__ __device__ static WmmaSmem wmma_layout(int hd) {
     return L;
 }
 
-// rows x hd BF16 from global (row stride W elements) into shared (stride ld), zero past `valid`.
-__device__ static void load_rows(bf16 *dst, int ld, const bf16 *src, size_t W, int rows, int valid, int hd) {
-    const int vec = hd / 8; // 16-byte chunks per row
-    for (int e = threadIdx.x; e < rows * vec; e += blockDim.x) {
-        int r = e / vec, c = (e % vec) * 8;
-        uint4 v = make_uint4(0, 0, 0, 0);
-        if (r < valid) v = *reinterpret_cast<const uint4 *>(src + (size_t)r * W + c);
-        *reinterpret_cast<uint4 *>(dst + (size_t)r * ld + c) = v;
+// rows x hd BF16 from global (row stride W elements) into shared (stride ld,
+// hdp columns), zero past `valid` rows and past hd columns. 16-byte copies
+// when rows are 16-byte aligned (hd % 8 == 0), else one element at a time.
+__device__ static void load_rows(bf16 *dst, int ld, const bf16 *src, size_t W, int rows, int valid, int hd, int hdp) {
+    if (hd % 8 == 0) {
+        const int vec = hdp / 8; // 16-byte chunks per padded row
+        for (int e = threadIdx.x; e < rows * vec; e += blockDim.x) {
+            int r = e / vec, c = (e % vec) * 8;
+            uint4 v = make_uint4(0, 0, 0, 0);
+            if (r < valid && c < hd) v = *reinterpret_cast<const uint4 *>(src + (size_t)r * W + c);
+            *reinterpret_cast<uint4 *>(dst + (size_t)r * ld + c) = v;
+        }
+        return;
+    }
+    for (int e = threadIdx.x; e < rows * hdp; e += blockDim.x) {
+        int r = e / hdp, c = e % hdp;
+        dst[(size_t)r * ld + c] = r < valid && c < hd ? src[(size_t)r * W + c] : __float2bfloat16(0.0f);
     }
 }
 
@@ -65,7 +77,8 @@ __global__ void attention_wmma_kernel(bf16 *out, const bf16 *qkv, const CudaAttn
     const bf16 *base = qkv + (size_t)tile.seq_row * W;
     const size_t kcol = (size_t)H * hd + (size_t)kh * hd, vcol = kcol + (size_t)KV * hd;
 
-    load_rows(Qs, L.ldh, base + (size_t)tile.q_pos * W + (size_t)h * hd, W, WQ, tile.q_n, hd);
+    const int hdp = L.hdp;
+    load_rows(Qs, L.ldh, base + (size_t)tile.q_pos * W + (size_t)h * hd, W, WQ, tile.q_n, hd, hdp);
     for (int e = threadIdx.x; e < WQ * L.ldo; e += blockDim.x) Os[e] = 0.0f;
     for (int e = threadIdx.x; e < WQ; e += blockDim.x) {
         Ms[e] = -INFINITY;
@@ -75,8 +88,8 @@ __global__ void attention_wmma_kernel(bf16 *out, const bf16 *qkv, const CudaAttn
     for (int k0 = 0; k0 < n_keys; k0 += WK) {
         __syncthreads(); // the previous tile's K, V are no longer read
         int kv_valid = n_keys - k0 < WK ? n_keys - k0 : WK;
-        load_rows(Ks, L.ldh, base + (size_t)k0 * W + kcol, W, WK, kv_valid, hd);
-        load_rows(Vs, L.ldh, base + (size_t)k0 * W + vcol, W, WK, kv_valid, hd);
+        load_rows(Ks, L.ldh, base + (size_t)k0 * W + kcol, W, WK, kv_valid, hd, hdp);
+        load_rows(Vs, L.ldh, base + (size_t)k0 * W + vcol, W, WK, kv_valid, hd, hdp);
         __syncthreads();
         if (k0 > tile.q_pos + r0 + 15) continue; // every row of this warp is before the tile (warp-uniform)
 
@@ -84,7 +97,7 @@ __global__ void attention_wmma_kernel(bf16 *out, const bf16 *qkv, const CudaAttn
         for (int n = 0; n < WK / 16; n++) {
             wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
             wmma::fill_fragment(acc, 0.0f);
-            for (int k = 0; k < hd / 16; k++) {
+            for (int k = 0; k < hdp / 16; k++) {
                 wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> a;
                 wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> b;
                 wmma::load_matrix_sync(a, Qs + (size_t)r0 * L.ldh + k * 16, L.ldh);
@@ -122,13 +135,13 @@ __global__ void attention_wmma_kernel(bf16 *out, const bf16 *qkv, const CudaAttn
             }
         }
         __syncwarp();
-        for (int e = lane; e < 16 * hd; e += 32) {
-            int r = r0 + e / hd, d = e % hd;
+        for (int e = lane; e < 16 * hdp; e += 32) {
+            int r = r0 + e / hdp, d = e % hdp;
             Os[(size_t)r * L.ldo + d] *= Cs[r];
         }
         __syncwarp();
         // O[r0 .. r0+16, :] += P V
-        for (int n = 0; n < hd / 16; n++) {
+        for (int n = 0; n < hdp / 16; n++) {
             wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
             wmma::load_matrix_sync(acc, Os + (size_t)r0 * L.ldo + n * 16, L.ldo, wmma::mem_row_major);
             for (int k = 0; k < WK / 16; k++) {
@@ -151,7 +164,7 @@ __global__ void attention_wmma_kernel(bf16 *out, const bf16 *qkv, const CudaAttn
 }
 
 int attention_wmma_supported(int hd) {
-    return hd % 16 == 0 && hd <= 128;
+    return hd % 2 == 0 && hd <= 128;
 }
 
 void attention_wmma_setup(int hd) {

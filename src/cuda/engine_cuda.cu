@@ -365,7 +365,7 @@ extern "C" int engine_cuda_init(Engine *e, const Model *m, const EngineOptions *
         c->attn_wmma = attention_wmma_supported(c->cfg.head_dim);
         if (ak && !strcmp(ak, "tiled")) c->attn_wmma = 0;
         else if (ak && !strcmp(ak, "wmma") && !c->attn_wmma) {
-            oprm_fail(err, "OPRM_CUDA_ATTENTION=wmma needs head_dim a multiple of 16 and at most 128 (got %d)",
+            oprm_fail(err, "OPRM_CUDA_ATTENTION=wmma needs head_dim at most 128 (got %d)",
                       c->cfg.head_dim);
             goto fail;
         } else if (ak && *ak && strcmp(ak, "tiled") && strcmp(ak, "wmma")) {

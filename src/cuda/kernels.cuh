@@ -36,7 +36,7 @@ void launch_attention(bf16 *out, const bf16 *qkv, const CudaAttnTile *tiles, int
                       cudaStream_t st);
 
 // attention_wmma.cu: the same on tensor cores (wmma), blocks of
-// CUDA_ATTN_QT_WMMA queries; head_dim % 16 == 0 and <= 128 only.
+// CUDA_ATTN_QT_WMMA queries; head_dim <= 128 (zero-padded to a multiple of 16).
 int attention_wmma_supported(int hd);
 void attention_wmma_setup(int hd);
 void launch_attention_wmma(bf16 *out, const bf16 *qkv, const CudaAttnTile *tiles, int n_tiles, int H, int KV, int hd,
