@@ -9,6 +9,7 @@
 
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "cli/device_flag.h"
 #include "train/bench.h"
 
 static void usage(FILE *f) {
@@ -89,11 +90,8 @@ int cmd_bench(int argc, char **argv) {
             if (parse_int(a, val, 1, 1 << 20, &v)) return EXIT_USAGE;
             o.nseq = (int)v;
         } else if (!strcmp(a, "--device")) {
-            OprmError derr = {{0}};
-            if (device_parse(val, &o.device, &derr)) {
-                fprintf(stderr, "oprm bench: %s\n", derr.msg);
-                return EXIT_USAGE;
-            }
+            DeviceFlag df = {"bench", &o.device, 0};
+            if (device_flag_parse(&df, a, val)) return EXIT_USAGE;
         } else if (!strcmp(a, "--mode")) {
             if (!strcmp(val, "train")) o.mode = BENCH_TRAIN;
             else if (!strcmp(val, "score")) o.mode = BENCH_SCORE;

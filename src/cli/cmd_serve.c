@@ -13,7 +13,7 @@
 
 #include "cli/args.h"
 #include "cli/cli.h"
-#include "engine/device.h"
+#include "cli/device_flag.h"
 #include "eval/scorer.h"
 #include "serve/http_client.h"
 #include "serve/loadgen.h"
@@ -108,11 +108,8 @@ static int parse_args(int argc, char **argv, Args *a) {
         if (!strcmp(f, "--chat-format")) { a->sopt.chat_format = v; continue; }
         if (!strcmp(f, "--template")) { a->sopt.template_path = v; continue; }
         if (!strcmp(f, "--device")) {
-            OprmError err = {{0}};
-            if (device_parse(v, &a->sopt.device, &err)) {
-                fprintf(stderr, "oprm serve: %s\n", err.msg);
-                return -1;
-            }
+            DeviceFlag df = {"serve", &a->sopt.device, 0};
+            if (device_flag_parse(&df, f, v)) return -1;
             continue;
         }
         INT_FLAG("--port", 0, 65535, a->cfg.port)

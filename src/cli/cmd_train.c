@@ -8,7 +8,7 @@
 
 #include "cli/args.h"
 #include "cli/cli.h"
-#include "engine/device.h"
+#include "cli/device_flag.h"
 #include "data/flags.h"
 #include "train/trainer.h"
 
@@ -202,15 +202,8 @@ int cmd_train(int argc, char **argv) {
         else if (name_is(name, n, "lora-targets") || name_is(name, n, "target-modules")) c.lora_targets = v;
         else if (name_is(name, n, "device")) {
             Device d;
-            if (device_parse(v, &d, &err)) {
-                fprintf(stderr, "oprm train: %s\n", err.msg);
-                return EXIT_USAGE;
-            }
-            if (d.kind == DEVICE_CUDA) {
-                fprintf(stderr, "oprm train: --device %s: CUDA training is not yet available (this version scores "
-                                "on CUDA: score, eval, bon, audit, serve); train with --device cpu\n", v);
-                return EXIT_USAGE;
-            }
+            DeviceFlag df = {"train", &d, 1};
+            if (device_flag_parse(&df, "--device", v)) return EXIT_USAGE;
         } else {
             fprintf(stderr, "oprm train: unknown option '%.*s' (see oprm train --help)\n", (int)(n + 2), arg);
             return EXIT_USAGE;

@@ -10,7 +10,7 @@
 #include "cli/cli.h"
 #include "data/flags.h"
 #include "io/fileio.h"
-#include "engine/device.h"
+#include "cli/device_flag.h"
 #include "tok/chat.h"
 
 const char *const SCORE_ARGS_HELP =
@@ -23,7 +23,7 @@ const char *const SCORE_ARGS_HELP =
     "  --threads N             compute threads [all cores]\n"
     "  --batch-size N          responses per scoring call [64]\n"
     "  --max-batch-tokens N    tokens per packed forward pass (alias --max_tokens_per_batch) [8192]\n"
-    "  --device D              cpu, cuda or cuda:N [cuda when built with CUDA and a GPU is visible, else cpu]\n"
+    "  --device D              " DEVICE_FLAG_HELP "\n"
     "  --progress / --no-progress  progress bar on stderr [only when stderr is a terminal]\n";
 
 void score_args_init(ScoreArgs *a, const char *cmd, int multi_data) {
@@ -113,11 +113,8 @@ int score_args_parse(ScoreArgs *a, int argc, char **argv, int i) {
         return used;
     }
     if ((v = flag_value(a->cmd, argc, argv, i, "--device", &used)) || used < 0) {
-        OprmError err = {{0}};
-        if (v && device_parse(v, &a->sopt.device, &err) != 0) {
-            fprintf(stderr, "oprm %s: %s\n", a->cmd, err.msg);
-            return -1;
-        }
+        DeviceFlag df = {a->cmd, &a->sopt.device, 0};
+        if (v && device_flag_parse(&df, "--device", v) != 0) return -1;
         return used;
     }
     if ((v = flag_value(a->cmd, argc, argv, i, "--template", &used)) || used < 0) {
