@@ -9,12 +9,13 @@
 
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "cli/device_flag.h"
 #include "train/bench.h"
 
 static void usage(FILE *f) {
     fprintf(f,
             "usage: oprm bench --config FILE --seq N [--steps N] [--warmup N] [--threads N] [--mode train|score|both]\n"
-            "                  [--weights f32|bf16] [--lora-rank R] [--seed S]\n\n"
+            "                  [--weights f32|bf16] [--lora-rank R] [--seed S] [--device cpu|cuda|cuda:N] [--nseq N]\n\n"
             "Random weights from a Hugging Face config.json; one chosen and one rejected sequence\n"
             "of N random tokens each, packed in one batch. The train step is forward, the nine\n"
             "digit logits (rows 16..24 of the LM head), the OPRM pair loss, backward and AdamW;\n"
@@ -32,6 +33,8 @@ static void usage(FILE *f) {
             "  --lora-rank R    LoRA of rank R on q,k,v,o,gate,up,down (alpha 2R) instead of\n"
             "                   full fine-tuning\n"
             "  --seed S         weights and tokens (default 0)\n"
+            "  --device D       scoring device: cpu (default) or cuda[:N] (BF16 weights; --mode score)\n"
+            "  --nseq N         sequences per scoring batch (default 2; --mode score)\n"
             "  -h, --help       show this help\n\n"
             "FLOPs: 6 x non-embedding params x tokens (train), 2 x (score), plus causal\n"
             "attention 2 x layers x heads x head_dim x T(T+1) per sequence (x3 for train).\n");
@@ -83,6 +86,12 @@ int cmd_bench(int argc, char **argv) {
         } else if (!strcmp(a, "--seed")) {
             if (parse_int(a, val, 0, 0x7fffffffL, &v)) return EXIT_USAGE;
             o.seed = (uint64_t)v;
+        } else if (!strcmp(a, "--nseq")) {
+            if (parse_int(a, val, 1, 1 << 20, &v)) return EXIT_USAGE;
+            o.nseq = (int)v;
+        } else if (!strcmp(a, "--device")) {
+            DeviceFlag df = {"bench", &o.device, 0};
+            if (device_flag_parse(&df, a, val)) return EXIT_USAGE;
         } else if (!strcmp(a, "--mode")) {
             if (!strcmp(val, "train")) o.mode = BENCH_TRAIN;
             else if (!strcmp(val, "score")) o.mode = BENCH_SCORE;
@@ -127,6 +136,10 @@ int cmd_bench(int argc, char **argv) {
     json_object_set_new(j, "steps", json_integer(o.steps));
     json_object_set_new(j, "weights", json_string(o.weights == WEIGHTS_BF16 ? "bf16" : "f32"));
     json_object_set_new(j, "lora_rank", json_integer(o.lora_rank));
+    if (o.mode & BENCH_SCORE) {
+        json_object_set_new(j, "device", json_string(r.device));
+        json_object_set_new(j, "nseq", json_integer(o.nseq > 0 ? o.nseq : 2));
+    }
     if (o.mode & BENCH_TRAIN) {
         json_object_set_new(j, "train_tokens_per_s", sig4(r.train_tokens_per_s));
         json_object_set_new(j, "train_gflops", sig4(r.train_gflops));
@@ -149,7 +162,7 @@ int cmd_bench(int argc, char **argv) {
         json_object_set_new(j, "score_step_ms", sig4(r.score_step_ms));
         json_object_set_new(j, "score_step_ms_min", sig4(r.score_step_ms_min));
         json_object_set_new(j, "score_cpu_ms", sig4(r.score_cpu_ms));
-        json_object_set_new(j, "score_tokens_per_cpu_s", sig4(2.0 * o.seq / (r.score_cpu_ms * 1e-3)));
+        json_object_set_new(j, "score_tokens_per_cpu_s", sig4((double)(o.nseq > 0 ? o.nseq : 2) * o.seq / (r.score_cpu_ms * 1e-3)));
         json_object_set_new(j, "score_window_s", json_pack("[ff]", r.score_window[0], r.score_window[1]));
     }
     char *line = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));

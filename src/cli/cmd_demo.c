@@ -12,6 +12,7 @@
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "io/fileio.h"
+#include "engine/device.h"
 #include "model/model.h"
 #include "ordinal/metrics.h"
 #include "synth/demo_eval.h"
@@ -215,6 +216,7 @@ int cmd_demo(int argc, char **argv) {
 
     ScorerOptions sopt = {0};
     sopt.threads = (int)threads;
+    sopt.device.kind = DEVICE_CPU; /* the demo is a CPU run end to end: same numbers everywhere */
     scorer = scorer_open(model_dir, &sopt, &err); /* oprm.json carries the template */
     if (!scorer) goto fail;
     if (demo_eval_pairs(scorer, test_path, 0, &ev, &err)) goto fail;

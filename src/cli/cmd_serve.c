@@ -13,6 +13,7 @@
 
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "cli/device_flag.h"
 #include "cli/options.h"
 #include "eval/scorer.h"
 #include "serve/http_client.h"
@@ -64,6 +65,9 @@ static int parse_args(int argc, char **argv, Args *a) {
                              "else min(1024, max_position_embeddings); above it is refused]",
                              OPT_INT, &a->sopt.max_len, 1, INT_MAX));
     options_add(&o, OPT(OPT_NAMES_THREADS, "N", "compute threads [all cores]", OPT_INT, &a->sopt.threads, 0, 1024));
+    DeviceFlag device_flag = {"serve", &a->sopt.device, 0};
+    options_add(&o, OPT(OPT_NAMES_DEVICE, "D", DEVICE_FLAG_HELP, OPT_CUSTOM, .parse = device_flag_parse,
+                             .ctx = &device_flag));
     options_add(&o, OPT(OPT_NAMES_CHAT_FORMAT, "NAME", "chat format of the scoring prompt [from the model]",
                              OPT_STRING, &a->sopt.chat_format));
     options_add(&o, OPT(OPT_NAMES_TEMPLATE, "FILE", "scoring-prompt template file", OPT_STRING,
@@ -260,11 +264,17 @@ int cmd_serve(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
 
     OprmError err = {{0}};
+    /* On a GPU the dynamic batcher's batches go to the device whole (its
+     * buffers are sized by the same budget); the CPU keeps the scorer's own
+     * packing, as before. */
+    a.sopt.device = device_choose(a.sopt.device, NULL, 0);
+    if (a.sopt.device.kind == DEVICE_CUDA) a.sopt.max_batch_tokens = (int)a.cfg.max_batch_tokens;
     Scorer *sc = scorer_open(a.model_dir, &a.sopt, &err);
     if (!sc) {
         fprintf(stderr, "oprm serve: %s\n", err.msg);
         return EXIT_RUNTIME;
     }
+    fprintf(stderr, "oprm serve: device %s\n", scorer_device(sc));
     ServeBackend backend = {sc, scorer_backend_score, scorer_backend_count};
     if (a.load_test) {
         rc = run_load_test(&a, &backend);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/device_flag.h"
 #include "cli/options.h"
 #include "cli/score_args.h"
 #include "data/flags.h"
@@ -113,6 +114,11 @@ static void add_rows(Options *o, TrainConfig *c, int64_t *seed) {
                             -9.3e18, 9.3e18, .tag = TAG(TRAIN_SET_SEED)));
     options_add(o, OPT(OPT_NAMES_THREADS, "N", "engine threads, 0 = all cores [0]", OPT_INT, &c->threads, INT_MIN,
                             INT_MAX));
+    /* Checked at parse time only: training runs on the CPU until the CUDA trainer exists. */
+    static Device train_device;
+    static DeviceFlag train_device_flag = {"train", &train_device, 1};
+    options_add(o, OPT(OPT_NAMES_DEVICE, "D", "cpu (CUDA training is not yet available) [cpu]", OPT_CUSTOM,
+                            .parse = device_flag_parse, .ctx = &train_device_flag));
     options_add(o, OPT("--dataloader_num_workers", "N",
                             "0: build batches inline; 1: prefetch the next step's\n"
                             "batches in a thread while the engine runs [1]",
@@ -180,6 +186,7 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "oprm train: %s (see oprm train --help)\n", err.msg);
         return EXIT_USAGE;
     }
+    if (!c.quiet) fprintf(stderr, "oprm train: device cpu\n");
     TrainResult res;
     int rc = train_run(&c, &res, &err);
     if (rc == 1) fprintf(stderr, "oprm train: %s\n", err.msg);

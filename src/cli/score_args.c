@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 #include "data/flags.h"
 #include "io/fileio.h"
+#include "cli/device_flag.h"
 #include "tok/chat.h"
 
 void score_args_init(ScoreArgs *a, const char *cmd, int multi_data) {
@@ -82,6 +83,9 @@ void score_args_options(ScoreArgs *a, Options *o) {
     options_add(o, OPT(OPT_NAMES_TEMPLATE, "FILE", "scoring-prompt template (docs/data.md) [the default prompt]",
                             OPT_STRING, &a->sopt.template_path));
     options_add(o, OPT(OPT_NAMES_THREADS, "N", "compute threads [all cores]", OPT_INT, &a->sopt.threads, 0, 4096));
+    a->device_flag = (DeviceFlag){a->cmd, &a->sopt.device, 0};
+    options_add(o, OPT(OPT_NAMES_DEVICE, "D", DEVICE_FLAG_HELP, OPT_CUSTOM, .parse = device_flag_parse,
+                            .ctx = &a->device_flag));
     options_add(o, OPT(OPT_NAMES_BATCH_SIZE, "N", "responses per scoring call [64]", OPT_INT, &a->batch_size, 1,
                             1 << 20));
     options_add(o, OPT(OPT_NAMES_MAX_BATCH_TOKENS, "N", "tokens per packed forward pass [8192]", OPT_INT,
@@ -119,6 +123,8 @@ Scorer *score_args_open_model(const ScoreArgs *a) {
             fprintf(stderr, "  --model must be a Hugging Face model directory (config.json, model.safetensors, "
                             "tokenizer.json)\n");
         free(cfg);
+    } else {
+        fprintf(stderr, "oprm %s: device %s\n", a->cmd, scorer_device(s));
     }
     return s;
 }

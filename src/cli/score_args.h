@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 
+#include "cli/device_flag.h"
 #include "cli/options.h"
 #include "data/reader.h"
 #include "eval/scorer.h"
@@ -32,6 +33,7 @@ typedef struct {
     int batch_size; /* responses per scorer call */
     int progress;   /* -1 when stderr is a terminal, 0 off, 1 on */
     DataFlagsCtx data_ctx;
+    DeviceFlag device_flag; /* ctx of the --device row */
 } ScoreArgs;
 
 void score_args_init(ScoreArgs *a, const char *cmd, int multi_data);

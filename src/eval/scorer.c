@@ -4,8 +4,9 @@
 #include <string.h>
 
 #include "io/fileio.h"
+#include "engine/batching.h"
+#include "engine/engine.h"
 #include "model/max_length.h"
-#include "model/model.h"
 #include "ordinal/ordinal.h"
 #include "tok/chat.h"
 #include "tok/prompt.h"
@@ -16,7 +17,7 @@
 
 struct Scorer {
     Tokenizer *tok;
-    Model *model;
+    Engine *engine;
     ChatFormat format;
     ScoringTemplate tpl;
     int32_t digits[9];
@@ -74,7 +75,6 @@ Scorer *scorer_open(const char *model_dir, const ScorerOptions *opt_in, OprmErro
     ScorerOptions opt = {0};
     if (opt_in) opt = *opt_in;
     Scorer *s = xcalloc(1, sizeof *s);
-    if (opt.threads > 0) model_set_threads(opt.threads);
     s->tok = tok_load(model_dir, err);
     if (!s->tok) goto fail;
     if (chat_format_choose(s->tok, opt.chat_format, &s->format, err) != 0) goto fail;
@@ -85,9 +85,21 @@ Scorer *scorer_open(const char *model_dir, const ScorerOptions *opt_in, OprmErro
     }
     if (tok_digit_ids(s->tok, s->digits, err) != 0) goto fail;
     if (apply_meta(s, model_dir, &opt, err) != 0) goto fail;
-    s->model = model_load(model_dir, NULL, err);
-    if (!s->model) goto fail;
-    const ModelConfig *cfg = model_config(s->model);
+    /* The token budget is settled before the engine opens: the CUDA engine
+     * sizes its device buffers by it. */
+    ModelConfig mc;
+    char *cfg_path = path_join(model_dir, "config.json");
+    int cfg_rc = model_config_load(cfg_path, &mc, err);
+    free(cfg_path);
+    if (cfg_rc) goto fail;
+    if (max_length_resolve(opt.max_len, s->meta_max_len, mc.max_pos, "--max-len", &s->max_len, err) != 0)
+        goto fail;
+    s->max_batch_tokens = opt.max_batch_tokens > 0 ? opt.max_batch_tokens : SCORER_DEFAULT_BATCH_TOKENS;
+    if (s->max_batch_tokens < s->max_len) s->max_batch_tokens = s->max_len;
+    EngineOptions eo = {.device = opt.device, .threads = opt.threads, .max_tokens_per_batch = s->max_batch_tokens};
+    s->engine = engine_load(model_dir, &eo, err);
+    if (!s->engine) goto fail;
+    const ModelConfig *cfg = engine_config(s->engine);
     s->hidden = cfg->hidden;
     for (int k = 0; k < 9; k++)
         if (s->digits[k] < 0 || s->digits[k] >= cfg->vocab) {
@@ -95,10 +107,6 @@ Scorer *scorer_open(const char *model_dir, const ScorerOptions *opt_in, OprmErro
                       k + 1, s->digits[k], cfg->vocab);
             goto fail;
         }
-    if (max_length_resolve(opt.max_len, s->meta_max_len, cfg->max_pos, "--max-len", &s->max_len, err) != 0)
-        goto fail;
-    s->max_batch_tokens = opt.max_batch_tokens > 0 ? opt.max_batch_tokens : SCORER_DEFAULT_BATCH_TOKENS;
-    if (s->max_batch_tokens < s->max_len) s->max_batch_tokens = s->max_len;
     return s;
 fail:
     scorer_close(s);
@@ -107,7 +115,7 @@ fail:
 
 void scorer_close(Scorer *s) {
     if (!s) return;
-    model_free(s->model);
+    engine_free(s->engine);
     tok_free(s->tok);
     scoring_template_free(&s->tpl);
     free(s);
@@ -115,6 +123,10 @@ void scorer_close(Scorer *s) {
 
 int scorer_max_len(const Scorer *s) {
     return s->max_len;
+}
+
+const char *scorer_device(const Scorer *s) {
+    return engine_describe(s->engine);
 }
 
 static int to_conversation(const ScoreRequest *item, Conversation *c, OprmError *err) {
@@ -160,12 +172,11 @@ static int score_packed(Scorer *s, ScoringPrompt *prompts, int count, ScoreResul
         idvec_extend(&ids, prompts[i].ids.v, prompts[i].ids.n);
         lens[i] = (int32_t)prompts[i].ids.n;
     }
-    float *h = xmalloc((size_t)count * (size_t)s->hidden * sizeof *h);
     float *logits = xmalloc((size_t)count * 9 * sizeof *logits);
     SeqBatch b = {.ids = ids.v, .lens = lens, .nseq = count};
-    int rc = model_forward(s->model, &b, 0, h, err);
+    int rc = engine_forward(s->engine, &b, NULL, err);
+    if (rc == 0) rc = engine_head_rows(s->engine, s->digits, 9, logits, err);
     if (rc == 0) {
-        model_head_rows_forward(s->model, h, count, s->digits, 9, logits);
         for (int i = 0; i < count && rc == 0; i++) {
             OrdinalDist d;
             if (ordinal_dist_from_logits_f(logits + 9 * i, &d, err) != 0) {
@@ -186,7 +197,6 @@ static int score_packed(Scorer *s, ScoringPrompt *prompts, int count, ScoreResul
         }
     }
     free(logits);
-    free(h);
     free(lens);
     idvec_free(&ids);
     return rc;
@@ -205,15 +215,14 @@ int scorer_score(Scorer *s, const ScoreRequest *items, int n, ScoreResult *out, 
     }
     /* Pack consecutive items up to the token budget; results do not depend on
      * how items are grouped (no padding, per-sequence attention). */
+    size_t *lens = xmalloc((size_t)n * sizeof *lens);
+    for (int i = 0; i < built; i++) lens[i] = prompts[i].ids.n;
     for (int first = 0; rc == 0 && first < n;) {
-        int count = 0;
-        size_t tokens = 0;
-        while (first + count < n &&
-               (count == 0 || tokens + prompts[first + count].ids.n <= (size_t)s->max_batch_tokens))
-            tokens += prompts[first + count++].ids.n;
+        int count = batch_next(lens, n, first, (size_t)s->max_batch_tokens);
         rc = score_packed(s, prompts + first, count, out + first, err);
         first += count;
     }
+    free(lens);
     for (int i = 0; i < built; i++) scoring_prompt_free(&prompts[i]);
     free(prompts);
     return rc;

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 
+#include "engine/device.h"
 #include "util/err.h"
 
 typedef struct {
@@ -34,7 +35,8 @@ typedef struct {
 typedef struct {
     int max_len;             /* 0 = the default (model/max_length.h); above the model's positions: refused */
     int threads;             /* 0 = all cores */
-    int max_batch_tokens;    /* packing budget per forward; 0 = default */
+    int max_batch_tokens;    /* packing budget per forward (--max_tokens_per_batch); 0 = default */
+    Device device;           /* DEVICE_AUTO (zero) = cuda when built with it and a GPU is visible, else cpu */
     const char *chat_format; /* NULL = from oprm.json / tokenizer_config.json */
     const char *template_path;
 } ScorerOptions;
@@ -53,5 +55,8 @@ int scorer_count_tokens(Scorer *s, const ScoreRequest *item, OprmError *err);
 
 /* The raw text of a model's tokenizer encode (for /get_reward prefix split). */
 int scorer_max_len(const Scorer *s);
+
+/* The engine's device, in words ("cpu (2 threads)"): commands print it. */
+const char *scorer_device(const Scorer *s);
 
 #endif

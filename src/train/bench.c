@@ -1,6 +1,7 @@
 #include "train/bench.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,13 +36,15 @@ double bench_attention_flops(const ModelConfig *c, int seq, int nseq) {
 
 typedef struct {
     Model *m;
+    Engine *engine; /* scoring goes through the engine (the CPU one wraps m) */
+    int nseq;
     AdamW *opt;
     ModelParam *params;
     int nparams, hidden;
     SeqBatch batch;
     int32_t rows[OPRM_LEVELS];
     float *h_last, *dh_last;
-    float logits[2 * OPRM_LEVELS], dlogits[2 * OPRM_LEVELS];
+    float *logits, dlogits[2 * OPRM_LEVELS];
 } BenchState;
 
 typedef struct {
@@ -78,10 +81,10 @@ static int train_step(BenchState *s, TrainPhases *ph, double *loss, OprmError *e
     return 0;
 }
 
+/* The logits come back to the host, so the step's time includes the device's work. */
 static int score_step(BenchState *s, OprmError *err) {
-    if (model_forward(s->m, &s->batch, 0, s->h_last, err)) return -1;
-    model_head_rows_forward(s->m, s->h_last, 2, s->rows, OPRM_LEVELS, s->logits);
-    return 0;
+    if (engine_forward(s->engine, &s->batch, NULL, err)) return -1;
+    return engine_head_rows(s->engine, s->rows, OPRM_LEVELS, s->logits, err);
 }
 
 static int check_options(const BenchOptions *o, const ModelConfig *c, OprmError *err) {
@@ -92,6 +95,11 @@ static int check_options(const BenchOptions *o, const ModelConfig *c, OprmError 
     if (o->weights == WEIGHTS_BF16 && o->lora_rank == 0 && (o->mode & BENCH_TRAIN))
         return oprm_fail(err, "--weights bf16 stores frozen weights: it needs --lora-rank R for training, "
                               "or --mode score (full fine-tuning keeps fp32 master weights)");
+    if (o->device.kind == DEVICE_CUDA && (o->mode & BENCH_TRAIN))
+        return oprm_fail(err, "--device cuda benchmarks scoring only (CUDA training is not yet available): "
+                              "add --mode score");
+    if (o->nseq < 0 || (o->nseq && o->nseq != 2 && (o->mode & BENCH_TRAIN)))
+        return oprm_fail(err, "--nseq other than 2 is for --mode score (the train step scores one pair)");
     if (c->vocab < DIGIT_FIRST + OPRM_LEVELS)
         return oprm_fail(err, "%s: vocab_size %d is smaller than the digit rows %d..%d the benchmark reads",
                          o->config_path, c->vocab, DIGIT_FIRST, DIGIT_FIRST + OPRM_LEVELS - 1);
@@ -108,6 +116,10 @@ int bench_run(const BenchOptions *o, BenchResult *res, OprmError *err) {
     res->threads = omp_get_max_threads();
     ModelOptions mo = {0};
     mo.frozen_storage = o->weights;
+    if (o->device.kind == DEVICE_CUDA) { /* the GPU holds BF16 weights: build them so once on the host */
+        mo.frozen_storage = WEIGHTS_BF16;
+        mo.inference_only = 1;
+    }
     mo.lora_rank = o->lora_rank;
     mo.lora_alpha = 2.0 * o->lora_rank;
     mo.lora_targets = o->lora_rank ? (LORA_Q | LORA_K | LORA_V | LORA_O | LORA_GATE | LORA_UP | LORA_DOWN) : 0;
@@ -120,18 +132,22 @@ int bench_run(const BenchOptions *o, BenchResult *res, OprmError *err) {
     res->params_trainable = (double)model_num_params(s.m, 1);
     res->params_non_embedding = bench_non_embedding_params(c, res->params_total);
 
-    int N = 2 * o->seq;
+    int nseq = o->nseq > 0 ? o->nseq : 2;
+    s.nseq = nseq;
+    int N = nseq * o->seq;
     int32_t *ids = xmalloc(sizeof(int32_t) * (size_t)N);
-    int32_t lens[2] = {o->seq, o->seq};
+    int32_t *lens = xmalloc(sizeof(int32_t) * (size_t)nseq);
+    for (int i = 0; i < nseq; i++) lens[i] = o->seq;
     Rng rng;
     rng_seed(&rng, o->seed ^ 0x6f70726d62656e63ULL);
     for (int i = 0; i < N; i++) ids[i] = (int32_t)rng_below(&rng, (uint64_t)c->vocab);
-    s.batch = (SeqBatch){.ids = ids, .lens = lens, .nseq = 2};
+    s.batch = (SeqBatch){.ids = ids, .lens = lens, .nseq = nseq};
+    s.logits = xmalloc(sizeof(float) * (size_t)nseq * OPRM_LEVELS);
     for (int k = 0; k < OPRM_LEVELS; k++) s.rows[k] = DIGIT_FIRST + k;
     s.h_last = xmalloc(sizeof(float) * 2 * (size_t)c->hidden);
     s.dh_last = xmalloc(sizeof(float) * 2 * (size_t)c->hidden);
 
-    double attn = bench_attention_flops(c, o->seq, 2);
+    double attn = bench_attention_flops(c, o->seq, nseq);
     res->train_flops_per_step = 6.0 * res->params_non_embedding * N + 3.0 * attn;
     res->score_flops_per_step = 2.0 * res->params_non_embedding * N + attn;
 
@@ -165,6 +181,11 @@ int bench_run(const BenchOptions *o, BenchResult *res, OprmError *err) {
         res->train_gflops = res->train_flops_per_step / (res->train_step_ms * 1e-3) / 1e9;
     }
     if (o->mode & BENCH_SCORE) {
+        EngineOptions eo = {.device = o->device, .threads = o->threads, .max_tokens_per_batch = N};
+        if (eo.device.kind == DEVICE_AUTO) eo.device.kind = DEVICE_CPU;
+        s.engine = engine_from_model(s.m, &eo, err);
+        if (!s.engine) goto done;
+        snprintf(res->device, sizeof res->device, "%s", engine_describe(s.engine));
         for (int i = 0; i < o->warmup; i++)
             if (score_step(&s, err)) goto done;
         double total = 0, best = INFINITY;
@@ -186,7 +207,10 @@ int bench_run(const BenchOptions *o, BenchResult *res, OprmError *err) {
     }
     rc = 0;
 done:
+    engine_free(s.engine);
     adamw_free(s.opt);
+    free(lens);
+    free(s.logits);
     model_free(s.m);
     free(ids);
     free(s.h_last);

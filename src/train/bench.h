@@ -17,6 +17,7 @@
 
 #include <stdint.h>
 
+#include "engine/engine.h"
 #include "model/model.h"
 #include "util/err.h"
 
@@ -32,6 +33,8 @@ typedef struct {
     WeightStorage weights;     /* storage of frozen weights (BF16: LoRA base or scoring) */
     int lora_rank;             /* 0 = full fine-tuning */
     uint64_t seed;
+    Device device;             /* scoring device (zero = cpu here: a benchmark never picks silently) */
+    int nseq;                  /* sequences per batch (0 = 2: one pair) */
 } BenchOptions;
 
 typedef struct {
@@ -52,6 +55,7 @@ typedef struct {
     /* CLOCK_MONOTONIC seconds around the timed steps (to cut a profile, e.g.
      * `perf record -k CLOCK_MONOTONIC` then `perf report --time A,B`). */
     double train_window[2], score_window[2];
+    char device[256]; /* the scoring engine, in words */
 } BenchResult;
 
 /* Counts for the FLOP formula above. */

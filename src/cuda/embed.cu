@@ -1,0 +1,12 @@
+#include "cuda/kernels.cuh"
+
+__global__ void embed_kernel(float *x, const bf16 *E, const int32_t *ids, int D) {
+    int t = blockIdx.x;
+    const bf16 *row = E + (size_t)ids[t] * D;
+    float *dst = x + (size_t)t * D;
+    for (int j = threadIdx.x; j < D; j += blockDim.x) dst[j] = __bfloat162float(row[j]);
+}
+
+void launch_embed(float *x, const bf16 *E, const int32_t *ids, int T, int D, cudaStream_t st) {
+    embed_kernel<<<T, 256, 0, st>>>(x, E, ids, D);
+}

@@ -1,0 +1,16 @@
+#include "cuda/kernels.cuh"
+
+#include "engine/devmath.h"
+
+__global__ void swiglu_kernel(bf16 *a, const bf16 *gu, int F, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    size_t t = i / F, f = i % F;
+    float g = __bfloat162float(gu[t * 2 * F + f]), u = __bfloat162float(gu[t * 2 * F + F + f]);
+    a[i] = __float2bfloat16(dm_swiglu(g, u));
+}
+
+void launch_swiglu(bf16 *a, const bf16 *gu, int T, int F, cudaStream_t st) {
+    size_t n = (size_t)T * F;
+    swiglu_kernel<<<(unsigned)((n + 255) / 256), 256, 0, st>>>(a, gu, F, n);
+}

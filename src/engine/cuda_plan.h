@@ -1,0 +1,76 @@
+/* Host-side planning of the CUDA engine, plain C so the normal test suite
+ * checks it on machines without a GPU: device memory for a model and a token
+ * budget, the packed layouts the kernels read, the attention work list. */
+#ifndef OPRM_ENGINE_CUDA_PLAN_H
+#define OPRM_ENGINE_CUDA_PLAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/model.h"
+
+/* Query rows per attention block (one block: QT queries of one head of one
+ * sequence) and keys per shared-memory tile. */
+#define CUDA_ATTN_QT 16
+#define CUDA_ATTN_QT_WMMA 64 /* the tensor-core kernel's blocks */
+#define CUDA_ATTN_KT 32
+#define CUDA_MAX_HEAD_DIM 256
+#define CUDA_GEMM_WORKSPACE ((size_t)32 << 20)
+
+typedef struct {
+    /* Device weights: BF16 matrices (the fused [q;k;v] and [gate;up] blocks,
+     * o, down, embedding, untied lm_head) and fp32 norms and biases. */
+    size_t weights_bf16, weights_f32, weights;
+    /* Activations for max_tokens packed rows: fp32 residual stream, BF16
+     * normed input, qkv, attention output, projection output, gate|up, SwiGLU
+     * output; per-sequence and index buffers. */
+    size_t activations, index;
+    size_t workspace; /* cuBLASLt */
+    size_t total;
+} CudaMemPlan;
+
+/* Per-layer element counts of the fused blocks. */
+size_t cuda_qkv_width(const ModelConfig *c); /* (heads + 2 kv heads) * head_dim */
+void cuda_mem_plan(const ModelConfig *c, int max_tokens, CudaMemPlan *p);
+/* Checks the shape is one the kernels handle (head_dim even and <= 256,
+ * heads a multiple of kv heads); message names the limit. */
+int cuda_shape_check(const ModelConfig *c, char *msg, size_t n);
+
+/* Where a Hugging Face tensor goes on the device: a buffer of the model
+ * (layer -1) or of one layer, and the element offset inside it (q, k, v share
+ * the fused [W, D] matrix and bias, gate and up the [2F, D] one). */
+typedef enum {
+    CW_EMBED, CW_LM_HEAD, CW_FINAL_NORM, /* model */
+    CW_QKV, CW_QKV_BIAS, CW_O, CW_Q_NORM, CW_K_NORM, CW_GATE_UP, CW_DOWN, CW_NORM1, CW_NORM2, /* layer */
+    CW_N_KINDS
+} CudaWeightKind;
+typedef struct {
+    CudaWeightKind kind;
+    int layer;     /* -1 for model tensors */
+    size_t offset; /* elements */
+    int bf16;      /* 1: a BF16 matrix, 0: fp32 */
+} CudaWeightSlot;
+/* 0 and *slot filled, or -1 when the name is not a tensor of this config. */
+int cuda_weight_slot(const ModelConfig *c, const char *name, CudaWeightSlot *slot);
+/* Elements of each buffer kind (per layer for layer kinds; 0 where absent). */
+size_t cuda_weight_numel(const ModelConfig *c, CudaWeightKind k);
+/* How many tensors a config has (what cuda_weight_slot must place). */
+int cuda_weight_count(const ModelConfig *c);
+
+/* Attention work list: one entry per block of up to CUDA_ATTN_QT consecutive
+ * query positions of one sequence: {first packed row of the sequence, first
+ * query position, queries}. Returns the count written (at most
+ * cuda_attn_tiles_max(total tokens, nseq)). */
+typedef struct {
+    int32_t seq_row, q_pos, q_n;
+} CudaAttnTile;
+int cuda_attn_tiles_max(int total_tokens, int nseq);
+int cuda_attn_tiles(const int32_t *lens, int nseq, CudaAttnTile *tiles);
+/* The same with qt queries per entry (qt >= CUDA_ATTN_QT: fits the same buffer). */
+int cuda_attn_tiles_qt(const int32_t *lens, int nseq, int qt, CudaAttnTile *tiles);
+
+/* For a packed batch: pos[t] (position in its sequence) and last[s] (packed
+ * row of sequence s's last token). Returns total tokens. */
+int cuda_pack_index(const int32_t *lens, int nseq, int32_t *pos, int32_t *last);
+
+#endif

@@ -1,0 +1,115 @@
+/* Device dispatch of the engine interface. */
+#include "engine/engine.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine_impl.h"
+
+static EngineOptions resolved(const EngineOptions *opt) {
+    EngineOptions o = {0};
+    if (opt) o = *opt;
+    if (o.device.kind == DEVICE_AUTO) o.device = device_choose(o.device, NULL, 0);
+    return o;
+}
+
+static int check_train(const EngineOptions *o, OprmError *err) {
+    if (o->train && o->device.kind == DEVICE_CUDA)
+        return oprm_fail(err, "training on CUDA is not yet available (it is part 2 of the CUDA backend); "
+                              "train with --device cpu");
+    return 0;
+}
+
+Engine *engine_load(const char *dir, const EngineOptions *opt_in, OprmError *err) {
+    EngineOptions o = resolved(opt_in);
+    if (check_train(&o, err)) return NULL;
+    Engine *e = xcalloc(1, sizeof *e);
+    e->device = o.device;
+    if (o.device.kind == DEVICE_CPU) {
+        if (o.threads > 0) model_set_threads(o.threads);
+        Model *m = model_load(dir, NULL, err); /* fp32, exactly as scoring always loaded */
+        if (!m || engine_cpu_init(e, m, 1, &o, err)) {
+            if (m) model_free(m);
+            free(e);
+            return NULL;
+        }
+        return e;
+    }
+    /* CUDA: read the checkpoint on the host in BF16 (stored BF16 kept as is,
+     * F32/F16 rounded once), copy to the GPU, drop the host copy. */
+    ModelOptions mo = {.frozen_storage = WEIGHTS_BF16, .inference_only = 1};
+    Model *m = model_load(dir, &mo, err);
+    if (!m) {
+        free(e);
+        return NULL;
+    }
+    int rc = engine_cuda_init(e, m, &o, err);
+    model_free(m);
+    if (rc) {
+        free(e);
+        return NULL;
+    }
+    return e;
+}
+
+Engine *engine_from_model(Model *m, const EngineOptions *opt_in, OprmError *err) {
+    EngineOptions o = resolved(opt_in);
+    if (check_train(&o, err)) return NULL;
+    Engine *e = xcalloc(1, sizeof *e);
+    e->device = o.device;
+    int rc = o.device.kind == DEVICE_CPU ? engine_cpu_init(e, m, 0, &o, err) : engine_cuda_init(e, m, &o, err);
+    if (rc) {
+        free(e);
+        return NULL;
+    }
+    return e;
+}
+
+void engine_free(Engine *e) {
+    if (!e) return;
+    if (e->ops) e->ops->free(e->impl);
+    free(e);
+}
+
+const ModelConfig *engine_config(const Engine *e) {
+    return &e->cfg;
+}
+Device engine_device(const Engine *e) {
+    return e->device;
+}
+const char *engine_describe(const Engine *e) {
+    return e->desc;
+}
+
+int engine_forward(Engine *e, const SeqBatch *b, float *h_last, OprmError *err) {
+    e->nseq_last = 0;
+    if (b->nseq <= 0) return oprm_fail(err, "engine_forward: empty batch");
+    if (e->max_tokens > 0) {
+        long total = 0;
+        for (int s = 0; s < b->nseq; s++) total += b->lens[s];
+        if (total > e->max_tokens)
+            return oprm_fail(err, "a batch of %ld tokens exceeds --max_tokens_per_batch %d of %s (raise it, or "
+                                  "shorten the sequences with --max-len)", total, e->max_tokens, e->desc);
+    }
+    if (e->ops->forward(e->impl, b, h_last, err)) return -1;
+    e->nseq_last = b->nseq;
+    return 0;
+}
+
+int engine_head_rows(Engine *e, const int32_t *rows, int nrows, float *logits, OprmError *err) {
+    if (e->nseq_last <= 0) return oprm_fail(err, "engine_head_rows: no forward pass to read");
+    for (int k = 0; k < nrows; k++)
+        if (rows[k] < 0 || rows[k] >= e->cfg.vocab)
+            return oprm_fail(err, "engine_head_rows: row %d outside the vocabulary [0, %d)", rows[k], e->cfg.vocab);
+    return e->ops->head_rows(e->impl, rows, nrows, logits, err);
+}
+
+int engine_backward(Engine *e, const float *dh_last, OprmError *err) {
+    if (!e->ops->backward) {
+        char d[32];
+        return oprm_fail(err, "backward is not available on %s yet (CUDA training is part 2); use --device cpu",
+                         device_str(e->device, d, sizeof d));
+    }
+    return e->ops->backward(e->impl, dh_last, err);
+}

@@ -1,0 +1,70 @@
+/* The CPU engine: src/model behind the engine interface, unchanged (same
+ * weights, same kernels, same results; one copy of h_last per forward). */
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine_impl.h"
+
+typedef struct {
+    Model *m;
+    int own, train;
+    float *h; /* h_last of the last forward [nseq * hidden] */
+    size_t h_cap;
+    int nseq;
+} CpuEngine;
+
+Model *engine_cpu_model(Engine *e) {
+    return e && e->device.kind == DEVICE_CPU ? ((CpuEngine *)e->impl)->m : NULL;
+}
+
+static int cpu_forward(void *impl, const SeqBatch *b, float *h_last, OprmError *err) {
+    CpuEngine *c = impl;
+    size_t need = (size_t)b->nseq * (size_t)model_config(c->m)->hidden;
+    if (need > c->h_cap) {
+        free(c->h);
+        c->h = xmalloc(need * sizeof *c->h);
+        c->h_cap = need;
+    }
+    c->nseq = 0;
+    if (model_forward(c->m, b, c->train, c->h, err)) return -1;
+    c->nseq = b->nseq;
+    if (h_last) memcpy(h_last, c->h, need * sizeof *c->h);
+    return 0;
+}
+
+static int cpu_head_rows(void *impl, const int32_t *rows, int nrows, float *logits, OprmError *err) {
+    CpuEngine *c = impl;
+    (void)err;
+    model_head_rows_forward(c->m, c->h, c->nseq, rows, nrows, logits);
+    return 0;
+}
+
+static int cpu_backward(void *impl, const float *dh_last, OprmError *err) {
+    return model_backward(((CpuEngine *)impl)->m, dh_last, err);
+}
+
+static void cpu_free(void *impl) {
+    CpuEngine *c = impl;
+    if (c->own) model_free(c->m);
+    free(c->h);
+    free(c);
+}
+
+static const EngineOps CPU_OPS = {cpu_forward, cpu_head_rows, cpu_backward, cpu_free};
+
+int engine_cpu_init(Engine *e, Model *m, int own, const EngineOptions *opt, OprmError *err) {
+    (void)err;
+    CpuEngine *c = xcalloc(1, sizeof *c);
+    c->m = m;
+    c->own = own;
+    c->train = opt->train;
+    e->ops = &CPU_OPS;
+    e->impl = c;
+    e->cfg = *model_config(m);
+    e->max_tokens = 0; /* the CPU arena grows to any batch */
+    int t = opt->threads > 0 ? opt->threads : omp_get_max_threads();
+    snprintf(e->desc, sizeof e->desc, "cpu (%d thread%s)", t, t == 1 ? "" : "s");
+    return 0;
+}

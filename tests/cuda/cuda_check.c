@@ -1,0 +1,219 @@
+/* The device check's driver (tools/cuda_check.sh; needs a GPU). Prints one
+ * JSON line per check with its numbers and "pass".
+ *
+ *   cuda_check fixture DIR        the CUDA engine against a PyTorch fixture
+ *                                 (tests/fixtures/engine/NAME/expected.safetensors)
+ *   cuda_check random CONFIG      CPU and CUDA engines on the same random BF16
+ *                                 weights of a config.json: nine digit probs, mean
+ *   cuda_check scorer MODEL_DIR   `oprm score`'s scorer on cpu and on cuda, same items
+ *
+ * Tolerances (BF16 activations on the GPU against fp32 ones):
+ *   fixture: h_last and digit logits |d| <= 0.05 + 0.02 |ref|; probs <= 2e-2;
+ *   random, scorer: the nine probabilities and the mean within 2e-2. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine.h"
+#include "eval/scorer.h"
+#include "io/fileio.h"
+#include "io/safetensors.h"
+#include "ordinal/ordinal.h"
+
+/* An error message as a JSON string body (quotes and backslashes replaced). */
+static const char *j(char *msg) {
+    for (char *c = msg; *c; c++)
+        if (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20) *c = '\'';
+    return msg;
+}
+
+static void softmax9(const float *z, double *p) {
+    double mx = z[0], s = 0;
+    for (int i = 1; i < 9; i++) mx = fmax(mx, z[i]);
+    for (int i = 0; i < 9; i++) s += p[i] = exp(z[i] - mx);
+    for (int i = 0; i < 9; i++) p[i] /= s;
+}
+static double mean9(const double *p) {
+    double m = 0;
+    for (int i = 0; i < 9; i++) m += (i + 1) * p[i];
+    return m;
+}
+
+static const void *tensor(const StFile *f, const char *name, StDtype dt) {
+    const StTensor *t = st_find(f, name);
+    return t && t->dtype == dt ? t->data : NULL;
+}
+
+static int check_fixture(const char *dir_arg) {
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", dir_arg);
+    for (size_t n = strlen(dir); n > 1 && dir[n - 1] == '/'; n--) dir[n - 1] = 0;
+    const char *name = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
+    char *adapter = path_join(dir, "adapter");
+    int lora = file_exists(adapter);
+    free(adapter);
+    if (lora) {
+        printf("{\"check\":\"fixture\",\"name\":\"%s\",\"skipped\":\"LoRA adapter: the CUDA engine scores merged "
+               "models\",\"pass\":true}\n", name);
+        return 0;
+    }
+    OprmError err = {{0}};
+    char *exp_path = path_join(dir, "expected.safetensors");
+    StFile *ex = st_open(exp_path, &err);
+    free(exp_path);
+    EngineOptions eo = {.device = {DEVICE_CUDA, 0}, .max_tokens_per_batch = 4096};
+    Engine *e = ex ? engine_load(dir, &eo, &err) : NULL;
+    if (!e) {
+        printf("{\"check\":\"fixture\",\"name\":\"%s\",\"error\":\"%s\",\"pass\":false}\n", name, j(err.msg));
+        st_close(ex);
+        return 1;
+    }
+    const int32_t *digits = tensor(ex, "digits", ST_I32);
+    int D = engine_config(e)->hidden, ok = 1;
+    double dh = 0, dl = 0, dp = 0;
+    for (int c = 0; c < 2; c++) {
+        char k[64];
+        snprintf(k, sizeof k, "case%d.lens", c);
+        const int32_t *lens = tensor(ex, k, ST_I32);
+        snprintf(k, sizeof k, "case%d.ids", c);
+        const int32_t *ids = tensor(ex, k, ST_I32);
+        snprintf(k, sizeof k, "case%d.h_last", c);
+        const float *rh = tensor(ex, k, ST_F32);
+        snprintf(k, sizeof k, "case%d.logits", c);
+        const float *rl = tensor(ex, k, ST_F32);
+        if (!lens || !ids || !rh || !rl || !digits) {
+            ok = 0;
+            break;
+        }
+        SeqBatch b = {ids, lens, 2};
+        float *h = malloc(sizeof(float) * 2 * D), lg[18];
+        if (engine_forward(e, &b, h, &err) || engine_head_rows(e, digits, 9, lg, &err)) {
+            printf("{\"check\":\"fixture\",\"name\":\"%s\",\"error\":\"%s\",\"pass\":false}\n", name, j(err.msg));
+            free(h);
+            ok = -1;
+            break;
+        }
+        for (int i = 0; i < 2 * D; i++) {
+            double d = fabs(h[i] - rh[i]);
+            dh = fmax(dh, d);
+            if (d > 0.05 + 0.02 * fabs(rh[i])) ok = 0;
+        }
+        for (int s = 0; s < 2; s++) {
+            double p[9], rp[9];
+            softmax9(lg + 9 * s, p);
+            softmax9(rl + 9 * s, rp);
+            for (int i = 0; i < 9; i++) {
+                double d = fabs(lg[9 * s + i] - rl[9 * s + i]);
+                dl = fmax(dl, d);
+                if (d > 0.05 + 0.02 * fabs(rl[9 * s + i])) ok = 0;
+                dp = fmax(dp, fabs(p[i] - rp[i]));
+            }
+        }
+        free(h);
+    }
+    if (dp > 2e-2) ok = 0;
+    if (ok >= 0)
+        printf("{\"check\":\"fixture\",\"name\":\"%s\",\"device\":\"%s\",\"max_abs_h_last\":%.3g,\"max_abs_logit\":%.3g,"
+               "\"max_abs_prob\":%.3g,\"tol\":\"|d|<=0.05+0.02|ref| (h, logits), probs<=2e-2\",\"pass\":%s}\n",
+               name, engine_describe(e), dh, dl, dp, ok ? "true" : "false");
+    engine_free(e);
+    st_close(ex);
+    return ok == 1 ? 0 : 1;
+}
+
+/* Same random BF16 weights on both engines; 8 sequences of mixed lengths. */
+static int check_random(const char *config) {
+    OprmError err = {{0}};
+    ModelConfig c;
+    if (model_config_load(config, &c, &err)) {
+        printf("{\"check\":\"random\",\"config\":\"%s\",\"error\":\"%s\",\"pass\":false}\n", config, j(err.msg));
+        return 1;
+    }
+    ModelOptions mo = {.frozen_storage = WEIGHTS_BF16, .inference_only = 1};
+    Model *m = model_new_random(&c, &mo, 1234, &err);
+    int lens[8] = {7, 130, 512, 33, 1, 257, 64, 1000}, N = 0;
+    for (int s = 0; s < 8; s++) N += lens[s];
+    int32_t *ids = malloc(sizeof(int32_t) * N), L[8], rows[9];
+    uint32_t st = 42;
+    for (int i = 0; i < N; i++) ids[i] = (int32_t)((st = st * 1664525u + 1013904223u) >> 8) % c.vocab;
+    for (int s = 0; s < 8; s++) L[s] = lens[s];
+    for (int k = 0; k < 9; k++) rows[k] = 16 + k;
+    SeqBatch b = {ids, L, 8};
+    EngineOptions cpu = {.device = {DEVICE_CPU, 0}}, gpu = {.device = {DEVICE_CUDA, 0}, .max_tokens_per_batch = N};
+    Engine *ec = m ? engine_from_model(m, &cpu, &err) : NULL, *eg = ec ? engine_from_model(m, &gpu, &err) : NULL;
+    float lc[72], lg[72];
+    int rc = eg ? 0 : -1;
+    if (!rc) rc = engine_forward(ec, &b, NULL, &err) || engine_head_rows(ec, rows, 9, lc, &err) ||
+                  engine_forward(eg, &b, NULL, &err) || engine_head_rows(eg, rows, 9, lg, &err);
+    if (rc) {
+        printf("{\"check\":\"random\",\"config\":\"%s\",\"error\":\"%s\",\"pass\":false}\n", config, j(err.msg));
+    } else {
+        double dp = 0, dm = 0, dl = 0;
+        for (int s = 0; s < 8; s++) {
+            double pc[9], pg[9];
+            softmax9(lc + 9 * s, pc);
+            softmax9(lg + 9 * s, pg);
+            for (int i = 0; i < 9; i++) {
+                dp = fmax(dp, fabs(pc[i] - pg[i]));
+                dl = fmax(dl, fabs(lc[9 * s + i] - lg[9 * s + i]));
+            }
+            dm = fmax(dm, fabs(mean9(pc) - mean9(pg)));
+        }
+        rc = !(dp <= 2e-2 && dm <= 2e-2);
+        printf("{\"check\":\"random\",\"config\":\"%s\",\"arch\":\"%s\",\"tokens\":%d,\"device\":\"%s\",\"max_abs_logit\":%.3g,"
+               "\"max_abs_prob\":%.3g,\"max_abs_mean\":%.3g,\"tol\":\"probs and mean <= 2e-2\",\"pass\":%s}\n",
+               config, c.architecture, N, engine_describe(eg), dl, dp, dm, rc ? "false" : "true");
+    }
+    engine_free(eg);
+    engine_free(ec);
+    model_free(m);
+    free(ids);
+    return rc ? 1 : 0;
+}
+
+/* The whole scoring path (prompt, tokenizer, batching, ordinal math). */
+static int check_scorer(const char *dir) {
+    static const char *resp[] = {"The cat sat on the mat and looked at the sun.",
+                                 "Once there was a small dog who loved to run in the park with his friends.",
+                                 "no", "Lily found a shiny red ball under the big tree. She was very happy."};
+    ScoreTurn turn = {"user", "Tell me a short story about a pet."};
+    ScoreRequest items[4];
+    for (int i = 0; i < 4; i++) items[i] = (ScoreRequest){&turn, 1, resp[i]};
+    ScoreResult rc_[4], rg[4];
+    OprmError err = {{0}};
+    ScorerOptions oc = {.device = {DEVICE_CPU, 0}}, og = {.device = {DEVICE_CUDA, 0}};
+    Scorer *sc = scorer_open(dir, &oc, &err), *sg = sc ? scorer_open(dir, &og, &err) : NULL;
+    int rc = !sg || scorer_score(sc, items, 4, rc_, &err) || scorer_score(sg, items, 4, rg, &err);
+    if (rc) {
+        printf("{\"check\":\"scorer\",\"model\":\"%s\",\"error\":\"%s\",\"pass\":false}\n", dir, j(err.msg));
+    } else {
+        double dp = 0, dm = 0;
+        for (int s = 0; s < 4; s++) {
+            for (int i = 0; i < 9; i++) dp = fmax(dp, fabs(rc_[s].p[i] - rg[s].p[i]));
+            dm = fmax(dm, fabs(rc_[s].mean - rg[s].mean));
+        }
+        rc = !(dp <= 2e-2 && dm <= 2e-2);
+        printf("{\"check\":\"scorer\",\"model\":\"%s\",\"device\":\"%s\",\"max_abs_prob\":%.3g,\"max_abs_mean\":%.3g,"
+               "\"tol\":\"probs and mean <= 2e-2\",\"pass\":%s}\n", dir, scorer_device(sg), dp, dm, rc ? "false" : "true");
+    }
+    scorer_close(sg);
+    scorer_close(sc);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: cuda_check fixture DIR | random CONFIG | scorer MODEL_DIR\n");
+        return 2;
+    }
+    int bad = 0;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[1], "fixture")) bad |= check_fixture(argv[i]);
+        else if (!strcmp(argv[1], "random")) bad |= check_random(argv[i]);
+        else if (!strcmp(argv[1], "scorer")) bad |= check_scorer(argv[i]);
+        else return 2;
+        fflush(stdout);
+    }
+    return bad;
+}
