@@ -422,7 +422,7 @@ int scoring_setup(ScoringSetup *s, const Tokenizer *t, const char *chat_format,
         scoring_template_default(s->tpl);
     }
     s->cfg.tpl = s->tpl;
-    if (tok_digit_ids(t, s->digits, err)) {
+    if (tok_digit_ids_after(t, s->tpl->cue, s->digits, err)) {
         scoring_setup_free(s);
         return -1;
     }

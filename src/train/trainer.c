@@ -518,7 +518,7 @@ static int setup(Trainer *t, OprmError *err) {
     } else {
         scoring_template_default(&t->tpl);
     }
-    if (tok_digit_ids(t->tok, t->digits, err)) return -1;
+    if (tok_digit_ids_after(t->tok, t->tpl.cue, t->digits, err)) return -1; /* after the template's own cue */
     t->setup.scoring = (ScoringConfig){.tok = t->tok, .format = t->format, .tpl = &t->tpl,
                                        .max_len = (size_t)c->max_length};
     t->setup.rgft_enabled = c->rgft_enabled;
