@@ -35,11 +35,11 @@ static char *slurp(const char *path) {
     return s ? s : xstrdup("");
 }
 
-/* Runs `oprm ARGS` with stdout/stderr captured; returns the exit code. */
-static int run(const char *args, char **out, char **err_text) {
+/* Runs `PREFIX oprm ARGS` in sh with stdout/stderr captured; returns the exit code. */
+static int run_in(const char *prefix, const char *args, char **out, char **err_text) {
     char *o = tmp("stdout.txt"), *e = tmp("stderr.txt");
     StrBuf cmd = {0};
-    sb_printf(&cmd, "%s %s >%s 2>%s", bin(), args, o, e);
+    sb_printf(&cmd, "%s %s %s >%s 2>%s", prefix, bin(), args, o, e);
     int st = system(cmd.s);
     int rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
     if (out) *out = slurp(o);
@@ -48,6 +48,10 @@ static int run(const char *args, char **out, char **err_text) {
     free(o);
     free(e);
     return rc;
+}
+
+static int run(const char *args, char **out, char **err_text) {
+    return run_in("", args, out, err_text);
 }
 
 /* A copy of model dir `src` at `dst` whose model.norm.weight is multiplied by
@@ -216,6 +220,111 @@ static void test_bon_audit_confident(void) {
     sb_free(&a);
 }
 
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    if (!f) return;
+    fputs(text, f);
+    fclose(f);
+}
+
+#define GOOD "{\"prompt\": \"a\", \"chosen\": \"b\", \"rejected\": \"c\"}"
+
+/* Item 11: a JSONL record cut short on line 3 is "at the end of the line", not
+ * "near end of file"; a JSON array that ends inside an element names where
+ * the element starts and does not suggest --skip-invalid (which cannot help). */
+static void test_message_malformed(void) {
+    char *p = tmp("bad3.jsonl"), *q = tmp("bad3.json"), *r = tmp("comma.json");
+    write_text(p, GOOD "\n" GOOD "\n{\"prompt\": \"a\", \"chosen\": \"b3\",\n" GOOD "\n");
+    write_text(q, "[\n" GOOD ",\n" GOOD ",\n{\"prompt\": \"a\", \"chosen\": \"b3\",\n");
+    write_text(r, "[\n" GOOD ",\n" GOOD "\n" GOOD "]\n");
+    StrBuf a = {0};
+    char *err = NULL;
+    sb_printf(&a, "eval --model %s --data %s", base_model, p);
+    CHECK(run(a.s, NULL, &err) == 1);
+    StrBuf want = {0};
+    sb_printf(&want, "%s:3: malformed JSON: string or '}' expected at the end of the line: the record is cut short", p);
+    CHECK_STR_CONTAINS(err, want.s);
+    CHECK_STR_CONTAINS(err, "JSONL needs each record complete on one line");
+    CHECK(!strstr(err, "end of file"));
+    free(err);
+    sb_free(&a);
+    sb_free(&want);
+    sb_printf(&a, "score --model %s --data %s", base_model, q);
+    CHECK(run(a.s, NULL, &err) == 1);
+    sb_printf(&want, "%s:4: malformed JSON array: the file ends inside element 3, which starts on line 4", q);
+    CHECK_STR_CONTAINS(err, want.s);
+    CHECK_STR_CONTAINS(err, "close the array with ']'");
+    CHECK(!strstr(err, "pass --skip-invalid"));
+    free(err);
+    sb_free(&a);
+    sb_free(&want);
+    sb_printf(&a, "audit --model %s --data %s --skip-invalid", base_model, r);
+    CHECK(run(a.s, NULL, &err) == 1);
+    sb_printf(&want, "%s:4: malformed JSON array: expected ',' or ']' after element 2; add the missing ','", r);
+    CHECK_STR_CONTAINS(err, want.s);
+    free(err);
+    sb_free(&a);
+    sb_free(&want);
+    free(p);
+    free(q);
+    free(r);
+}
+
+/* Item 11: a full disk (here RLIMIT_FSIZE, SIGXFSZ ignored) names the file
+ * being written, not the input, says what to do, and leaves no output. */
+static void test_message_disk_full(void) {
+    static const char *const cmds[] = {"score", "bon", "audit", "eval"};
+    for (int i = 0; i < 4; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "full_%s.jsonl", cmds[i]);
+        char *out = tmp(name);
+        StrBuf a = {0};
+        sb_printf(&a, "%s --model %s --data %s --max-len 128 --output %s", cmds[i], base_model, pairs_path, out);
+        char *err = NULL;
+        int rc = run_in("trap '' XFSZ; ulimit -f 1;", a.s, NULL, &err);
+        CHECK(rc == 1);
+        StrBuf want = {0};
+        sb_printf(&want, "oprm %s: cannot write %s: File too large (is the disk full?)", cmds[i], out);
+        CHECK_STR_CONTAINS(err, want.s);
+        CHECK_STR_CONTAINS(err, "free some space or choose another --output");
+        /* the line that reports it does not name the input file */
+        const char *line = strstr(err, want.s);
+        const char *eol = line ? strchr(line, '\n') : NULL;
+        const char *in = line ? strstr(line, "pairs.jsonl") : NULL;
+        CHECK(line && (!in || (eol && in > eol)));
+        CHECK(!file_exists(out));
+        sb_free(&want);
+        sb_free(&a);
+        free(err);
+        free(out);
+    }
+}
+
+/* Item 11: a --max-len below the frame names the real token counts (it said
+ * "scoring prompt of 0 tokens"), the file and line, and the least --max-len. */
+static void test_message_max_len(void) {
+    StrBuf a = {0};
+    sb_printf(&a, "score --model %s --data %s --max-len 8", base_model, pairs_path);
+    char *err = NULL;
+    CHECK(run(a.s, NULL, &err) == 1);
+    CHECK(!strstr(err, "of 0 tokens"));
+    StrBuf want = {0};
+    sb_printf(&want, "%s: line 1 (record 0, chosen)", pairs_path);
+    CHECK_STR_CONTAINS(err, want.s);
+    CHECK_STR_CONTAINS(err, "and does not fit --max-len 8: the frame alone");
+    const char *at = strstr(err, "the scoring prompt is ");
+    int total = at ? atoi(at + strlen("the scoring prompt is ")) : 0;
+    const char *fr = strstr(err, "the frame alone (system text, template, chat markup, cue) is ");
+    int frame = fr ? atoi(fr + strlen("the frame alone (system text, template, chat markup, cue) is ")) : 0;
+    CHECK(total > frame && frame > 8);
+    char least[64];
+    snprintf(least, sizeof least, "raise --max-len to at least %d", frame);
+    CHECK_STR_CONTAINS(err, least);
+    free(err);
+    sb_free(&want);
+    sb_free(&a);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/oprm_trustcli_XXXXXX");
     if (!mkdtemp(tmpdir)) {
@@ -246,6 +355,9 @@ int main(void) {
     if (ok) {
         RUN(test_eval_confident);
         RUN(test_bon_audit_confident);
+        RUN(test_message_malformed);
+        RUN(test_message_disk_full);
+        RUN(test_message_max_len);
     }
     StrBuf rm = {0};
     sb_printf(&rm, "rm -rf '%s'", tmpdir);

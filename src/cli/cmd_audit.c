@@ -273,7 +273,7 @@ int cmd_audit(int argc, char **argv) {
     FILE *out = output_open("audit", a.output, &tmp);
     if (out) {
         int wok = write_ranking(out, &c, top > 0 ? (size_t)top : c.n, flipped != NULL) == 0;
-        if (!wok) fprintf(stderr, "oprm audit: cannot write the ranking (disk full?)\n");
+        if (!wok) output_write_failed("audit", a.output, errno ? errno : EIO);
         if (output_close("audit", out, a.output, tmp, wok) == 0 && wok) rc = EXIT_OK;
     }
     if (rc == EXIT_OK && summary_path) {

@@ -1,6 +1,7 @@
 /* oprm eval: pair accuracy (spec §5) overall, per subset and per file,
  * accuracy by probability, ECE, Best-of-N accuracy, per-label statistics;
  * optionally RewardBench section scores and an HTML report. */
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -302,6 +303,7 @@ int cmd_eval(int argc, char **argv) {
         if (!out) rc = EXIT_RUNTIME;
         else {
             int ok = fputs(text, out) >= 0 && fputc('\n', out) != EOF;
+            if (!ok) output_write_failed("eval", a.output, errno ? errno : EIO);
             if (output_close("eval", out, a.output, tmp, ok) != 0 || !ok) rc = EXIT_RUNTIME;
         }
     }
