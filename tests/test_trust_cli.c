@@ -325,6 +325,109 @@ static void test_message_max_len(void) {
     sb_free(&a);
 }
 
+/* Item 5: a file of 20 demo pairs plus one pair whose labels contradict its
+ * preference (chosen bad, rejected good; line 22), one with identical chosen
+ * and rejected text (line 23) and one whose labels overlap (chosen normal,
+ * rejected rated 6: kept, line 21). Every command keeps the same 21 pairs and
+ * reports the two it left out. */
+static char *skip_file(void) {
+    char *path = tmp("skips.jsonl");
+    head_lines(pairs_path, path, 20);
+    FILE *f = fopen(path, "a");
+    fputs("{\"prompt\": \"Write four even digits.\", \"chosen\": \"2468\", \"rejected\": \"2461\", "
+          "\"chosen_label\": \"normal\", \"rejected_label\": 6}\n", f);
+    fputs("{\"prompt\": \"Write four even digits.\", \"chosen\": \"1357\", \"rejected\": \"2468\", "
+          "\"chosen_label\": \"bad\", \"rejected_label\": \"good\"}\n", f);
+    fputs("{\"prompt\": \"Write four odd digits.\", \"chosen\": \"1357\", \"rejected\": \"1357\"}\n", f);
+    fclose(f);
+    return path;
+}
+
+static void check_reported(const char *err, const char *path) {
+    StrBuf want = {0};
+    sb_printf(&want, "%s:22: field 'chosen_label': chosen is labelled bad but rejected good", path);
+    CHECK_STR_CONTAINS(err, want.s);
+    sb_free(&want);
+    sb_printf(&want, "%s:23: field 'rejected': same text as 'chosen'", path);
+    CHECK_STR_CONTAINS(err, want.s);
+    sb_free(&want);
+    CHECK_STR_CONTAINS(err, "1 labels contradict the preference");
+    CHECK_STR_CONTAINS(err, "1 identical chosen and rejected");
+}
+
+static void test_skipped_pairs_eval(void) {
+    char *path = skip_file(), *out = NULL, *err = NULL;
+    StrBuf a = {0};
+    sb_printf(&a, "eval --model %s --data %s --max-len 128", base_model, path);
+    int rc = run(a.s, &out, &err);
+    CHECK(rc == 0); /* skipped, not refused */
+    if (rc) fprintf(stderr, "%s\n", err);
+    check_reported(err, path);
+    json_t *j = json_loads(out, 0, NULL);
+    CHECK(num(j, "n") == 21);
+    json_t *ps = json_object_get(j, "pairs_skipped");
+    CHECK(num(ps, "labels_contradict") == 1 && num(ps, "identical") == 1);
+    json_t *f0 = json_array_get(json_object_get(j, "files"), 0);
+    CHECK(num(f0, "skipped_contradicting") == 1 && num(f0, "skipped_identical") == 1 && num(f0, "records") == 21);
+    json_decref(j);
+    free(out);
+    free(err);
+    sb_free(&a);
+    free(path);
+}
+
+static void test_skipped_pairs_audit(void) {
+    char *path = skip_file(), *out = NULL, *err = NULL, *sum = tmp("audit_sum.json");
+    StrBuf a = {0};
+    sb_printf(&a, "audit --model %s --data %s --max-len 128 --summary %s", base_model, path, sum);
+    int rc = run(a.s, &out, &err);
+    CHECK(rc == 0);
+    if (rc) fprintf(stderr, "%s\n", err);
+    check_reported(err, path);
+    CHECK_STR_CONTAINS(err, "oprm audit: 2 pairs left out, not ranked: 1 with labels that contradict the preference, "
+                            "1 with identical chosen and rejected text");
+    size_t lines = 0, line22 = 0, line21 = 0;
+    for (char *l = strtok(out, "\n"); l; l = strtok(NULL, "\n")) {
+        json_t *o = json_loads(l, 0, NULL);
+        lines += o != NULL;
+        line22 += num(o, "line") == 22 || num(o, "line") == 23;
+        line21 += num(o, "line") == 21;
+        json_decref(o);
+    }
+    CHECK(lines == 21 && line22 == 0 && line21 == 1);
+    json_error_t je;
+    json_t *j = json_load_file(sum, 0, &je);
+    CHECK(num(j, "pairs") == 21 && num(j, "skipped_contradicting") == 1 && num(j, "skipped_identical") == 1);
+    json_decref(j);
+    free(out);
+    free(err);
+    free(sum);
+    sb_free(&a);
+    free(path);
+}
+
+static void test_skipped_pairs_train(void) {
+    char *path = skip_file(), *err = NULL, *run_dir = tmp("run_skip");
+    StrBuf a = {0};
+    sb_printf(&a, "train --model %s --data %s --eval-data %s --output %s --max_steps 2 "
+                  "--per_device_train_batch_size 4 --max_length 128",
+              base_model, path, path, run_dir);
+    int rc = run(a.s, NULL, &err);
+    CHECK(rc == 0);
+    if (rc) fprintf(stderr, "%s\n", err);
+    check_reported(err, path);
+    char *logp = path_join(run_dir, "train_log.jsonl");
+    char *log = slurp(logp);
+    CHECK_STR_CONTAINS(log, "\"pairs_skipped_at_load\":{\"labels_contradict\":1,\"identical\":1}");
+    CHECK_STR_CONTAINS(log, "\"eval_records\":21,\"eval_pairs_skipped\":2");
+    free(log);
+    free(logp);
+    free(err);
+    sb_free(&a);
+    free(run_dir);
+    free(path);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/oprm_trustcli_XXXXXX");
     if (!mkdtemp(tmpdir)) {
@@ -358,6 +461,9 @@ int main(void) {
         RUN(test_message_malformed);
         RUN(test_message_disk_full);
         RUN(test_message_max_len);
+        RUN(test_skipped_pairs_eval);
+        RUN(test_skipped_pairs_audit);
+        RUN(test_skipped_pairs_train);
     }
     StrBuf rm = {0};
     sb_printf(&rm, "rm -rf '%s'", tmpdir);

@@ -223,6 +223,15 @@ int cmd_eval(int argc, char **argv) {
         json_object_set_new(root, "accuracy", json_null());
         fprintf(stderr, "oprm eval: the data holds no preference pairs: pair accuracy and ECE are not computed\n");
     }
+    size_t skip_contra = 0, skip_ident = 0;
+    for (int f = 0; f < a.n_data; f++) {
+        skip_contra += reps[f].by_reason[DATA_CONTRADICTION];
+        skip_ident += reps[f].by_reason[DATA_IDENTICAL];
+    }
+    json_object_set_new(root, "pairs_skipped", json_pack("{s:I, s:I, s:s}", "labels_contradict", (json_int_t)skip_contra,
+                                                         "identical", (json_int_t)skip_ident, "definition",
+                                                         "left out, not scored (spec §3): chosen labelled entirely "
+                                                         "below rejected, or chosen and rejected the same text"));
     json_object_set_new(root, "ece_definition", json_string(ECE_DEFINITION));
     json_object_set_new(root, "responses", json_integer((json_int_t)c.responses));
     json_object_set_new(root, "truncated", json_integer((json_int_t)c.truncated));
@@ -259,6 +268,9 @@ int cmd_eval(int argc, char **argv) {
                               (json_int_t)data_count(files[f]), "skipped_invalid", (json_int_t)reps[f].skipped,
                               "kinds", "pairs", (json_int_t)reps[f].by_kind[REC_PAIR], "points", (json_int_t)reps[f].by_kind[REC_POINT], "best_of_n",
                               (json_int_t)reps[f].by_kind[REC_BEST_OF_N]);
+        /* spec §3: left out by the reader, never scored */
+        json_object_set_new(o, "skipped_contradicting", json_integer((json_int_t)reps[f].by_reason[DATA_CONTRADICTION]));
+        json_object_set_new(o, "skipped_identical", json_integer((json_int_t)reps[f].by_reason[DATA_IDENTICAL]));
         json_object_set_new(o, "pairs", fj ? fj : json_null());
         json_object_set_new(o, "best_of_n", bon_json(&c, f));
         json_array_append_new(files_j, o);

@@ -87,7 +87,13 @@ static int check_record(DataFile *f, const char *text, size_t len, size_t line, 
     }
     OprmError full;
     oprm_fail(&full, "%s:%zu: %s", f->path, line, why_msg.msg);
-    if (!f->opts.skip_invalid) return oprm_fail(err, "%s", full.msg);
+    /* Spec §3: a pair whose labels contradict its preference, or whose two
+     * responses are the same text, is well-formed but teaches nothing right:
+     * it is always skipped and counted (every command reports the count),
+     * never trained, evaluated or audited. Other invalid records stop the
+     * load unless --skip-invalid. */
+    int always_skip = why == DATA_CONTRADICTION || why == DATA_IDENTICAL;
+    if (!f->opts.skip_invalid && !always_skip) return oprm_fail(err, "%s", full.msg);
     if (!rep->by_reason[why])
         snprintf(rep->first_error[why], sizeof rep->first_error[why], "%.255s", full.msg);
     rep->by_reason[why]++;

@@ -113,6 +113,8 @@ typedef struct {
     Schedule sched;
     TrainLog log;
     int64_t truncated, contradictions, tokens_total;
+    /* pairs the reader left out (spec §3): of --data by reason, of --eval-data in all */
+    int64_t load_contradicting, load_identical, eval_load_skipped;
     char *last_checkpoint;
     json_t *args;
     int progress;
@@ -347,6 +349,7 @@ static int run_micro_batch(Trainer *t, MicroBatch *b, int train, double scale, S
 typedef struct {
     double loss, acc;
     int records;
+    int64_t skipped; /* pairs left out: contradicting labels or identical texts (spec §3) */
 } EvalResult;
 
 static int evaluate(Trainer *t, EvalResult *out, OprmError *err) {
@@ -383,7 +386,7 @@ static int evaluate(Trainer *t, EvalResult *out, OprmError *err) {
     out->records = ss.items;
     out->loss = ss.items ? ss.loss_sum / ss.items : NAN;
     out->acc = ss.pairs ? (double)ss.correct / ss.pairs : NAN;
-    (void)contradictions;
+    out->skipped = t->eval_load_skipped + contradictions;
     return 0;
 }
 
@@ -397,10 +400,12 @@ static int log_eval(Trainer *t, const EvalResult *e, OprmError *err) {
     json_object_set_new(o, "eval_loss", num_or_null(e->loss));
     json_object_set_new(o, "eval_acc", num_or_null(e->acc));
     json_object_set_new(o, "eval_records", json_integer(e->records));
+    json_object_set_new(o, "eval_pairs_skipped", json_integer(e->skipped));
     progress_break(&t->bar);
     if (!t->cfg->quiet)
-        fprintf(stderr, "eval at step %lld: loss %.6f, pair accuracy %.4f (%d records)\n",
-                (long long)t->st.global_step, e->loss, e->acc, e->records);
+        fprintf(stderr, "eval at step %lld: loss %.6f, pair accuracy %.4f (%d records; %lld pairs skipped: "
+                        "contradicting labels or identical texts)\n",
+                (long long)t->st.global_step, e->loss, e->acc, e->records, (long long)e->skipped);
     return train_log_write(&t->log, o, err);
 }
 
@@ -414,6 +419,8 @@ static int open_data(Trainer *t, OprmError *err) {
         t->files[i] = data_open(c->data[i], &c->data_opt, &rep, err);
         if (!t->files[i]) return -1;
         if (!c->quiet) data_report_print(&rep, c->data[i], stderr);
+        t->load_contradicting += (int64_t)rep.by_reason[DATA_CONTRADICTION];
+        t->load_identical += (int64_t)rep.by_reason[DATA_IDENTICAL];
         t->file_start[i] = t->total;
         t->total += data_count(t->files[i]);
         points += rep.by_kind[REC_POINT];
@@ -424,8 +431,10 @@ static int open_data(Trainer *t, OprmError *err) {
                          "use --loss oprm with --rgft-mode triangle or hard, or remove them", points);
     if (c->eval_data) {
         DataOptions eo = c->data_opt;
-        t->eval = data_open(c->eval_data, &eo, NULL, err);
+        DataReport erep;
+        t->eval = data_open(c->eval_data, &eo, &erep, err);
         if (!t->eval) return oprm_prefix(err, "--eval-data: ");
+        t->eval_load_skipped = (int64_t)(erep.by_reason[DATA_CONTRADICTION] + erep.by_reason[DATA_IDENTICAL]);
     }
     return 0;
 }
@@ -931,15 +940,20 @@ int train_run(const TrainConfig *cfg, TrainResult *result, OprmError *err) {
         json_object_set_new(o, "tokenize_s", json_real(tok_time));
         json_object_set_new(o, "data_wait_s", json_real(wait_time));
         json_object_set_new(o, "step_s", json_real(step_time_total));
+        json_object_set_new(o, "pairs_skipped_at_load", json_pack("{s:I, s:I}", "labels_contradict",
+                                                                  (json_int_t)t.load_contradicting, "identical",
+                                                                  (json_int_t)t.load_identical));
         if (train_log_write(&t.log, o, err)) goto done;
     }
     if (!cfg->quiet)
         fprintf(stderr,
                 "done: %lld steps, final loss %.6f; %lld scoring prompts truncated to %d tokens, %lld pairs "
-                "skipped (contradicting labels); %.0f tokens/s (engine alone %.0f tokens/s; building prompts "
+                "skipped (contradicting labels; left out of --data: %lld contradicting, %lld identical chosen and "
+                "rejected); %.0f tokens/s (engine alone %.0f tokens/s; building prompts "
                 "took %.1f%% of the step time, the engine waited for data %.1f%%); model saved to %s\n",
                 (long long)t.st.global_step, res.last_loss, (long long)t.truncated, cfg->max_length,
-                (long long)t.contradictions, res.tokens_per_s, engine_time > 0 ? tokens_here / engine_time : 0,
+                (long long)t.contradictions, (long long)t.load_contradicting, (long long)t.load_identical,
+                res.tokens_per_s, engine_time > 0 ? tokens_here / engine_time : 0,
                 step_time_total > 0 ? 100 * tok_time / step_time_total : 0,
                 step_time_total > 0 ? 100 * wait_time / step_time_total : 0, cfg->output_dir);
     status = 0;
