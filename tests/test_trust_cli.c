@@ -111,7 +111,7 @@ static void head_lines(const char *src, const char *dst, int n) {
 
 #define N_PAIRS 200
 
-static char *base_model, *confident_model, *saturated_model, *pairs_path;
+static char *base_model, *confident_model, *saturated_model, *uniform_model, *pairs_path;
 
 static double num(const json_t *o, const char *key) {
     const json_t *v = json_object_get(o, key);
@@ -149,6 +149,48 @@ static void test_eval_confident(void) {
     eval_on(base_model, N_PAIRS);
     eval_on(confident_model, N_PAIRS);
     eval_on(saturated_model, N_PAIRS);
+}
+
+/* Final norm weight 0: every logit is 0, every distribution exactly uniform.
+ * P(c>r) = P(r>c) = 36/81, P(tie) = 9/81; means tie, so accuracy 0 (a tie is
+ * wrong); ECE = 1 - 4/9 = 5/9; symmetric ECE |4/9 - 1/2| = 1/18. Best-of-N
+ * of two: P(best) = 4/9 each, P(tie at top) = 1/9; audit suspicion 4/9. */
+static void test_uniform_model(void) {
+    StrBuf a = {0};
+    sb_printf(&a, "eval --model %s --data %s --max-len 128 --threads 1", uniform_model, pairs_path);
+    char *out = NULL, *err = NULL;
+    CHECK(run(a.s, &out, &err) == 0);
+    json_t *j = json_loads(out, 0, NULL);
+    CHECK(num(j, "n") == N_PAIRS);
+    CHECK(num(j, "accuracy") == 0.0 && num(j, "accuracy_by_prob") == 0.0);
+    CHECK_NEAR(num(j, "ece"), 5.0 / 9, 1e-12, 0);
+    CHECK_NEAR(num(j, "ece_symmetric"), 1.0 / 18, 1e-12, 0);
+    CHECK_NEAR(num(j, "mean_p_chosen_better"), 4.0 / 9, 1e-12, 0);
+    CHECK_NEAR(num(j, "mean_p_tie"), 1.0 / 9, 1e-12, 0);
+    json_decref(j);
+    free(out);
+    free(err);
+    sb_free(&a);
+    sb_printf(&a, "bon --model %s --data %s --max-len 128 --threads 1", uniform_model, pairs_path);
+    CHECK(run(a.s, &out, NULL) == 0);
+    json_t *o = json_loads(strtok(out, "\n"), 0, NULL);
+    json_t *c = json_object_get(o, "candidates");
+    CHECK(json_array_size(c) == 2);
+    CHECK_NEAR(num(json_array_get(c, 0), "p_best"), 4.0 / 9, 1e-12, 0);
+    CHECK_NEAR(num(json_array_get(c, 1), "p_best"), 4.0 / 9, 1e-12, 0);
+    CHECK_NEAR(num(o, "p_tie_top"), 1.0 / 9, 1e-12, 0);
+    CHECK(num(o, "chosen") == 0); /* equal utilities: the lowest index */
+    json_decref(o);
+    free(out);
+    sb_free(&a);
+    sb_printf(&a, "audit --model %s --data %s --max-len 128 --threads 1", uniform_model, pairs_path);
+    CHECK(run(a.s, &out, NULL) == 0);
+    o = json_loads(strtok(out, "\n"), 0, NULL);
+    CHECK_NEAR(num(o, "suspicion"), 4.0 / 9, 1e-12, 0);
+    CHECK_NEAR(num(o, "p_rejected_better"), 4.0 / 9, 1e-12, 0);
+    json_decref(o);
+    free(out);
+    sb_free(&a);
 }
 
 /* The saturated model's distributions are one-hot to double precision: score
@@ -438,6 +480,7 @@ int main(void) {
     base_model = tmp("base");
     confident_model = tmp("confident");
     saturated_model = tmp("saturated");
+    uniform_model = tmp("uniform");
     pairs_path = tmp("pairs.jsonl");
     char *demo = tmp("demo"), *demo_model = tmp("demo/model"), *demo_pairs = tmp("demo/data/train_pairs.jsonl");
     StrBuf a = {0};
@@ -447,7 +490,8 @@ int main(void) {
     if (ok) {
         sb_printf(&a, "cp -r %s %s", demo_model, base_model);
         ok = system(a.s) == 0 && scaled_model(base_model, confident_model, 40.0f) == 0 &&
-             scaled_model(base_model, saturated_model, 4000.0f) == 0;
+             scaled_model(base_model, saturated_model, 4000.0f) == 0 &&
+             scaled_model(base_model, uniform_model, 0.0f) == 0;
         sb_free(&a);
         head_lines(demo_pairs, pairs_path, N_PAIRS);
     }
@@ -458,6 +502,7 @@ int main(void) {
     if (ok) {
         RUN(test_eval_confident);
         RUN(test_bon_audit_confident);
+        RUN(test_uniform_model);
         RUN(test_message_malformed);
         RUN(test_message_disk_full);
         RUN(test_message_max_len);
@@ -472,6 +517,7 @@ int main(void) {
     free(base_model);
     free(confident_model);
     free(saturated_model);
+    free(uniform_model);
     free(pairs_path);
     return test_summary();
 }
