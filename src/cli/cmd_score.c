@@ -50,11 +50,9 @@ static int on_record(void *vctx, const DataRecord *rec, size_t index, const Scor
         json_object_update(o, stats);
         json_decref(stats);
         int rc = write_json_line(c->out, o);
+        if (rc) c->write_errno = errno ? errno : EIO;
         json_decref(o);
-        if (rc) {
-            c->write_errno = errno ? errno : EIO;
-            return oprm_fail(err, "cannot write the output: %s", strerror(c->write_errno));
-        }
+        if (rc) return oprm_fail(err, "cannot write the output: %s", strerror(c->write_errno));
         c->responses++;
         c->truncated += (size_t)res[k].truncated;
     }
