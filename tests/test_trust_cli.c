@@ -470,6 +470,68 @@ static void test_skipped_pairs_train(void) {
     free(path);
 }
 
+/* Item 4 through the commands: a model with the real qwen3 tokenizer (a
+ * tiny `oprm init` body with its vocabulary) and a --template whose cue is
+ * "Score:  " (two spaces: before a digit they are two tokens, so no digit
+ * follows the cue as one token). score and train refuse it naming the cue
+ * and the digit, also on a trained run whose oprm.json holds the ids of its
+ * own cue; "Score:\n" is accepted. (Checking after "Score: " accepted both.) */
+static void test_cue_commands(void) {
+    char *qm = tmp("qwen_tiny"), *run_dir = tmp("qwen_run"), *data = tmp("one.jsonl");
+    char *bad = tmp("cue2.txt"), *good = tmp("cue_nl.txt");
+    StrBuf a = {0};
+    sb_printf(&a, "init --arch qwen2 --hidden 16 --heads 2 --layers 1 --vocab 151669 --output %s", qm);
+    int ok = run(a.s, NULL, NULL) == 0;
+    sb_free(&a);
+    sb_printf(&a, "cp %s/tokenizers/qwen3/tokenizer.json %s/tokenizers/qwen3/tokenizer_config.json %s/",
+              shared_data_dir(), shared_data_dir(), qm);
+    ok = ok && system(a.s) == 0;
+    sb_free(&a);
+    CHECK(ok);
+    if (!ok) goto out;
+    write_text(bad, "[cue]\nScore:  ");
+    write_text(good, "[cue]\nScore:\n");
+    write_text(data, "{\"prompt\": \"Hi\", \"chosen\": \"Hello\", \"rejected\": \"Go\"}\n"
+                     "{\"prompt\": \"Hey\", \"chosen\": \"Hello there\", \"rejected\": \"No\"}\n");
+    const char *shown = "the digit '1' is not exactly one token after the cue \"Score:  \"";
+    char *err = NULL, *out = NULL;
+    sb_printf(&a, "score --model %s --data %s --template %s", qm, data, bad);
+    CHECK(run(a.s, NULL, &err) == 1);
+    CHECK_STR_CONTAINS(err, shown);
+    CHECK_STR_CONTAINS(err, "qwen_tiny/tokenizer.json");
+    free(err);
+    sb_free(&a);
+    sb_printf(&a, "score --model %s --data %s --template %s", qm, data, good);
+    CHECK(run(a.s, &out, &err) == 0);
+    json_t *o = json_loads(strtok(out, "\n"), 0, NULL);
+    CHECK(json_array_size(json_object_get(o, "distribution")) == 9);
+    json_decref(o);
+    free(out);
+    free(err);
+    sb_free(&a);
+    sb_printf(&a, "train --model %s --data %s --output %s --template %s --max_steps 1 --quiet", qm, data, run_dir, bad);
+    CHECK(run(a.s, NULL, &err) == 1);
+    CHECK_STR_CONTAINS(err, shown);
+    free(err);
+    sb_free(&a);
+    /* a trained run (default cue, its digit ids in oprm.json), scored with the bad cue */
+    sb_printf(&a, "train --model %s --data %s --output %s --max_steps 1 --quiet", qm, data, run_dir);
+    CHECK(run(a.s, NULL, &err) == 0);
+    free(err);
+    sb_free(&a);
+    sb_printf(&a, "score --model %s --data %s --template %s", run_dir, data, bad);
+    CHECK(run(a.s, NULL, &err) == 1);
+    CHECK_STR_CONTAINS(err, shown);
+    free(err);
+    sb_free(&a);
+out:
+    free(qm);
+    free(run_dir);
+    free(data);
+    free(bad);
+    free(good);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/oprm_trustcli_XXXXXX");
     if (!mkdtemp(tmpdir)) {
@@ -509,6 +571,7 @@ int main(void) {
         RUN(test_skipped_pairs_eval);
         RUN(test_skipped_pairs_audit);
         RUN(test_skipped_pairs_train);
+        RUN(test_cue_commands);
     }
     StrBuf rm = {0};
     sb_printf(&rm, "rm -rf '%s'", tmpdir);
