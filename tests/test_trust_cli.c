@@ -458,6 +458,8 @@ static void test_skipped_pairs_train(void) {
     CHECK(rc == 0);
     if (rc) fprintf(stderr, "%s\n", err);
     check_reported(err, path);
+    CHECK_STR_CONTAINS(err, "; 2 pairs left out (contradicting labels or identical texts, spec §3)");
+    CHECK_STR_CONTAINS(err, "left out of --data: 1 contradicting, 1 identical chosen and rejected");
     char *logp = path_join(run_dir, "train_log.jsonl");
     char *log = slurp(logp);
     CHECK_STR_CONTAINS(log, "\"pairs_skipped_at_load\":{\"labels_contradict\":1,\"identical\":1}");

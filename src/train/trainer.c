@@ -408,13 +408,17 @@ static int log_eval(Trainer *t, const EvalResult *e, OprmError *err) {
     json_object_set_new(o, "eval_truncated", json_integer(e->truncated));
     json_object_set_new(o, "eval_pairs_skipped", json_integer(e->skipped));
     progress_break(&t->bar);
-    if (!t->cfg->quiet)
+    if (!t->cfg->quiet) {
         fprintf(stderr,
                 "eval at step %lld: loss %.6f, pair accuracy %.4f (%d records of --eval-data; %lld of %lld "
-                "scoring prompts truncated to %d tokens; %lld pairs skipped: contradicting labels or identical "
-                "texts)\n",
+                "scoring prompts truncated to %d tokens)",
                 (long long)t->st.global_step, e->loss, e->acc, e->records, (long long)e->truncated,
-                (long long)e->prompts, t->cfg->max_length, (long long)e->skipped);
+                (long long)e->prompts, t->cfg->max_length);
+        if (e->skipped)
+            fprintf(stderr, "; %lld pairs left out (contradicting labels or identical texts, spec §3)",
+                    (long long)e->skipped);
+        fputc('\n', stderr);
+    }
     return train_log_write(&t->log, o, err);
 }
 
