@@ -245,9 +245,23 @@ static void test_bad_label(void) {
                  "l4.jsonl:1: field 'label': rating 0 is out of range");
 }
 
+/* Spec §3: contradicting and identical pairs are skipped and counted even
+ * without --skip-invalid (a file of nothing else has no valid records). */
 static void test_bad_contradiction(void) {
-    expect_error("c.jsonl", GOOD_LINE "{\"prompt\": \"P\", \"chosen\": \"c\", \"rejected\": \"r\", \"chosen_label\": \"bad\", \"rejected_label\": \"good\"}\n",
-                 "c.jsonl:2: field 'chosen_label': chosen is labelled bad but rejected good: the labels contradict the preference");
+    DataOptions o0 = defaults();
+    DataSet s0;
+    DataReport rep0;
+    OprmError err0 = {{0}};
+    CHECK(load_text("c.jsonl", GOOD_LINE "{\"prompt\": \"P\", \"chosen\": \"c\", \"rejected\": \"r\", \"chosen_label\": \"bad\", \"rejected_label\": \"good\"}\n"
+                    "{\"prompt\": \"P\", \"chosen\": \"same\", \"rejected\": \"same\"}\n" GOOD_LINE,
+                    &o0, &s0, &rep0, &err0) == 0);
+    CHECK(s0.n == 2 && rep0.records == 2 && rep0.skipped == 2);
+    CHECK(rep0.by_reason[DATA_CONTRADICTION] == 1 && rep0.by_reason[DATA_IDENTICAL] == 1);
+    CHECK_STR_CONTAINS(rep0.first_error[DATA_CONTRADICTION],
+                       "c.jsonl:2: field 'chosen_label': chosen is labelled bad but rejected good: the labels contradict the preference");
+    CHECK_STR_CONTAINS(rep0.first_error[DATA_IDENTICAL], "c.jsonl:3: field 'rejected': same text as 'chosen'");
+    CHECK(s0.n == 2 && s0.recs[1].line == 4);
+    dataset_free(&s0);
     expect_error("c2.jsonl", "{\"prompt\": \"P\", \"chosen\": \"c\", \"rejected\": \"r\", \"chosen_label\": 6, \"rejected_label\": \"good\"}\n",
                  "c2.jsonl:1: field 'chosen_label': chosen is labelled rating 6 but rejected good");
     /* same level, or overlapping regions, is not a contradiction */

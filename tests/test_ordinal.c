@@ -419,8 +419,14 @@ static void test_labels_and_landscape(void) {
     OprmLabel r3 = {OPRM_LABEL_RATING, 3}, r8 = {OPRM_LABEL_RATING, 8};
     CHECK(rgft_labels_contradict(&bad, &good) == 1);
     CHECK(rgft_labels_contradict(&good, &bad) == 0);
-    CHECK(rgft_labels_contradict(&bad, &r3) == 1);  /* 2 < 3 */
+    OprmLabel r6 = {OPRM_LABEL_RATING, 6}, normal = {OPRM_LABEL_NORMAL, 0};
+    CHECK(rgft_labels_contradict(&bad, &r3) == 0);  /* 3 lies in bad {1,2,3}: overlap */
+    CHECK(rgft_labels_contradict(&bad, &r4) == 1);  /* {1,2,3} below {4} */
     CHECK(rgft_labels_contradict(&r3, &bad) == 0);
+    CHECK(rgft_labels_contradict(&r3, &r4) == 1);   /* ratings: strictly lower */
+    CHECK(rgft_labels_contradict(&r4, &r4) == 0);
+    CHECK(rgft_labels_contradict(&normal, &r6) == 0); /* 6 lies in normal: overlap (was skipped by centre) */
+    CHECK(rgft_labels_contradict(&r6, &good) == 1);   /* {6} below {7,8,9} */
     CHECK(rgft_labels_contradict(&good, &r8) == 0); /* equal centres: not a contradiction */
     CHECK(rgft_labels_contradict(&none, &good) == 0);
     CHECK(rgft_labels_contradict(&bad, &none) == 0);

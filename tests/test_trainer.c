@@ -422,8 +422,9 @@ static void test_failures(void) {
     CHECK(access(out, F_OK) != 0 && r.steps == 0);
     free(out);
 
-    /* A pair labelled chosen bad / rejected good: the reader reports it with
-     * its line (with --skip-invalid it would be skipped and counted). */
+    /* A pair labelled chosen bad / rejected good: the reader leaves it out and
+     * counts it (spec §3), with or without --skip-invalid; the run trains on
+     * the other record and reports the count in its summary. */
     f = fopen(bad, "w");
     fprintf(f, "{\"prompt\": \"Hi\", \"chosen\": \"Hello!\", \"rejected\": \"Go away.\"}\n"
                "{\"prompt\": \"Hi\", \"chosen\": \"Hey\", \"rejected\": \"Go.\", \"chosen_label\": \"bad\", "
@@ -432,10 +433,11 @@ static void test_failures(void) {
     out = tmp("run_contra");
     base_config(&c, bad, out);
     c.max_steps = 1;
-    CHECK(train_run(&c, &r, &err) == 1);
-    CHECK_STR_CONTAINS(err.msg, "bad.jsonl:2");
-    CHECK_STR_CONTAINS(err.msg, "contradict");
-    CHECK(access(out, F_OK) != 0);
+    CHECK(train_run(&c, &r, &err) == 0);
+    size_t clen;
+    char *clog = slurp(out, TRAIN_LOG_FILE, &clen);
+    CHECK(clog && strstr(clog, "\"pairs_skipped_at_load\":{\"labels_contradict\":1,\"identical\":0}"));
+    free(clog);
     free(out);
     free(bad);
 
@@ -517,10 +519,11 @@ static void test_mixed_and_bt(void) {
                "\"others\": [\"No.\", \"Whatever.\"]}\n");
     fclose(f);
     f = fopen(data, "a");
-    /* Chosen labelled normal (centre 5) but rejected rated 6: the reader
-     * accepts it (the regions overlap), the trainer skips it (spec §3). */
+    /* Chosen labelled normal {4,5,6} but rejected rated 7: the reader leaves
+     * it out and counts it (spec §3), in --data and in --eval-data. (Normal vs
+     * 6 overlaps: reader, trainer, eval and audit all keep it.) */
     fprintf(f, "{\"id\": \"contra\", \"prompt\": \"Hi\", \"chosen\": \"Hello!\", \"rejected\": \"Go.\", "
-               "\"chosen_label\": \"normal\", \"rejected_label\": 6}\n");
+               "\"chosen_label\": \"normal\", \"rejected_label\": 7}\n");
     fclose(f);
     char *out = tmp("run_f");
     TrainConfig c;
@@ -534,16 +537,16 @@ static void test_mixed_and_bt(void) {
     TrainResult r;
     OprmError err = {{0}};
     size_t len;
-    char want[128];
     int rc = train_run(&c, &r, &err);
     CHECK(rc == 0);
     if (rc) fprintf(stderr, "%s\n", err.msg);
     fprintf(stderr, "mixed: eval loss %.6f -> %.6f\n", r.eval_loss_start, r.eval_loss_end);
     CHECK(r.eval_loss_end < r.eval_loss_start - 0.02);
-    CHECK(r.contradictions >= 1); /* 10 records, 20 drawn: seen at least once */
+    CHECK(r.contradictions == 0); /* the reader left it out: never drawn */
     char *log = slurp(out, TRAIN_LOG_FILE, &len);
-    snprintf(want, sizeof want, "\"contradictions_skipped\":%lld,\"tokens_per_s\"", (long long)r.contradictions);
-    CHECK(log && strstr(log, want));
+    CHECK(log && strstr(log, "\"contradictions_skipped\":0,\"tokens_per_s\""));
+    CHECK(log && strstr(log, "\"pairs_skipped_at_load\":{\"labels_contradict\":1,\"identical\":0}"));
+    CHECK(log && strstr(log, "\"eval_pairs_skipped\":1"));
     free(log);
     free(out);
 

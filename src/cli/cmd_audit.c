@@ -228,9 +228,17 @@ int cmd_audit(int argc, char **argv) {
                             (json_int_t)c.truncated, "max_len", scorer_max_len(s), "look_flipped",
                             (json_int_t)look_flipped, "bimodal_pairs", (json_int_t)bimodal_pairs, "bimodal_chosen",
                             (json_int_t)bimodal_c, "bimodal_rejected", (json_int_t)bimodal_r);
+    /* spec §3: left out by the reader, not ranked */
+    json_object_set_new(sum, "skipped_contradicting", json_integer((json_int_t)rep.by_reason[DATA_CONTRADICTION]));
+    json_object_set_new(sum, "skipped_identical", json_integer((json_int_t)rep.by_reason[DATA_IDENTICAL]));
     fprintf(stderr, "oprm audit: %zu pairs; %zu look flipped (P(r>c) > P(c>r)); %zu have a bimodal side "
                     "(bimodality >= %.2f: %zu chosen, %zu rejected)\n",
             c.n, look_flipped, bimodal_pairs, OPRM_BIMODAL_THRESHOLD, bimodal_c, bimodal_r);
+    if (rep.by_reason[DATA_CONTRADICTION] || rep.by_reason[DATA_IDENTICAL])
+        fprintf(stderr, "oprm audit: %zu pairs left out, not ranked: %zu with labels that contradict the preference, "
+                        "%zu with identical chosen and rejected text (spec §3)\n",
+                rep.by_reason[DATA_CONTRADICTION] + rep.by_reason[DATA_IDENTICAL], rep.by_reason[DATA_CONTRADICTION],
+                rep.by_reason[DATA_IDENTICAL]);
     if (c.truncated)
         fprintf(stderr, "oprm audit: %zu of %zu responses truncated to --max-len %d\n", c.truncated, 2 * c.n,
                 scorer_max_len(s));
@@ -254,7 +262,7 @@ int cmd_audit(int argc, char **argv) {
     FILE *out = output_open("audit", a.output, &tmp);
     if (out) {
         int wok = write_ranking(out, &c, top > 0 ? (size_t)top : c.n, flipped != NULL) == 0;
-        if (!wok) fprintf(stderr, "oprm audit: cannot write the ranking (disk full?)\n");
+        if (!wok) output_write_failed("audit", a.output, errno ? errno : EIO);
         if (output_close("audit", out, a.output, tmp, wok) == 0 && wok) rc = EXIT_OK;
     }
     if (rc == EXIT_OK && summary_path) {

@@ -1,6 +1,7 @@
 /* oprm bon: risk-aware Best-of-N (spec §5). For every best-of-N set (or pair,
  * as N = 2) the chosen candidate argmax mean - lambda std, its mean and std,
  * and every candidate's exact P(strictly best). */
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,7 @@ typedef struct {
     double lambda;
     size_t sets, chosen_best, most_likely_is_best, candidates, truncated;
     double sum_p_best_of_best, sum_tie, sum_chosen_mean;
+    int write_errno; /* a failed write of the output (0: none) */
 } BonCtx;
 
 static int on_record(void *vctx, const DataRecord *rec, size_t index, const ScoreResult *res, OprmError *err) {
@@ -59,6 +61,7 @@ static int on_record(void *vctx, const DataRecord *rec, size_t index, const Scor
     json_object_set_new(o, "p_tie_top", json_real(b.p_tie_top));
     json_object_set_new(o, "candidates", cands);
     int rc = write_json_line(c->out, o);
+    if (rc) c->write_errno = errno ? errno : EIO;
     json_decref(o);
     c->sets++;
     c->candidates += rec->n_responses;
@@ -69,7 +72,7 @@ static int on_record(void *vctx, const DataRecord *rec, size_t index, const Scor
     c->sum_tie += b.p_tie_top;
     c->sum_chosen_mean += res[b.chosen].mean;
     bon_result_free(&b);
-    return rc ? oprm_fail(err, "cannot write the output (disk full?)") : 0;
+    return rc ? oprm_fail(err, "cannot write the output: %s", strerror(c->write_errno)) : 0;
 }
 
 int cmd_bon(int argc, char **argv) {
@@ -111,7 +114,8 @@ int cmd_bon(int argc, char **argv) {
         OprmError err = {{0}};
         int ok = score_data_file(s, df, a.batch_size, &prog, on_record, &c, &err) == 0;
         progress_finish(&prog);
-        if (!ok) fprintf(stderr, "oprm bon: %s: %s\n", a.data[0], err.msg);
+        if (!ok && c.write_errno) output_write_failed("bon", a.output, c.write_errno);
+        else if (!ok) fprintf(stderr, "oprm bon: %s: %s\n", a.data[0], err.msg);
         if (output_close("bon", c.out, a.output, tmp, ok) == 0 && ok) rc = EXIT_OK;
     }
     if (rc == EXIT_OK) {

@@ -1,6 +1,7 @@
 /* oprm eval: pair accuracy (spec §5) overall, per subset and per file,
  * accuracy by probability, ECE, Best-of-N accuracy, per-label statistics;
  * optionally RewardBench section scores and an HTML report. */
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,20 +106,27 @@ static json_t *bon_json(const EvalCtx *c, int file) {
                      (double)ok / (double)n, "definition", "mean(best) > mean(other) for every other; ties wrong");
 }
 
-/* Pair summary of the pairs selected by (file, subset); -1 = any. */
-static json_t *pairs_json(const EvalCtx *c, int file, int subset, PairSummary *out_summary) {
+/* Pair summary of the pairs selected by (file, subset); -1 = any. *out is
+ * NULL when no pair is selected; a summary that cannot be computed (e.g. a
+ * non-finite score) fails with err set, never a silent null. */
+static int pairs_json(const EvalCtx *c, int file, int subset, PairSummary *out_summary, json_t **out,
+                      OprmError *err) {
+    *out = NULL;
     size_t *idx = xmalloc((c->n_pairs ? c->n_pairs : 1) * sizeof *idx), n = 0;
     for (size_t i = 0; i < c->n_pairs; i++)
         if ((file < 0 || c->pair_file[i] == file) && (subset < 0 || c->pair_subset[i] == subset)) idx[n++] = i;
     PairSummary s;
-    OprmError err = {{0}};
-    json_t *j = NULL;
-    if (n && pair_summary(c->pairs, idx, n, &s, &err) == 0) {
-        j = pair_summary_json(&s);
-        if (out_summary) *out_summary = s;
+    int rc = 0;
+    if (n) {
+        if (pair_summary(c->pairs, idx, n, &s, err) == 0) {
+            *out = pair_summary_json(&s);
+            if (out_summary) *out_summary = s;
+        } else {
+            rc = -1;
+        }
     }
     free(idx);
-    return j;
+    return rc;
 }
 
 static const char *const ECE_DEFINITION =
@@ -180,14 +188,30 @@ int cmd_eval(int argc, char **argv) {
     root = json_object();
     json_object_set_new(root, "model", json_string(a.model_dir));
     PairSummary overall;
-    json_t *pj = pairs_json(&c, -1, -1, &overall);
+    json_t *pj = NULL;
+    OprmError merr = {{0}};
+    if (pairs_json(&c, -1, -1, &overall, &pj, &merr) != 0) {
+        fprintf(stderr, "oprm eval: cannot compute the pair metrics of %zu pairs: %s\n", c.n_pairs, merr.msg);
+        goto done;
+    }
     if (pj) {
         json_object_update(root, pj);
         json_decref(pj);
     } else {
+        /* no preference pair in the data (labelled responses or best-of-N only) */
         json_object_set_new(root, "n", json_integer(0));
         json_object_set_new(root, "accuracy", json_null());
+        fprintf(stderr, "oprm eval: the data holds no preference pairs: pair accuracy and ECE are not computed\n");
     }
+    size_t skip_contra = 0, skip_ident = 0;
+    for (int f = 0; f < a.n_data; f++) {
+        skip_contra += reps[f].by_reason[DATA_CONTRADICTION];
+        skip_ident += reps[f].by_reason[DATA_IDENTICAL];
+    }
+    json_object_set_new(root, "pairs_skipped", json_pack("{s:I, s:I, s:s}", "labels_contradict", (json_int_t)skip_contra,
+                                                         "identical", (json_int_t)skip_ident, "definition",
+                                                         "left out, not scored (spec §3): chosen labelled entirely "
+                                                         "below rejected, or chosen and rejected the same text"));
     json_object_set_new(root, "ece_definition", json_string(ECE_DEFINITION));
     json_object_set_new(root, "responses", json_integer((json_int_t)c.responses));
     json_object_set_new(root, "truncated", json_integer((json_int_t)c.truncated));
@@ -199,7 +223,13 @@ int cmd_eval(int argc, char **argv) {
     SubsetAccuracy *rb_in = xcalloc(c.subsets.n + 1, sizeof *rb_in);
     for (size_t k = 0; k < c.subsets.n; k++) {
         PairSummary ss = {0};
-        json_t *sj = pairs_json(&c, -1, (int)k, &ss);
+        json_t *sj = NULL;
+        if (pairs_json(&c, -1, (int)k, &ss, &sj, &merr) != 0) {
+            fprintf(stderr, "oprm eval: cannot compute the pair metrics of subset '%s': %s\n", c.subsets.names[k],
+                    merr.msg);
+            json_decref(subsets);
+            goto metrics_failed;
+        }
         json_object_set_new(subsets, c.subsets.names[k], sj ? sj : json_null());
         sub_acc[k] = ss.accuracy;
         sub_n[k] = ss.n;
@@ -208,11 +238,19 @@ int cmd_eval(int argc, char **argv) {
     json_object_set_new(root, "subsets", subsets);
     json_t *files_j = json_array();
     for (int f = 0; f < a.n_data; f++) {
-        json_t *fj = pairs_json(&c, f, -1, NULL);
+        json_t *fj = NULL;
+        if (pairs_json(&c, f, -1, NULL, &fj, &merr) != 0) {
+            fprintf(stderr, "oprm eval: %s: cannot compute the pair metrics: %s\n", a.data[f], merr.msg);
+            json_decref(files_j);
+            goto metrics_failed;
+        }
         json_t *o = json_pack("{s:s, s:I, s:I, s:{s:I, s:I, s:I}}", "path", a.data[f], "records",
                               (json_int_t)data_count(files[f]), "skipped_invalid", (json_int_t)reps[f].skipped,
                               "kinds", "pairs", (json_int_t)reps[f].by_kind[REC_PAIR], "points", (json_int_t)reps[f].by_kind[REC_POINT], "best_of_n",
                               (json_int_t)reps[f].by_kind[REC_BEST_OF_N]);
+        /* spec §3: left out by the reader, never scored */
+        json_object_set_new(o, "skipped_contradicting", json_integer((json_int_t)reps[f].by_reason[DATA_CONTRADICTION]));
+        json_object_set_new(o, "skipped_identical", json_integer((json_int_t)reps[f].by_reason[DATA_IDENTICAL]));
         json_object_set_new(o, "pairs", fj ? fj : json_null());
         json_object_set_new(o, "best_of_n", bon_json(&c, f));
         json_array_append_new(files_j, o);
@@ -257,6 +295,7 @@ int cmd_eval(int argc, char **argv) {
         if (!out) rc = EXIT_RUNTIME;
         else {
             int ok = fputs(text, out) >= 0 && fputc('\n', out) != EOF;
+            if (!ok) output_write_failed("eval", a.output, errno ? errno : EIO);
             if (output_close("eval", out, a.output, tmp, ok) != 0 || !ok) rc = EXIT_RUNTIME;
         }
     }
@@ -264,6 +303,7 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "oprm eval: %zu of %zu responses truncated to --max-len %d\n", c.truncated, c.responses,
                 scorer_max_len(s));
     free(text);
+metrics_failed:
     free(sub_acc);
     free(sub_n);
     free(rb_in);

@@ -1,5 +1,6 @@
 /* oprm score: every response of a data file -> one JSONL line with its
  * 9-level distribution and statistics (spec §4). */
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@ static const char USAGE[] =
 typedef struct {
     FILE *out;
     size_t responses, truncated;
+    int write_errno; /* a failed write of the output (0: none) */
 } ScoreCtx;
 
 static int on_record(void *vctx, const DataRecord *rec, size_t index, const ScoreResult *res, OprmError *err) {
@@ -43,8 +45,9 @@ static int on_record(void *vctx, const DataRecord *rec, size_t index, const Scor
         json_object_update(o, stats);
         json_decref(stats);
         int rc = write_json_line(c->out, o);
+        if (rc) c->write_errno = errno ? errno : EIO;
         json_decref(o);
-        if (rc) return oprm_fail(err, "cannot write the output (disk full?)");
+        if (rc) return oprm_fail(err, "cannot write the output: %s", strerror(c->write_errno));
         c->responses++;
         c->truncated += (size_t)res[k].truncated;
     }
@@ -80,7 +83,8 @@ int cmd_score(int argc, char **argv) {
         double t0 = progress_now();
         int ok = score_data_file(s, df, a.batch_size, &prog, on_record, &c, &err) == 0;
         progress_finish(&prog);
-        if (!ok) fprintf(stderr, "oprm score: %s: %s\n", a.data[0], err.msg);
+        if (!ok && c.write_errno) output_write_failed("score", a.output, c.write_errno);
+        else if (!ok) fprintf(stderr, "oprm score: %s: %s\n", a.data[0], err.msg);
         if (output_close("score", out, a.output, tmp, ok) == 0 && ok) {
             double dt = progress_now() - t0;
             fprintf(stderr, "oprm score: %zu responses of %zu records in %.1f s (%.1f responses/s); %zu truncated to "

@@ -138,7 +138,7 @@ DataFile *score_args_open_data(const ScoreArgs *a, const char *path, DataReport 
         int at_line = !strncmp(err.msg, path, n) && err.msg[n] == ':' && isdigit((unsigned char)err.msg[n + 1]);
         if (!file_exists(path))
             fprintf(stderr, "  check the path given to --data\n");
-        else if (at_line && !a->dopt.skip_invalid)
+        else if (at_line && !a->dopt.skip_invalid && !strstr(err.msg, "cannot be skipped"))
             fprintf(stderr, "  fix that record, or pass --skip-invalid to leave invalid records out (they are "
                             "counted); field names can be changed with --prompt-key, --chosen-key, ...\n");
         return NULL;
@@ -163,6 +163,17 @@ FILE *output_open(const char *cmd, const char *path, char **tmp_path) {
     return f;
 }
 
+void output_write_failed(const char *cmd, const char *path, int errnum) {
+    if (!path || !strcmp(path, "-"))
+        fprintf(stderr, "oprm %s: cannot write to stdout: %s%s\n", cmd, strerror(errnum),
+                errnum == ENOSPC || errnum == EFBIG || errnum == EDQUOT ? " (is the disk full?)" : "");
+    else
+        fprintf(stderr, "oprm %s: cannot write %s: %s%s; %s is left as it was (the output is written to %s.tmp "
+                        "and renamed when complete): free some space or choose another --output\n",
+                cmd, path, strerror(errnum),
+                errnum == ENOSPC || errnum == EFBIG || errnum == EDQUOT ? " (is the disk full?)" : "", path, path);
+}
+
 int output_close(const char *cmd, FILE *f, const char *path, char *tmp_path, int ok) {
     int rc = 0;
     if (f == stdout) {
@@ -173,7 +184,7 @@ int output_close(const char *cmd, FILE *f, const char *path, char *tmp_path, int
         return rc;
     }
     if (fclose(f) != 0 && ok) {
-        fprintf(stderr, "oprm %s: cannot write %s: %s\n", cmd, tmp_path, strerror(errno));
+        output_write_failed(cmd, path, errno);
         ok = 0;
         rc = -1;
     }

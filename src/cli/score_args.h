@@ -61,6 +61,9 @@ DataFile *score_args_open_data(const ScoreArgs *a, const char *path, DataReport 
 FILE *output_open(const char *cmd, const char *path, char **tmp_path);
 /* ok = 0: the command failed, remove the partial file. Returns 0 or -1 (printed). */
 int output_close(const char *cmd, FILE *f, const char *path, char *tmp_path, int ok);
+/* The message of a failed write to the output `path` (NULL or "-": stdout):
+ * names the file being written, the error and what to do. */
+void output_write_failed(const char *cmd, const char *path, int errnum);
 
 /* Writes one compact JSON line. */
 int write_json_line(FILE *f, json_t *obj);

@@ -48,6 +48,20 @@ static int is_ws(char c) {
     return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
+/* jansson says "near end of file" when the text it was given ends early; for a
+ * JSONL line that is the end of the line, not of the file. Writes jansson's
+ * message with that part reworded and what to do. */
+static void malformed_line_message(const json_error_t *je, OprmError *out) {
+    const char *eof = strstr(je->text, "near end of file");
+    if (eof)
+        oprm_fail(out, "malformed JSON: %.*sat the end of the line: the record is cut short (JSONL needs each "
+                       "record complete on one line; a newline inside a string must be written \\n)",
+                  (int)(eof - je->text), je->text);
+    else
+        oprm_fail(out, "malformed JSON at column %d: %s (fix the record, e.g. a missing comma or quote)", je->column,
+                  je->text);
+}
+
 /* Validates one JSON text; returns 0 if it became a valid record (kept), 1 if it
  * was invalid and skipped, -1 on a fatal error (err set). */
 static int check_record(DataFile *f, const char *text, size_t len, size_t line, DataReport *rep,
@@ -58,7 +72,7 @@ static int check_record(DataFile *f, const char *text, size_t len, size_t line, 
     OprmError why_msg;
     DataInvalid why;
     if (!v) {
-        oprm_fail(&why_msg, "malformed JSON: %s", je.text);
+        malformed_line_message(&je, &why_msg);
         why = DATA_MALFORMED;
     } else {
         why = record_from_json(v, &f->opts, &rec, &why_msg);
@@ -73,7 +87,13 @@ static int check_record(DataFile *f, const char *text, size_t len, size_t line, 
     }
     OprmError full;
     oprm_fail(&full, "%s:%zu: %s", f->path, line, why_msg.msg);
-    if (!f->opts.skip_invalid) return oprm_fail(err, "%s", full.msg);
+    /* Spec §3: a pair whose labels contradict its preference, or whose two
+     * responses are the same text, is well-formed but teaches nothing right:
+     * it is always skipped and counted (every command reports the count),
+     * never trained, evaluated or audited. Other invalid records stop the
+     * load unless --skip-invalid. */
+    int always_skip = why == DATA_CONTRADICTION || why == DATA_IDENTICAL;
+    if (!f->opts.skip_invalid && !always_skip) return oprm_fail(err, "%s", full.msg);
     if (!rep->by_reason[why])
         snprintf(rep->first_error[why], sizeof rep->first_error[why], "%.255s", full.msg);
     rep->by_reason[why]++;
@@ -128,12 +148,22 @@ static int index_array(DataFile *f, DataReport *rep, OprmError *err) {
         line += count_newlines(line_at, p);
         line_at = p;
         if (p < end && *p == ']' && k == 0) break;
-        if (p >= end) return oprm_fail(err, "%s:%zu: malformed JSON array: missing ']'", f->path, line);
+        if (p >= end)
+            return oprm_fail(err, "%s:%zu: malformed JSON array: missing ']' at the end of the file", f->path, line);
         json_error_t je;
         json_t *v = json_loadb(p, (size_t)(end - p), JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY, &je);
-        if (!v)
-            return oprm_fail(err, "%s:%zu: malformed JSON in array element %zu: %s", f->path,
-                             line + (je.line > 0 ? (size_t)je.line - 1 : 0), k + 1, je.text);
+        if (!v) {
+            /* A malformed array cannot be resynchronised: --skip-invalid does not help. */
+            const char *eof = strstr(je.text, "near end of file");
+            if (eof)
+                return oprm_fail(err, "%s:%zu: malformed JSON array: the file ends inside element %zu, which starts "
+                                      "on line %zu (%.*s); complete that element and close the array with ']' "
+                                      "(a malformed array cannot be skipped with --skip-invalid)",
+                                 f->path, line, k + 1, line, (int)(eof > je.text ? eof - je.text - 1 : 0), je.text);
+            return oprm_fail(err, "%s:%zu: malformed JSON in array element %zu (which starts on line %zu), column %d: %s; "
+                                  "fix that element (a malformed array cannot be skipped with --skip-invalid)",
+                             f->path, line + (je.line > 0 ? (size_t)je.line - 1 : 0), k + 1, line, je.column, je.text);
+        }
         size_t used = (size_t)je.position;
         json_decref(v);
         int r = check_record(f, p, used, line, rep, err);
@@ -147,7 +177,8 @@ static int index_array(DataFile *f, DataReport *rep, OprmError *err) {
         }
         if (p < end && *p == ']') break;
         line += count_newlines(line_at, p);
-        return oprm_fail(err, "%s:%zu: malformed JSON array: expected ',' or ']' after element %zu",
+        return oprm_fail(err, "%s:%zu: malformed JSON array: expected ',' or ']' after element %zu; add the missing "
+                              "',' between elements (a malformed array cannot be skipped with --skip-invalid)",
                          f->path, line, k + 1);
     }
     return 0;

@@ -4,7 +4,10 @@
  * multi-GB file can be read record by record in any (seeded, shuffled) order.
  * By default any invalid record fails the open with "FILE:LINE: field 'F': ..."
  * before a single record is returned (training never starts); with
- * skip_invalid, invalid records are left out and counted by reason. */
+ * skip_invalid, invalid records are left out and counted by reason. Pairs
+ * whose labels contradict the preference and pairs with identical chosen and
+ * rejected text are always left out and counted (spec §3), with or without
+ * skip_invalid: by_reason[DATA_CONTRADICTION] / [DATA_IDENTICAL]. */
 #ifndef OPRM_DATA_READER_H
 #define OPRM_DATA_READER_H
 

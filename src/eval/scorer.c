@@ -25,6 +25,7 @@ struct Scorer {
     int meta_max_len; /* oprm.json training_args.max_length, 0 when absent */
     int max_batch_tokens;
     int hidden;
+    int digits_from_meta; /* oprm.json gave the digit ids (and no --template overrides its cue) */
 };
 
 /* A checkpoint written by `oprm train` carries its scoring prompt in oprm.json;
@@ -59,7 +60,12 @@ static int apply_meta(Scorer *s, const char *model_dir, const ScorerOptions *opt
                     s->tpl.cue = xstrdup(meta.cue);
                 }
             }
-            if (rc == 0) memcpy(s->digits, meta.digit_ids, sizeof s->digits);
+            /* The digit ids belong to the cue: oprm.json's go with its cue; a
+             * --template brings its own cue, after which they are resolved again. */
+            if (rc == 0 && !opt->template_path) {
+                memcpy(s->digits, meta.digit_ids, sizeof s->digits);
+                s->digits_from_meta = 1;
+            }
             /* Score with the length the model was trained at unless told otherwise. */
             json_t *ml = meta.training_args ? json_object_get(meta.training_args, "max_length") : NULL;
             if (rc == 0 && opt->max_len <= 0 && json_is_integer(ml) && json_integer_value(ml) > 0)
@@ -83,8 +89,8 @@ Scorer *scorer_open(const char *model_dir, const ScorerOptions *opt_in, OprmErro
     } else {
         scoring_template_default(&s->tpl);
     }
-    if (tok_digit_ids(s->tok, s->digits, err) != 0) goto fail;
     if (apply_meta(s, model_dir, &opt, err) != 0) goto fail;
+    if (!s->digits_from_meta && tok_digit_ids_after(s->tok, s->tpl.cue, s->digits, err) != 0) goto fail;
     /* The token budget is settled before the engine opens: the CUDA engine
      * sizes its device buffers by it. */
     ModelConfig mc;

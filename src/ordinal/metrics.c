@@ -125,7 +125,8 @@ int bon_prob_best(const OrdinalDist *dists, size_t n, double *p_best, double *p_
                 if (j != i) prod *= k > 0 ? dists[j].cdf[k - 1] : 0.0;
             s += prod;
         }
-        p_best[i] = s;
+        /* a sum of products of probabilities: keep it a probability (rounding) */
+        p_best[i] = s > 1.0 ? 1.0 : s < 0.0 ? 0.0 : s;
     }
     if (p_tie_top) {
         /* Computed on its own (not as 1 - sum p_best) so the identity is a real check:

@@ -8,6 +8,14 @@
  * clamped so sums of two log-probabilities stay finite (exp of it is 0 anyway). */
 #define LOGP_FLOOR (-1e300)
 
+/* Sums of products of probabilities can pass 1 (or go below 0) by one
+ * rounding step, e.g. P(c > r) = 1.0000000000000002 for two nearly one-hot
+ * distributions; callers (ECE binning) rely on [0, 1], so every probability
+ * returned is clamped here. */
+static double unit_clamp(double x) {
+    return x > 1.0 ? 1.0 : x < 0.0 ? 0.0 : x;
+}
+
 /* log sum exp of x[0..n-1]; -inf for n == 0. Every x is finite or -inf. */
 static double log_sum_exp(const double *x, int n) {
     double m = -INFINITY;
@@ -35,9 +43,9 @@ int ordinal_dist_from_logits(const double z[K], OrdinalDist *d, OprmError *err) 
     double run = 0.0;
     for (int k = 0; k < K; k++) {
         d->logp[k] = shifted[k] - lse;
-        d->p[k] = exp(d->logp[k]);
+        d->p[k] = unit_clamp(exp(d->logp[k]));
         run += d->p[k];
-        d->cdf[k] = run;
+        d->cdf[k] = unit_clamp(run);
     }
     return 0;
 }
@@ -51,7 +59,7 @@ int ordinal_dist_from_logits_f(const float z[K], OrdinalDist *d, OprmError *err)
 double ordinal_cdf(const OrdinalDist *d, int k) {
     if (k <= 0) return 0.0;
     if (k >= K) return 1.0;
-    return d->cdf[k - 1];
+    return unit_clamp(d->cdf[k - 1]);
 }
 
 double ordinal_survival(const OrdinalDist *d, int k) {
@@ -60,7 +68,7 @@ double ordinal_survival(const OrdinalDist *d, int k) {
     /* Summing the upper tail directly keeps small survival values accurate. */
     double s = 0.0;
     for (int j = K - 1; j >= k; j--) s += d->p[j];
-    return s;
+    return unit_clamp(s);
 }
 
 void ordinal_pair_probs(const OrdinalDist *c, const OrdinalDist *r, PairProbs *out) {
@@ -80,10 +88,11 @@ void ordinal_pair_probs(const OrdinalDist *c, const OrdinalDist *r, PairProbs *o
             }
         }
     }
-    out->win = win;
-    out->tie = tie;
-    out->loss = loss;
-    out->log_win = log_sum_exp(cells, n);
+    out->win = unit_clamp(win);
+    out->tie = unit_clamp(tie);
+    out->loss = unit_clamp(loss);
+    double lw = log_sum_exp(cells, n);
+    out->log_win = lw > 0.0 ? 0.0 : lw; /* log of a probability */
 }
 
 static int check_weights(const double *w, const char *side, OprmError *err) {

@@ -2,7 +2,9 @@
  * distribution over quality levels 1..9; from two of them come the preference
  * probabilities and the pair loss -log P(c > r) with its gradient.
  * Pure math: double precision inside, no dependency above src/util.
- * Level k (1..9) lives at array index k-1 everywhere. */
+ * Level k (1..9) lives at array index k-1 everywhere. Every probability a
+ * function here returns lies in [0, 1] (clamped: sums of products can pass 1
+ * by one rounding step when distributions are nearly one-hot). */
 #ifndef OPRM_ORDINAL_ORDINAL_H
 #define OPRM_ORDINAL_ORDINAL_H
 
@@ -43,7 +45,8 @@ int ordinal_dist_from_logits_f(const float z[OPRM_LEVELS], OrdinalDist *d, OprmE
 double ordinal_cdf(const OrdinalDist *d, int k);
 double ordinal_survival(const OrdinalDist *d, int k);
 
-/* P(c > r), P(tie), P(r > c) for independent c and r (each summed directly). */
+/* P(c > r), P(tie), P(r > c) for independent c and r (each summed directly,
+ * then clamped to [0, 1]; log_win <= 0). */
 void ordinal_pair_probs(const OrdinalDist *c, const OrdinalDist *r, PairProbs *out);
 
 /* L = -log P(c > r) from the two logit vectors; grad_c/grad_r (may be NULL)

@@ -84,9 +84,26 @@ int rgft_landscape(const OprmLabel *label, const RgftConfig *cfg, double w[K], O
     return 0;
 }
 
+/* The levels a label asserts: bad/normal/good their three levels, a rating
+ * just itself (not the clipped r-1..r+1 the hard landscape uses). */
+static int label_span(const OprmLabel *l, int *lo, int *hi) {
+    int m = rgft_label_centre(l);
+    if (m == 0) return -1;
+    if (l->kind == OPRM_LABEL_RATING) {
+        *lo = *hi = m;
+    } else {
+        *lo = m - 1;
+        *hi = m + 1;
+    }
+    return 0;
+}
+
 int rgft_labels_contradict(const OprmLabel *chosen, const OprmLabel *rejected) {
-    int mc = rgft_label_centre(chosen), mr = rgft_label_centre(rejected);
-    return mc > 0 && mr > 0 && mc < mr;
+    /* The data reader's rule (label_contradicts), so that train, eval and audit
+     * skip the same pairs: the chosen span lies entirely below the rejected one. */
+    int cl, ch, rl, rh;
+    if (label_span(chosen, &cl, &ch) != 0 || label_span(rejected, &rl, &rh) != 0) return 0;
+    return ch < rl;
 }
 
 int rgft_pair_loss(const double zc[K], const double w_c[K], const double zr[K], const double w_r[K],

@@ -41,8 +41,11 @@ int rgft_label_region(const OprmLabel *label, int *lo, int *hi);
 /* The landscape w(1..9) (index k-1) of a label under cfg; w == 1 when unlabelled. */
 int rgft_landscape(const OprmLabel *label, const RgftConfig *cfg, double w[OPRM_LEVELS],
                    OprmError *err);
-/* 1 when both are labelled and the chosen one's centre is strictly lower than the
- * rejected one's (such a pair is reported and skipped); 0 otherwise. */
+/* 1 when both are labelled and the chosen one's levels (bad {1,2,3}, normal
+ * {4,5,6}, good {7,8,9}, a rating r {r}) lie entirely below the rejected one's
+ * (such a pair is reported and skipped, spec §3); 0 otherwise: equal or
+ * overlapping labels ("normal" vs rating 6) are not a contradiction. The same
+ * rule as the data reader's label_contradicts. */
 int rgft_labels_contradict(const OprmLabel *chosen, const OprmLabel *rejected);
 
 /* L = -log sum_{i>j} w_c(i) p_c(i) w_r(j) p_r(j) and its gradient w.r.t. both

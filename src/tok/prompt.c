@@ -300,13 +300,15 @@ int scoring_build(const ScoringConfig *cfg, const Conversation *prompt, const ch
     size_t resp_n;
     if (encode_count(cfg, response, resp_len, &resp_n, err)) goto fail;
     if (frame_n > max_len) {
+        /* the counts are taken before `out` is reset (it used to report 0 tokens) */
+        size_t full = out->full_len;
         idvec_free(&tmp);
         scoring_prompt_free(out);
-        return oprm_fail(err, "scoring prompt of %zu tokens does not fit --max-len %zu: the frame "
-                              "alone (system text, template, chat markup, cue) is %zu tokens "
-                              "(response %zu tokens, conversation %zu turns); raise --max-len or "
-                              "shorten the template", out->full_len, max_len, frame_n, resp_n,
-                         prompt->n);
+        return oprm_fail(err, "the scoring prompt is %zu tokens (response %zu tokens, conversation %zu "
+                              "turn%s) and does not fit --max-len %zu: the frame alone (system text, template, "
+                              "chat markup, cue) is %zu tokens, and it is never cut; raise --max-len to at "
+                              "least %zu or shorten the template's text (--template)",
+                         full, resp_n, prompt->n, prompt->n == 1 ? "" : "s", max_len, frame_n, frame_n);
     }
     size_t m = prompt->n;
     size_t *turn_n = xcalloc(m ? m : 1, sizeof *turn_n);
@@ -422,7 +424,7 @@ int scoring_setup(ScoringSetup *s, const Tokenizer *t, const char *chat_format,
         scoring_template_default(s->tpl);
     }
     s->cfg.tpl = s->tpl;
-    if (tok_digit_ids(t, s->digits, err)) {
+    if (tok_digit_ids_after(t, s->tpl->cue, s->digits, err)) {
         scoring_setup_free(s);
         return -1;
     }

@@ -48,8 +48,11 @@ const char *tok_chat_template(const Tokenizer *t);
 int tok_adds_bos(const Tokenizer *t);
 
 /* The nine ids of the digits '1'..'9' as the model sees them in the rating
- * position (after "Score: "). Fails with an error naming the tokenizer if any
- * digit is not exactly one token. */
+ * position, right after `cue` (the scoring template's cue). Fails with an
+ * error naming the tokenizer, the cue and the digit if any digit is not
+ * exactly one token after the cue (or is the unknown token). */
+int tok_digit_ids_after(const Tokenizer *t, const char *cue, int32_t ids[9], OprmError *err);
+/* The same after the built-in cue "Score: ". */
 int tok_digit_ids(const Tokenizer *t, int32_t ids[9], OprmError *err);
 
 #endif

@@ -125,38 +125,79 @@ int tok_adds_bos(const Tokenizer *t) {
     return 0;
 }
 
-/* A digit counts if "Score: " followed by it encodes as the ids of "Score: "
- * plus exactly one more id: that id is what the model predicts after the cue. */
-int tok_digit_ids(const Tokenizer *t, int32_t ids[9], OprmError *err) {
-    static const char cue[] = "Score: ";
+/* The cue as a C-like literal for messages: "Score:\n" shows its newline. */
+static void quote_cue(const char *cue, StrBuf *out) {
+    sb_puts(out, "\"");
+    for (const char *p = cue; *p; p++) {
+        if (*p == '\n') sb_puts(out, "\\n");
+        else if (*p == '\r') sb_puts(out, "\\r");
+        else if (*p == '\t') sb_puts(out, "\\t");
+        else if (*p == '"' || *p == '\\') sb_printf(out, "\\%c", *p);
+        else sb_append(out, p, 1);
+    }
+    sb_puts(out, "\"");
+}
+
+/* A digit counts if the cue followed by it encodes as the ids of the cue plus
+ * exactly one more id: that id is what the model predicts after the cue. The
+ * cue is the scoring template's own ([cue] of --template, or oprm.json's), so
+ * "Score:" (no space) or "Rating:\n" give the ids the model really reads. */
+int tok_digit_ids_after(const Tokenizer *t, const char *cue, int32_t ids[9], OprmError *err) {
+    if (!cue || !*cue) return oprm_fail(err, "tokenizer %s: the scoring cue is empty", t->name);
+    size_t cue_len = strlen(cue);
     IdVec base = {0}, with = {0};
-    int rc = tok_encode(t, cue, strlen(cue), 0, &base, err);
+    StrBuf q = {0};
+    quote_cue(cue, &q);
+    int rc = tok_encode(t, cue, cue_len, 0, &base, err);
+    if (rc) oprm_prefix(err, "cue %s: ", q.s);
+    char *text = xmalloc(cue_len + 2);
+    memcpy(text, cue, cue_len);
+    text[cue_len + 1] = '\0';
     for (int d = 1; d <= 9 && !rc; d++) {
-        char text[16];
-        memcpy(text, cue, sizeof cue - 1);
-        text[sizeof cue - 1] = (char)('0' + d);
+        text[cue_len] = (char)('0' + d);
         with.n = 0;
-        if ((rc = tok_encode(t, text, sizeof cue, 0, &with, err))) break;
-        int ok = with.n == base.n + 1 && (base.n == 0 || !memcmp(with.v, base.v, base.n * sizeof *base.v));
+        if ((rc = tok_encode(t, text, cue_len + 1, 0, &with, err))) break;
+        int one = with.n == base.n + 1 && (base.n == 0 || !memcmp(with.v, base.v, base.n * sizeof *base.v));
+        int32_t id = one ? with.v[base.n] : -1;
+        int ok = one;
         if (ok) {
             /* and that one token must decode to the digit alone */
             StrBuf s = {0};
-            ok = tok_decode(t, &with.v[base.n], 1, 0, &s, NULL) == 0 && s.n == 1 && s.s[0] == '0' + d;
+            ok = tok_decode(t, &id, 1, 0, &s, NULL) == 0 && s.n == 1 && s.s[0] == '0' + d;
             sb_free(&s);
         }
         if (!ok) {
             StrBuf got = {0};
-            for (size_t i = 0; i < with.n; i++) sb_printf(&got, "%s%d", i ? ", " : "", (int)with.v[i]);
-            rc = oprm_fail(err,
-                           "tokenizer %s: the digit '%d' is not exactly one token after \"Score: \" "
-                           "(\"Score: %d\" encodes as [%s]); an ordinal head needs one token per digit 1..9",
-                           t->name, d, d, got.s ? got.s : "");
+            for (size_t i = 0; i < with.n; i++) {
+                const char *tokstr = tok_id_token(t, with.v[i]);
+                sb_printf(&got, "%s%d", i ? ", " : "", (int)with.v[i]);
+                if (tokstr) sb_printf(&got, " '%s'", tokstr);
+            }
+            if (one && t->unk_id >= 0 && id == t->unk_id)
+                rc = oprm_fail(err,
+                               "tokenizer %s: the digit '%d' is not in its vocabulary: after the cue %s it encodes "
+                               "as the unknown token %s (id %d); an ordinal head needs one token for each digit "
+                               "1..9: use a tokenizer whose vocabulary has the digits",
+                               t->name, d, q.s, tok_id_token(t, id) ? tok_id_token(t, id) : "<unk>", (int)id);
+            else
+                rc = oprm_fail(err,
+                               "tokenizer %s: the digit '%d' is not exactly one token after the cue %s (the cue "
+                               "plus '%d' encodes as [%s], the cue alone as %zu tokens); an ordinal head needs one "
+                               "token per digit 1..9: choose a cue (the [cue] section of the --template file) after "
+                               "which each digit is a token of its own",
+                               t->name, d, q.s, d, got.s ? got.s : "", base.n);
             sb_free(&got);
             break;
         }
-        ids[d - 1] = with.v[base.n];
+        ids[d - 1] = id;
     }
+    free(text);
+    sb_free(&q);
     idvec_free(&base);
     idvec_free(&with);
     return rc;
+}
+
+int tok_digit_ids(const Tokenizer *t, int32_t ids[9], OprmError *err) {
+    return tok_digit_ids_after(t, "Score: ", ids, err);
 }

@@ -118,6 +118,8 @@ typedef struct {
     Schedule sched;
     TrainLog log;
     int64_t truncated, contradictions, tokens_total;
+    /* pairs the reader left out (spec §3): of --data by reason, of --eval-data in all */
+    int64_t load_contradicting, load_identical, eval_load_skipped;
     char *last_checkpoint;
     json_t *args;
     int progress;
@@ -317,6 +319,7 @@ typedef struct {
     double loss, acc;
     int records;
     int64_t prompts, truncated; /* scoring prompts built / cut to --max_length */
+    int64_t skipped; /* pairs left out: contradicting labels or identical texts (spec §3) */
 } EvalResult;
 
 static int evaluate(Trainer *t, EvalResult *out, OprmError *err) {
@@ -357,7 +360,7 @@ static int evaluate(Trainer *t, EvalResult *out, OprmError *err) {
     out->acc = ss.pairs ? (double)ss.correct / ss.pairs : NAN;
     out->prompts = prompts;
     out->truncated = truncated;
-    (void)contradictions;
+    out->skipped = t->eval_load_skipped + contradictions;
     return 0;
 }
 
@@ -372,13 +375,19 @@ static int log_eval(Trainer *t, const EvalResult *e, OprmError *err) {
     json_object_set_new(o, "eval_acc", num_or_null(e->acc));
     json_object_set_new(o, "eval_records", json_integer(e->records));
     json_object_set_new(o, "eval_truncated", json_integer(e->truncated));
+    json_object_set_new(o, "eval_pairs_skipped", json_integer(e->skipped));
     progress_break(&t->bar);
-    if (!t->cfg->quiet)
+    if (!t->cfg->quiet) {
         fprintf(stderr,
                 "eval at step %lld: loss %.6f, pair accuracy %.4f (%d records of --eval-data; %lld of %lld "
-                "scoring prompts truncated to %d tokens)\n",
+                "scoring prompts truncated to %d tokens)",
                 (long long)t->st.global_step, e->loss, e->acc, e->records, (long long)e->truncated,
                 (long long)e->prompts, t->cfg->max_length);
+        if (e->skipped)
+            fprintf(stderr, "; %lld pairs left out (contradicting labels or identical texts, spec §3)",
+                    (long long)e->skipped);
+        fputc('\n', stderr);
+    }
     return train_log_write(&t->log, o, err);
 }
 
@@ -397,6 +406,8 @@ static int open_data(Trainer *t, OprmError *err) {
             snprintf(label, sizeof label, "training data %s", c->data[i]);
             data_report_print(&rep, label, stderr);
         }
+        t->load_contradicting += (int64_t)rep.by_reason[DATA_CONTRADICTION];
+        t->load_identical += (int64_t)rep.by_reason[DATA_IDENTICAL];
         t->file_start[i] = t->total;
         t->total += data_count(t->files[i]);
         points += rep.by_kind[REC_POINT];
@@ -410,6 +421,7 @@ static int open_data(Trainer *t, OprmError *err) {
         DataReport rep;
         t->eval = data_open(c->eval_data, &eo, &rep, err);
         if (!t->eval) return oprm_prefix(err, "--eval-data: ");
+        t->eval_load_skipped = (int64_t)(rep.by_reason[DATA_CONTRADICTION] + rep.by_reason[DATA_IDENTICAL]);
         /* Its own report: records skipped with --skip-invalid there are not silent either. */
         if (!c->quiet) {
             char label[1100];
@@ -509,7 +521,7 @@ static int setup(Trainer *t, OprmError *err) {
         scoring_template_default(&t->tpl);
     }
     if (t->resume_meta && resume_template(t, err)) return -1;
-    if (tok_digit_ids(t->tok, t->digits, err)) return -1;
+    if (tok_digit_ids_after(t->tok, t->tpl.cue, t->digits, err)) return -1; /* after the template's own cue */
     t->setup.scoring = (ScoringConfig){.tok = t->tok, .format = t->format, .tpl = &t->tpl};
     t->setup.rgft_enabled = c->rgft_enabled;
     t->setup.rgft = c->rgft;
@@ -990,15 +1002,20 @@ int train_run(const TrainConfig *cfg_in, TrainResult *result, OprmError *err) {
         json_object_set_new(o, "tokenize_s", json_real(tok_time));
         json_object_set_new(o, "data_wait_s", json_real(wait_time));
         json_object_set_new(o, "step_s", json_real(step_time_total));
+        json_object_set_new(o, "pairs_skipped_at_load", json_pack("{s:I, s:I}", "labels_contradict",
+                                                                  (json_int_t)t.load_contradicting, "identical",
+                                                                  (json_int_t)t.load_identical));
         if (train_log_write(&t.log, o, err)) goto done;
     }
     if (!cfg->quiet)
         fprintf(stderr,
                 "done: %lld steps, final loss %.6f; %lld scoring prompts truncated to %d tokens (training data), %lld pairs "
-                "skipped (contradicting labels); %.0f tokens/s (engine alone %.0f tokens/s; building prompts "
+                "skipped (contradicting labels; left out of --data: %lld contradicting, %lld identical chosen and "
+                "rejected); %.0f tokens/s (engine alone %.0f tokens/s; building prompts "
                 "took %.1f%% of the step time, the engine waited for data %.1f%%); model saved to %s\n",
                 (long long)t.st.global_step, res.last_loss, (long long)t.truncated, cfg->max_length,
-                (long long)t.contradictions, res.tokens_per_s, engine_time > 0 ? tokens_here / engine_time : 0,
+                (long long)t.contradictions, (long long)t.load_contradicting, (long long)t.load_identical,
+                res.tokens_per_s, engine_time > 0 ? tokens_here / engine_time : 0,
                 step_time_total > 0 ? 100 * tok_time / step_time_total : 0,
                 step_time_total > 0 ? 100 * wait_time / step_time_total : 0, cfg->output_dir);
     status = 0;
