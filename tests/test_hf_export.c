@@ -163,6 +163,46 @@ static void test_trained_checkpoint(void) {
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
+/* A model whose chat_template oprm does not render exactly: oprm says so once,
+ * naming the format it uses instead, and goes on (Qwen2.5's real template on
+ * story-llama's weights and tokenizer). */
+static void test_note_printed(void) {
+    const char *b = getenv("OPRM_BIN");
+    char src[512], dir[128], cmd[2000];
+    snprintf(src, sizeof src, "%s/models/story-llama", shared_data_dir());
+    snprintf(dir, sizeof dir, "%s/qwen25", tmpdir);
+    OprmError err = {{0}};
+    CHECK(make_dirs(dir, &err) == 0);
+    copy_to(src, "config.json", dir);
+    copy_to(src, "model.safetensors", dir);
+    copy_to(src, "tokenizer.json", dir);
+    /* the template of Qwen2.5 with story-llama's own special tokens */
+    json_t *cfg = load_cfg("tests/fixtures/hf/templates/qwen2.5");
+    CHECK(cfg != NULL);
+    if (!cfg) return;
+    json_object_set_new(cfg, "bos_token", json_string("<|start_story|>"));
+    json_object_set_new(cfg, "eos_token", json_string("<|end_story|>"));
+    char *cfg_path = path_join(dir, "tokenizer_config.json");
+    CHECK(json_dump_file(cfg, cfg_path, 0) == 0);
+    free(cfg_path);
+    json_decref(cfg);
+    snprintf(cmd, sizeof cmd, "%s score --model %s --data %s/pairs.jsonl >/dev/null 2>%s/note.txt",
+             b ? b : "build/asan/oprm", dir, tmpdir, tmpdir);
+    int st = system(cmd);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    char path[160];
+    snprintf(path, sizeof path, "%s/note.txt", tmpdir);
+    size_t n;
+    char *text = read_file(path, &n, &err);
+    CHECK_STR_CONTAINS(text, "note: the chat_template in tokenizer_config.json is Qwen2.5's");
+    CHECK_STR_CONTAINS(text, "default system prompt");
+    CHECK_STR_CONTAINS(text, "renders it as chatml");
+    /* once, although the scorer sets up for every record */
+    const char *first = text ? strstr(text, "note: the chat_template") : NULL;
+    CHECK(first && !strstr(first + 1, "note: the chat_template"));
+    free(text);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/oprm_test_hf_export_%d", (int)getpid());
     OprmError err = {{0}};
@@ -171,6 +211,7 @@ int main(void) {
     RUN(test_frames_differ);
     RUN(test_qwen3);
     RUN(test_trained_checkpoint);
+    RUN(test_note_printed);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     CHECK(system(cmd) == 0);
