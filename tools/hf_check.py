@@ -4,8 +4,10 @@
 1. oprm-trained checkpoints (full fine-tuning and merged LoRA, on ../shared/data/models/story-llama)
    load in transformers; the ten lines of docs/huggingface.md (executed from that file, exactly as
    written there) give the digit distribution `oprm score` gives, within 1e-4.
-2. The same for tiny random transformers models with real chat tokenizers (Qwen3 + qwen3: chatml;
-   Llama with Llama-3 rope scaling + llama3: llama3), trained two steps by oprm.
+2. The same for tiny random transformers models with real chat tokenizers and templates (Qwen3 +
+   qwen3: chatml; Llama with Llama-3 rope scaling + llama3: llama3; Mistral + the mistral tokenizer
+   and Mixtral-Instruct's template: mistral; Llama + the same tokenizer and Llama-2-chat's template:
+   llama2), trained three steps by oprm.
 3. oprm's PEFT adapter loads with peft.PeftModel.from_pretrained on the base, and
    merge_and_unload() equals oprm's merged save within 1e-5; the PEFT model scores as oprm does.
 
@@ -104,10 +106,17 @@ def train(base, data, out, *extra):
        "--per_device_train_batch_size", 2, "--max_length", 512, "--quiet", "--no-progress", "--seed", 1, *extra)
 
 
+# kind: (tokenizer in ../shared/data/tokenizers, tokenizer_config.json with the family's template)
+TINY = {"qwen3": ("qwen3", None), "llama3": ("llama3", None),
+        "mistral": ("mistral", "tests/fixtures/hf/templates/mistral-instruct"),
+        "llama2": ("mistral", "tests/fixtures/hf/templates/llama2-chat")}
+
+
 def tiny_random(kind, work):
-    """A tiny random transformers model with a real chat tokenizer (all 150k+ embedding rows)."""
+    """A tiny random transformers model with a real chat tokenizer (all of its embedding rows)."""
     from transformers import AutoConfig, AutoModelForCausalLM
-    tokdir = os.path.join(SHARED, "tokenizers", kind)
+    tokname, cfgdir = TINY[kind]
+    tokdir = os.path.join(SHARED, "tokenizers", tokname)
     vocab = json.load(open(os.path.join(tokdir, "tokenizer.json")))
     n = max([v for v in vocab["model"]["vocab"].values()] + [t["id"] for t in vocab["added_tokens"]]) + 1
     common = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
@@ -115,6 +124,12 @@ def tiny_random(kind, work):
     if kind == "qwen3":
         cfg = AutoConfig.for_model("qwen3", head_dim=16, tie_word_embeddings=True,
                                    rope_parameters={"rope_type": "default", "rope_theta": 1000000.0}, **common)
+    elif kind == "mistral":
+        cfg = AutoConfig.for_model("mistral", head_dim=16, sliding_window=None, tie_word_embeddings=False,
+                                   rope_parameters={"rope_type": "default", "rope_theta": 1000000.0}, **common)
+    elif kind == "llama2":
+        cfg = AutoConfig.for_model("llama", tie_word_embeddings=False,
+                                   rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, **common)
     else:
         cfg = AutoConfig.for_model("llama", tie_word_embeddings=False, rope_parameters={
             "rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
@@ -127,8 +142,8 @@ def tiny_random(kind, work):
                 p.normal_(0, 0.5 if "embed" in name else 0.3)
     d = os.path.join(work, "tiny-" + kind)
     model.save_pretrained(d)
-    for f in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(os.path.join(tokdir, f), d)
+    shutil.copy(os.path.join(tokdir, "tokenizer.json"), d)
+    shutil.copy(os.path.join(os.path.join(ROOT, cfgdir) if cfgdir else tokdir, "tokenizer_config.json"), d)
     return d
 
 
@@ -182,7 +197,7 @@ def main():
             os.path.join(story, "model.safetensors")).items() if k in ours)
         print("     (LoRA training moved the merged weights by up to %.3g)" % changed)
 
-        for kind in ("qwen3", "llama3"):
+        for kind in ("qwen3", "llama3", "mistral", "llama2"):
             d = tiny_random(kind, work)
             out = os.path.join(work, "rm-" + kind)
             train(d, data, out, "--learning_rate", "1e-3")
