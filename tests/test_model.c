@@ -1,4 +1,4 @@
-/* Whole-model tests against the PyTorch fixtures of tools/gen_engine_fixtures.py:
+/* Whole-model tests against the transformers fixtures of tools/gen_engine_fixtures.py:
  * digit logits (1e-4), the OPRM pair loss, every parameter gradient (1e-3
  * relative), batching independence, save/load round trips. */
 #include <stdint.h>
@@ -156,7 +156,8 @@ static void check_model_fixture(const char *name, int with_grads) {
 static void test_llama_gqa(void) { check_model_fixture("llama_gqa", 1); }
 static void test_qwen2_tied_bf16(void) { check_model_fixture("qwen2_tied_bf16", 1); }
 static void test_qwen3_qknorm(void) { check_model_fixture("qwen3_qknorm", 1); }
-static void test_llama3_rope(void) { check_model_fixture("llama3_rope", 0); }
+static void test_llama3_rope(void) { check_model_fixture("llama3_rope", 1); }
+static void test_mistral_gqa(void) { check_model_fixture("mistral_gqa", 1); }
 
 /* A sequence's last hidden state must not depend on what else is packed with it. */
 static void test_batching_independence(void) {
@@ -343,6 +344,7 @@ int main(void) {
     RUN(test_qwen2_tied_bf16);
     RUN(test_qwen3_qknorm);
     RUN(test_llama3_rope);
+    RUN(test_mistral_gqa);
     RUN(test_batching_independence);
     RUN(test_bad_batch);
     RUN(test_grad_accumulates);

@@ -1,240 +1,105 @@
-#!/usr/bin/python3
-"""Reference fixtures for the C engine (tests/test_model*.c), computed in plain PyTorch (float64).
+#!/usr/bin/env python3
+"""Reference fixtures for the C engine (tests/test_model*.c), computed by Hugging Face transformers
+itself (and PEFT for LoRA): the code our users run, not a re-implementation of it.
 
-For each tiny random model (Llama with GQA and an untied head, Qwen2 with q/k/v biases and tied
-embeddings stored in BF16, Qwen3 with q/k norm and head_dim != hidden/heads, Llama with Llama-3
-rope scaling) it writes a Hugging Face directory tests/fixtures/engine/<name>/ (config.json +
-model.safetensors) and tests/fixtures/engine/<name>/expected.safetensors with, for two
-chosen/rejected pairs (lengths [1, 70] and [5, 33]): the token ids, the nine digit logits at the
+For each tiny random model built with AutoModelForCausalLM.from_config -- LlamaForCausalLM with GQA
+and an untied head, Qwen2ForCausalLM with q/k/v biases and tied embeddings stored in BF16,
+Qwen3ForCausalLM with q/k norm and head_dim != hidden/heads, LlamaForCausalLM with Llama-3 rope
+scaling and tied embeddings, MistralForCausalLM with GQA, head_dim != hidden/heads and no sliding
+window -- it writes, with save_pretrained, a Hugging Face directory tests/fixtures/engine/<name>/
+(config.json as transformers writes it, i.e. with "rope_parameters", + model.safetensors) and
+tests/fixtures/engine/<name>/expected.safetensors with, for two chosen/rejected pairs (lengths
+[1, 70] and [5, 33]): the token ids, the final-normed hidden state and the nine digit logits at the
 last position of each sequence, the OPRM pair loss -log sum_{i>j} p_c(i) p_r(j) and the gradient
 of every parameter tensor ("caseK.grad.<HF name>").
 
+The stored weights are fp32 (BF16 for the bf16 fixture); the expected values come from the same
+transformers modules cast to float64 (so the reference error is far below the tests' tolerances),
+and the script prints how far transformers' own fp32 run is from them.
+
 LoRA (tests/fixtures/engine/lora_qwen2/): a Qwen2 base (biases, tied embeddings) whose weights are
-bf16-representable but stored as F32, a PEFT-style adapter in lora_qwen2/adapter/ (r 4, alpha 6,
-all seven target modules, NON-zero B so every gradient flows) and expected.safetensors with the
-logits, loss and the gradients of every lora_A / lora_B tensor (PEFT names), computed with the
-effective weights W + (alpha/r) B A.
+bf16-representable but stored as F32, an adapter made by peft.get_peft_model + save_pretrained in
+lora_qwen2/adapter/ (r 4, alpha 6, all seven target modules, NON-zero B so every gradient flows)
+and expected.safetensors with the logits, loss and the gradients of every lora_A / lora_B tensor
+(named as in adapter_model.safetensors).
 
-It also writes tests/fixtures/engine/story_llama_greedy.json: the token ids of "Once upon a time"
-under ../shared/data/models/story-llama/tokenizer.json (SentencePiece-style BPE, done here from
-the vocab and merges) and the 32 ids that greedy decoding with PyTorch (float32) produces.
+It also writes tests/fixtures/engine/story_llama_greedy.json: the ids of "Once upon a time" from
+the `tokenizers` library on ../shared/data/models/story-llama/tokenizer.json and the 32 ids that
+transformers' greedy generate() produces (float32).
 
-Usage: /usr/bin/python3 tools/gen_engine_fixtures.py   (from the repo root; torch 1.13, no
-transformers, no safetensors package needed: the format is written and read here by hand)."""
+The earlier hand-written PyTorch model is gone: transformers checks everything it checked (same
+architectures, same cases) and is the implementation oprm must agree with.
+
+Usage: python3 tools/gen_engine_fixtures.py (from the repo root, in an environment with torch,
+transformers, peft, safetensors; e.g. /work/venv-hf). Deterministic for given library versions."""
+import copy
 import json
 import math
 import os
-import struct
 import sys
 
-import numpy as np
 import torch
+import transformers
+from safetensors.torch import load_file, save_file
+from transformers import AutoConfig, AutoModelForCausalLM
 
 OUT = "tests/fixtures/engine"
 DIGITS = list(range(16, 25))
 CASES = [[1, 70], [5, 33]]  # [chosen length, rejected length]
 
-# ---------------------------------------------------------------- safetensors by hand
+COMMON = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+              intermediate_size=48, vocab_size=48, max_position_embeddings=128, hidden_act="silu",
+              bos_token_id=1, eos_token_id=2)
 
-def st_write(path, tensors, metadata=None):
-    """tensors: list of (name, np.ndarray) with dtype float32/int32, or (name, ('BF16', uint16 array, shape))."""
-    header, blobs, off = {}, [], 0
-    if metadata:
-        header["__metadata__"] = metadata
-    for name, arr in tensors:
-        if isinstance(arr, tuple):
-            dtype, data, shape = arr
-            raw = data.astype("<u2").tobytes()
-        else:
-            dtype = {np.dtype("float32"): "F32", np.dtype("int32"): "I32"}[arr.dtype]
-            shape = list(arr.shape)
-            raw = arr.astype(arr.dtype.newbyteorder("<")).tobytes()
-        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
-
-
-def st_read(path):
-    with open(path, "rb") as f:
-        buf = f.read()
-    n = struct.unpack("<Q", buf[:8])[0]
-    header = json.loads(buf[8:8 + n])
-    meta = header.pop("__metadata__", {})
-    out = {}
-    for name, e in header.items():
-        b, en = e["data_offsets"]
-        raw = buf[8 + n + b:8 + n + en]
-        if e["dtype"] == "F32":
-            a = np.frombuffer(raw, dtype="<f4")
-        elif e["dtype"] == "BF16":
-            a = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
-        else:
-            raise ValueError(e["dtype"])
-        out[name] = torch.from_numpy(a.reshape(e["shape"]).copy())
-    return out, meta
-
-# ---------------------------------------------------------------- the model in plain torch
-
-def inv_freq_of(cfg):
-    hd = cfg.get("head_dim", cfg["hidden_size"] // cfg["num_attention_heads"])
-    theta = cfg.get("rope_theta", 10000.0)
-    inv = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd))
-    rs = cfg.get("rope_scaling")
-    if rs and rs.get("rope_type", rs.get("type")) == "llama3":  # HF _compute_llama3_parameters
-        factor, lo, hi = rs["factor"], rs["low_freq_factor"], rs["high_freq_factor"]
-        old = rs["original_max_position_embeddings"]
-        wavelen = 2 * math.pi / inv
-        scaled = torch.where(wavelen > old / lo, inv / factor, inv)
-        smooth = (old / wavelen - lo) / (hi - lo)
-        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
-        medium = ~(wavelen < old / hi) & ~(wavelen > old / lo)
-        inv = torch.where(medium, smoothed, scaled)
-    return inv
-
-
-def rms(x, w, eps):
-    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
-
-
-def rotate_half(x):
-    h = x.shape[-1] // 2
-    return torch.cat([-x[..., h:], x[..., :h]], -1)
-
-
-def last_hidden(P, cfg, ids):
-    """Final-normed hidden state at the last position of one sequence."""
-    D, L, H = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"]
-    KV = cfg.get("num_key_value_heads", H)
-    hd = cfg.get("head_dim", D // H)
-    eps = cfg.get("rms_norm_eps", 1e-6)
-    arch = cfg["architectures"][0]
-    T = len(ids)
-    x = P["model.embed_tokens.weight"][torch.tensor(ids)]
-    ang = torch.arange(T, dtype=torch.float64)[:, None] * inv_freq_of(cfg)[None]
-    cos, sin = torch.cat([ang.cos()] * 2, -1).to(x.dtype), torch.cat([ang.sin()] * 2, -1).to(x.dtype)
-    mask = torch.triu(torch.ones(T, T, dtype=torch.bool), 1)
-    for l in range(L):
-        p = lambda n: P.get("model.layers.%d.%s" % (l, n))
-        h = rms(x, p("input_layernorm.weight"), eps)
-        def lin(n, t):
-            y = t @ p(n + ".weight").T
-            b = p(n + ".bias")
-            return y + b if b is not None else y
-        q = lin("self_attn.q_proj", h).view(T, H, hd)
-        k = lin("self_attn.k_proj", h).view(T, KV, hd)
-        v = lin("self_attn.v_proj", h).view(T, KV, hd)
-        if arch == "Qwen3ForCausalLM":
-            q = rms(q, p("self_attn.q_norm.weight"), eps)
-            k = rms(k, p("self_attn.k_norm.weight"), eps)
-        q, k, v = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)  # [heads, T, hd]
-        q = q * cos + rotate_half(q) * sin
-        k = k * cos + rotate_half(k) * sin
-        k = k.repeat_interleave(H // KV, 0)
-        v = v.repeat_interleave(H // KV, 0)
-        a = ((q @ k.transpose(-1, -2)) / math.sqrt(hd)).masked_fill(mask, float("-inf")).softmax(-1)
-        x = x + lin("self_attn.o_proj", (a @ v).transpose(0, 1).reshape(T, H * hd))
-        h = rms(x, p("post_attention_layernorm.weight"), eps)
-        x = x + lin("mlp.down_proj", torch.nn.functional.silu(lin("mlp.gate_proj", h)) * lin("mlp.up_proj", h))
-    return rms(x[-1], P["model.norm.weight"], eps)
-
-
-def head_weight(P, cfg):
-    return P["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings", False) else P["lm_head.weight"]
-
-
-def param_names(cfg):
-    arch = cfg["architectures"][0]
-    names = ["model.embed_tokens.weight"]
-    for l in range(cfg["num_hidden_layers"]):
-        pre = "model.layers.%d." % l
-        for n in ["q", "k", "v"]:
-            names.append(pre + "self_attn.%s_proj.weight" % n)
-            if arch == "Qwen2ForCausalLM":
-                names.append(pre + "self_attn.%s_proj.bias" % n)
-        names.append(pre + "self_attn.o_proj.weight")
-        if arch == "Qwen3ForCausalLM":
-            names += [pre + "self_attn.q_norm.weight", pre + "self_attn.k_norm.weight"]
-        names += [pre + "mlp.gate_proj.weight", pre + "mlp.up_proj.weight", pre + "mlp.down_proj.weight",
-                  pre + "input_layernorm.weight", pre + "post_attention_layernorm.weight"]
-    names.append("model.norm.weight")
-    if not cfg.get("tie_word_embeddings", False):
-        names.append("lm_head.weight")
-    return names
-
-
-def param_shape(cfg, name):
-    D, H = cfg["hidden_size"], cfg["num_attention_heads"]
-    KV = cfg.get("num_key_value_heads", H)
-    hd = cfg.get("head_dim", D // H)
-    F, V = cfg["intermediate_size"], cfg["vocab_size"]
-    table = {"embed_tokens.weight": [V, D], "lm_head.weight": [V, D], "q_proj.weight": [H * hd, D],
-             "q_proj.bias": [H * hd], "k_proj.weight": [KV * hd, D], "k_proj.bias": [KV * hd],
-             "v_proj.weight": [KV * hd, D], "v_proj.bias": [KV * hd], "o_proj.weight": [D, H * hd],
-             "q_norm.weight": [hd], "k_norm.weight": [hd], "gate_proj.weight": [F, D], "up_proj.weight": [F, D],
-             "down_proj.weight": [D, F], "input_layernorm.weight": [D], "post_attention_layernorm.weight": [D],
-             "norm.weight": [D]}
-    for k, v in table.items():
-        if name.endswith(k):
-            return v
-    raise KeyError(name)
-
-# ---------------------------------------------------------------- tiny models and their fixtures
-
+# name: (model_type, config overrides, stored dtype, write gradients)
 MODELS = {
-    "llama_gqa": ({"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 32,
-                   "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-                   "intermediate_size": 48, "vocab_size": 48, "max_position_embeddings": 128,
-                   "rope_theta": 10000.0, "rms_norm_eps": 1e-5, "tie_word_embeddings": False,
-                   "hidden_act": "silu", "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "float32"}, "F32", True),
-    "qwen2_tied_bf16": ({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": 32,
-                         "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-                         "intermediate_size": 48, "vocab_size": 48, "max_position_embeddings": 128,
-                         "rope_theta": 1000000.0, "rms_norm_eps": 1e-6, "tie_word_embeddings": True,
-                         "sliding_window": 4096, "use_sliding_window": False, "hidden_act": "silu",
-                         "torch_dtype": "bfloat16"}, "BF16", True),
-    "qwen3_qknorm": ({"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_size": 32,
-                      "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 12,
-                      "intermediate_size": 48, "vocab_size": 48, "max_position_embeddings": 128,
-                      "rope_theta": 1000000.0, "rms_norm_eps": 1e-6, "tie_word_embeddings": False,
-                      "attention_bias": False, "hidden_act": "silu", "torch_dtype": "float32"}, "F32", True),
-    "llama3_rope": ({"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 32,
-                     "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
-                     "intermediate_size": 32, "vocab_size": 32, "max_position_embeddings": 128,
-                     "rope_theta": 10000.0, "rms_norm_eps": 1e-5, "tie_word_embeddings": True,
-                     "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-                                      "high_freq_factor": 4.0, "original_max_position_embeddings": 32},
-                     "hidden_act": "silu", "torch_dtype": "float32"}, "F32", False),
+    "llama_gqa": ("llama", dict(rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+                                rms_norm_eps=1e-5, tie_word_embeddings=False), "F32", True),
+    "qwen2_tied_bf16": ("qwen2", dict(rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+                                      rms_norm_eps=1e-6, tie_word_embeddings=True, use_sliding_window=False),
+                        "BF16", True),
+    "qwen3_qknorm": ("qwen3", dict(head_dim=12, rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+                                   rms_norm_eps=1e-6, tie_word_embeddings=False, attention_bias=False), "F32", True),
+    "llama3_rope": ("llama", dict(num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                                  intermediate_size=32, vocab_size=32, rms_norm_eps=1e-5, tie_word_embeddings=True,
+                                  rope_parameters={"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0,
+                                                   "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                                   "original_max_position_embeddings": 32}), "F32", True),
+    "mistral_gqa": ("mistral", dict(head_dim=16, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+                                    rms_norm_eps=1e-5, tie_word_embeddings=False, sliding_window=None), "F32", True),
 }
 
 
-def random_params(cfg, gen):
-    P = {}
-    for n in param_names(cfg):
-        shape = param_shape(cfg, n)
-        if n.endswith("norm.weight"):
-            t = 1.0 + 0.2 * torch.randn(shape, generator=gen)
-        elif n.endswith(".bias"):
-            t = 0.3 * torch.randn(shape, generator=gen)
-        elif "embed_tokens" in n:
-            t = torch.randn(shape, generator=gen)
-        else:
-            t = torch.randn(shape, generator=gen) / math.sqrt(shape[1]) * 1.2
-        P[n] = t.float()
-    return P
+def build(model_type, overrides):
+    kw = dict(COMMON)
+    kw.update(overrides)
+    cfg = AutoConfig.for_model(model_type, **kw)
+    cfg._attn_implementation = "eager"
+    return AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
 
 
-def bf16_bits(t):
-    """Round-to-nearest-even float32 -> bfloat16 bit patterns (uint16)."""
-    u = t.float().numpy().view(np.uint32).astype(np.uint64)
-    r = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
-    return r
+def randomize(model, gen):
+    """Weights far from transformers' init (norms 1 + noise, biases, O(1) activations), so that a
+    wrong norm weight, bias or scale changes the logits by much more than the tolerance."""
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if n.endswith("norm.weight"):
+                t = 1.0 + 0.2 * torch.randn(p.shape, generator=gen)
+            elif n.endswith(".bias"):
+                t = 0.3 * torch.randn(p.shape, generator=gen)
+            elif "embed_tokens" in n:
+                t = torch.randn(p.shape, generator=gen)
+            elif "lora_" in n:
+                continue
+            else:
+                t = torch.randn(p.shape, generator=gen) / math.sqrt(p.shape[1]) * 1.2
+            p.copy_(t)
+
+
+def round_bf16(model):
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.to(torch.bfloat16).float())
 
 
 def pair_loss(lc, lr):
@@ -243,165 +108,140 @@ def pair_loss(lc, lr):
     return -torch.log(pc @ tri @ pr)
 
 
-def make_model(name, cfg, dtype, with_grads, seed):
+def run_case(model, ids, lens):
+    """Digit logits, last hidden states and loss of one pair through the transformers model."""
+    seqs = [ids[:lens[0]], ids[lens[0]:]]
+    hl, ll = [], []
+    for s in seqs:
+        out = model(input_ids=torch.tensor([s]), output_hidden_states=True)
+        hl.append(out.hidden_states[-1][0, -1])  # after the final norm
+        ll.append(out.logits[0, -1, DIGITS])
+    logits = torch.stack(ll)
+    return torch.stack(hl), logits, pair_loss(logits[0], logits[1])
+
+
+def grads_by_name(model, prefix_map=None):
+    out = {}
+    for n, p in model.named_parameters():
+        if p.grad is not None:
+            out[prefix_map(n) if prefix_map else n] = p.grad.detach().float().contiguous()
+    return out
+
+
+def case_tensors(ci, lens, ids, h, logits, loss, grads):
+    pre = "case%d." % ci
+    t = {pre + "lens": torch.tensor(lens, dtype=torch.int32), pre + "ids": torch.tensor(ids, dtype=torch.int32),
+         pre + "h_last": h.detach().float().contiguous(), pre + "logits": logits.detach().float().contiguous(),
+         pre + "loss": torch.tensor([loss.item()], dtype=torch.float32)}
+    for n, g in (grads or {}).items():
+        t[pre + "grad." + n] = g
+    return t
+
+
+def fp32_gap(model32, model64, ids, lens):
+    with torch.no_grad():
+        _, l32, _ = run_case(model32, ids, lens)
+        _, l64, _ = run_case(model64, ids, lens)
+    return float((l32.double() - l64).abs().max())
+
+
+def make_model(name, model_type, overrides, dtype, with_grads, seed):
     gen = torch.Generator().manual_seed(seed)
-    P32 = random_params(cfg, gen)
+    model = build(model_type, overrides)
+    randomize(model, gen)
+    if dtype == "BF16":
+        round_bf16(model)  # the reference uses exactly the stored bf16 values
     d = os.path.join(OUT, name)
     os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, "config.json"), "w") as f:
-        json.dump(cfg, f, indent=2)
-    if dtype == "BF16":
-        bits = {n: bf16_bits(t) for n, t in P32.items()}
-        st_write(os.path.join(d, "model.safetensors"), [(n, ("BF16", bits[n].reshape(-1), list(P32[n].shape))) for n in P32],
-                 {"format": "pt"})
-        P32 = {n: torch.from_numpy((bits[n].astype(np.uint32) << 16).view(np.float32).reshape(P32[n].shape).copy())
-               for n in P32}
-    else:
-        st_write(os.path.join(d, "model.safetensors"), [(n, t.numpy()) for n, t in P32.items()], {"format": "pt"})
-    out = [("digits", np.array(DIGITS, dtype=np.int32))]
+    saved = copy.deepcopy(model).to(torch.bfloat16) if dtype == "BF16" else model
+    saved.save_pretrained(d, safe_serialization=True)
+    gcfg = os.path.join(d, "generation_config.json")
+    if os.path.exists(gcfg):
+        os.remove(gcfg)  # not needed by oprm; keeps the fixture small
+    m64 = copy.deepcopy(model).double()
+    out = {"digits": torch.tensor(DIGITS, dtype=torch.int32)}
     for ci, lens in enumerate(CASES):
-        ids = torch.randint(0, cfg["vocab_size"], (sum(lens),), generator=gen).tolist()
-        P = {n: t.double().requires_grad_(True) for n, t in P32.items()}
-        W = head_weight(P, cfg)[torch.tensor(DIGITS)]
-        seqs = [ids[:lens[0]], ids[lens[0]:]]
-        hl = [last_hidden(P, cfg, s) for s in seqs]
-        logits = torch.stack([h @ W.T for h in hl])
-        loss = pair_loss(logits[0], logits[1])
+        ids = torch.randint(0, model.config.vocab_size, (sum(lens),), generator=gen).tolist()
+        m64.zero_grad()
+        h, logits, loss = run_case(m64, ids, lens)
         loss.backward()
-        pre = "case%d." % ci
-        out += [(pre + "lens", np.array(lens, dtype=np.int32)), (pre + "ids", np.array(ids, dtype=np.int32)),
-                (pre + "h_last", torch.stack(hl).detach().float().numpy()),
-                (pre + "logits", logits.detach().float().numpy()),
-                (pre + "loss", np.array([loss.item()], dtype=np.float32))]
-        if with_grads:
-            out += [(pre + "grad." + n, P[n].grad.float().numpy()) for n in param_names(cfg)]
-        print("%s case %d lens %s loss %.6f" % (name, ci, lens, loss.item()))
-    st_write(os.path.join(d, "expected.safetensors"), out)
+        out.update(case_tensors(ci, lens, ids, h, logits, loss, grads_by_name(m64) if with_grads else None))
+        print("%s case %d lens %s loss %.6f (transformers fp32 vs fp64 logits: %.2g)"
+              % (name, ci, lens, loss.item(), fp32_gap(model, m64, ids, lens)))
+    save_file(out, os.path.join(d, "expected.safetensors"))
 
-# ---------------------------------------------------------------- LoRA
 
 LORA_R, LORA_ALPHA = 4, 6.0
-LORA_MODULES = [("self_attn.q_proj", "q_proj"), ("self_attn.k_proj", "k_proj"), ("self_attn.v_proj", "v_proj"),
-                ("self_attn.o_proj", "o_proj"), ("mlp.gate_proj", "gate_proj"), ("mlp.up_proj", "up_proj"),
-                ("mlp.down_proj", "down_proj")]
+LORA_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 def make_lora(seed):
-    cfg = dict(MODELS["qwen2_tied_bf16"][0])
-    cfg["torch_dtype"] = "float32"
+    import peft
     gen = torch.Generator().manual_seed(seed)
-    P32 = random_params(cfg, gen)
-    # bf16-representable values stored as F32: loading with BF16 storage must not change them
-    P32 = {n: torch.from_numpy((bf16_bits(t).astype(np.uint32) << 16).view(np.float32).reshape(t.shape).copy())
-           for n, t in P32.items()}
+    _, overrides, _, _ = MODELS["qwen2_tied_bf16"]
+    base = build("qwen2", overrides)
+    randomize(base, gen)
+    round_bf16(base)  # bf16-representable values stored as F32: loading with BF16 storage must not change them
     d = os.path.join(OUT, "lora_qwen2")
     ad = os.path.join(d, "adapter")
     os.makedirs(ad, exist_ok=True)
-    with open(os.path.join(d, "config.json"), "w") as f:
-        json.dump(cfg, f, indent=2)
-    st_write(os.path.join(d, "model.safetensors"), [(n, t.numpy()) for n, t in P32.items()], {"format": "pt"})
-    AB = {}
-    for l in range(cfg["num_hidden_layers"]):
-        for mod, _ in LORA_MODULES:
-            out_dim, in_dim = param_shape(cfg, "model.layers.%d.%s.weight" % (l, mod))
-            pre = "base_model.model.model.layers.%d.%s." % (l, mod)
-            AB[pre + "lora_A.weight"] = (torch.rand(LORA_R, in_dim, generator=gen) * 2 - 1) / math.sqrt(in_dim)
-            AB[pre + "lora_B.weight"] = torch.randn(out_dim, LORA_R, generator=gen) * 0.3
-    with open(os.path.join(ad, "adapter_config.json"), "w") as f:
-        json.dump({"peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": "lora_qwen2",
-                   "r": LORA_R, "lora_alpha": LORA_ALPHA, "lora_dropout": 0.0, "bias": "none",
-                   "target_modules": [m for _, m in LORA_MODULES], "fan_in_fan_out": False}, f, indent=2)
-    st_write(os.path.join(ad, "adapter_model.safetensors"), [(n, t.float().numpy()) for n, t in AB.items()],
-             {"format": "pt"})
-    scale = LORA_ALPHA / LORA_R
-    out = [("digits", np.array(DIGITS, dtype=np.int32))]
+    base.save_pretrained(d, safe_serialization=True)
+    if os.path.exists(os.path.join(d, "generation_config.json")):
+        os.remove(os.path.join(d, "generation_config.json"))
+    lcfg = peft.LoraConfig(r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=0.0, bias="none",
+                           target_modules=LORA_MODULES, task_type="CAUSAL_LM")
+    pm = peft.get_peft_model(base, lcfg)
+    with torch.no_grad():
+        for n, p in pm.named_parameters():
+            if "lora_A" in n:
+                p.copy_((torch.rand(p.shape, generator=gen) * 2 - 1) / math.sqrt(p.shape[1]))
+            elif "lora_B" in n:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.3)  # non-zero: every gradient flows
+    pm.save_pretrained(ad, safe_serialization=True)
+    for extra in ("README.md",):
+        if os.path.exists(os.path.join(ad, extra)):
+            os.remove(os.path.join(ad, extra))
+    saved = load_file(os.path.join(ad, "adapter_model.safetensors"))
+    # in memory "...lora_A.default.weight"; in the file "...lora_A.weight"
+    rename = lambda n: n.replace(".default.", ".")
+    m64 = copy.deepcopy(pm).double()
+    out = {"digits": torch.tensor(DIGITS, dtype=torch.int32)}
     for ci, lens in enumerate(CASES):
-        ids = torch.randint(0, cfg["vocab_size"], (sum(lens),), generator=gen).tolist()
-        base = {n: t.double() for n, t in P32.items()}
-        ab = {n: t.double().requires_grad_(True) for n, t in AB.items()}
-        P = dict(base)
-        for l in range(cfg["num_hidden_layers"]):
-            for mod, _ in LORA_MODULES:
-                pre = "base_model.model.model.layers.%d.%s." % (l, mod)
-                w = "model.layers.%d.%s.weight" % (l, mod)
-                P[w] = base[w] + scale * ab[pre + "lora_B.weight"] @ ab[pre + "lora_A.weight"]
-        W = head_weight(P, cfg)[torch.tensor(DIGITS)]
-        seqs = [ids[:lens[0]], ids[lens[0]:]]
-        hl = [last_hidden(P, cfg, s) for s in seqs]
-        logits = torch.stack([h @ W.T for h in hl])
-        loss = pair_loss(logits[0], logits[1])
+        ids = torch.randint(0, base.config.vocab_size, (sum(lens),), generator=gen).tolist()
+        m64.zero_grad()
+        h, logits, loss = run_case(m64, ids, lens)
         loss.backward()
-        pre = "case%d." % ci
-        out += [(pre + "lens", np.array(lens, dtype=np.int32)), (pre + "ids", np.array(ids, dtype=np.int32)),
-                (pre + "h_last", torch.stack(hl).detach().float().numpy()),
-                (pre + "logits", logits.detach().float().numpy()),
-                (pre + "loss", np.array([loss.item()], dtype=np.float32))]
-        out += [(pre + "grad." + n, t.grad.float().numpy()) for n, t in ab.items()]
-        print("lora_qwen2 case %d lens %s loss %.6f" % (ci, lens, loss.item()))
-    st_write(os.path.join(d, "expected.safetensors"), out)
-
-# ---------------------------------------------------------------- story-llama: tokenizer + greedy decoding
-
-def sp_bpe_encode(tok, text):
-    """SentencePiece-style BPE as tokenizer.json describes it: Prepend "▁", spaces -> "▁",
-    then merges by rank over the whole string (no pre-tokenizer); BOS from the template."""
-    model = tok["model"]
-    vocab = model["vocab"]
-    ranks = {}
-    for i, m in enumerate(model["merges"]):
-        a, b = m.split(" ") if isinstance(m, str) else m
-        ranks[(a, b)] = i
-    s = "\u2581" + text.replace(" ", "\u2581")
-    parts = list(s)
-    while True:
-        best = None
-        for i in range(len(parts) - 1):
-            r = ranks.get((parts[i], parts[i + 1]))
-            if r is not None and (best is None or r < best[0]):
-                best = (r, i)
-        if best is None:
-            break
-        i = best[1]
-        parts = parts[:i] + [parts[i] + parts[i + 1]] + parts[i + 2:]
-    ids = []
-    for p in parts:
-        if p in vocab:
-            ids.append(vocab[p])
-        else:  # byte fallback
-            ids += [vocab["<0x%02X>" % b] for b in p.encode()]
-    return [1] + ids
+        g = grads_by_name(m64, rename)
+        assert set(g) == set(saved), (sorted(set(g) ^ set(saved)))[:4]
+        out.update(case_tensors(ci, lens, ids, h, logits, loss, g))
+        print("lora_qwen2 case %d lens %s loss %.6f (%d adapter tensors)" % (ci, lens, loss.item(), len(g)))
+    save_file(out, os.path.join(d, "expected.safetensors"))
 
 
 def story_llama_greedy(model_dir, steps=32):
-    cfg = json.load(open(os.path.join(model_dir, "config.json")))
-    tok = json.load(open(os.path.join(model_dir, "tokenizer.json")))
-    P, meta = st_read(os.path.join(model_dir, "model.safetensors"))
-    if "model.embed_tokens.weight" not in P:
-        P["model.embed_tokens.weight"] = P[meta.get("model.embed_tokens.weight", "lm_head.weight")]
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
     prompt = "Once upon a time"
-    ids = sp_bpe_encode(tok, prompt)
-    prompt_ids = list(ids)
-    gen, margins = [], []
+    prompt_ids = tok.encode(prompt, add_special_tokens=True).ids
+    if prompt_ids[:1] != [1]:
+        prompt_ids = [1] + prompt_ids  # BOS <|start_story|> (add_bos_token in tokenizer_config.json)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model.eval()
     with torch.no_grad():
-        for _ in range(steps):
-            h = last_hidden(P, cfg, ids)
-            logits = head_weight(P, cfg) @ h
-            top2 = logits.topk(2).values
-            nxt = int(logits.argmax())
-            gen.append(nxt)
-            margins.append(float(top2[0] - top2[1]))
-            ids.append(nxt)
-    inv = {v: k for k, v in tok["model"]["vocab"].items()}
+        out = model.generate(torch.tensor([prompt_ids]), max_new_tokens=steps, do_sample=False,
+                             output_scores=True, return_dict_in_generate=True, eos_token_id=None)
+    gen = out.sequences[0, len(prompt_ids):].tolist()
+    margins = [float((s[0].topk(2).values[0] - s[0].topk(2).values[1])) for s in out.scores]
     return {"prompt": prompt, "prompt_ids": prompt_ids, "generated_ids": gen,
-            "generated_text": "".join(inv[i] for i in gen).replace("\u2581", " "),
-            "min_top2_margin": min(margins),
-            "note": "torch float32 greedy decoding, full forward each step; made by tools/gen_engine_fixtures.py"}
+            "generated_text": tok.decode(gen), "min_top2_margin": min(margins),
+            "note": "transformers %s float32 greedy generate(); tokenizers %s; made by tools/gen_engine_fixtures.py"
+                    % (transformers.__version__, __import__("tokenizers").__version__)}
 
 
 def main():
     torch.manual_seed(0)
-    for i, (name, (cfg, dtype, with_grads)) in enumerate(MODELS.items()):
-        make_model(name, cfg, dtype, with_grads, 1234 + i)
+    for i, (name, (mt, ov, dtype, with_grads)) in enumerate(MODELS.items()):
+        make_model(name, mt, ov, dtype, with_grads, 1234 + i)
     make_lora(4321)
     story = os.path.join("..", "shared", "data", "models", "story-llama")
     if os.path.isdir(story):

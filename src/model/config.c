@@ -111,7 +111,21 @@ int model_config_from_json(json_t *root, const char *path, ModelConfig *cfg, Opr
         return oprm_fail(err, "%s: unsupported option use_sliding_window=true (sliding-window attention is not "
                               "implemented)", path);
 
+    /* transformers >= 5 writes "rope_parameters" (rope_theta, rope_type and the
+     * scaling fields in one object) and no top-level rope_theta/rope_scaling;
+     * older files have the latter. Reading only the old names would silently
+     * use theta 10000 and no scaling for a new file. */
     json_t *rs = json_object_get(root, "rope_scaling");
+    json_t *rp = json_object_get(root, "rope_parameters");
+    if (rp && !json_is_null(rp)) {
+        if (!json_is_object(rp) || !json_is_string(json_object_get(rp, "rope_type")))
+            return oprm_fail(err, "%s: unsupported \"rope_parameters\" (expected one object with a \"rope_type\"; "
+                                  "per-layer-type rope parameters are not supported)", path);
+        if (get_num(rp, "rope_theta", cfg->rope_theta, &cfg->rope_theta, path, err)) return -1;
+        if (!(cfg->rope_theta > 0))
+            return oprm_fail(err, "%s: rope_parameters.rope_theta (%g) must be positive", path, cfg->rope_theta);
+        if (!rs || json_is_null(rs)) rs = rp;
+    }
     if (rs && !json_is_null(rs)) {
         json_t *type = json_object_get(rs, "rope_type");
         if (!json_is_string(type)) type = json_object_get(rs, "type");
@@ -165,6 +179,9 @@ json_t *model_config_to_json(const ModelConfig *c) {
     json_object_set_new(r, "torch_dtype", json_string("float32"));
     if (c->bos_id >= 0) json_object_set_new(r, "bos_token_id", json_integer(c->bos_id));
     if (c->eos_id >= 0) json_object_set_new(r, "eos_token_id", json_integer(c->eos_id));
+    /* transformers' MistralConfig defaults sliding_window to 4096: say that
+     * there is none, as the engine computes full attention */
+    if (c->arch == ARCH_MISTRAL) json_object_set_new(r, "sliding_window", json_null());
     if (c->rope_factor > 0) {
         json_t *rs = json_object();
         json_object_set_new(rs, "rope_type", json_string("llama3"));

@@ -1,5 +1,6 @@
 #include "tok/chat.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -61,25 +62,99 @@ int chat_format_parse(const char *name, ChatFormat *out, OprmError *err) {
                      name);
 }
 
+/* The marker of each format, for the messages below. */
+static ChatFormat format_by_markers(const char *tpl, const char **marker) {
+    if (strstr(tpl, "<|im_start|>")) return *marker = "<|im_start|>", CHAT_CHATML;
+    if (strstr(tpl, "<|start_header_id|>")) return *marker = "<|start_header_id|>", CHAT_LLAMA3;
+    if (strstr(tpl, "[INST]") && strstr(tpl, "<<SYS>>")) return *marker = "[INST] and <<SYS>>", CHAT_LLAMA2;
+    if (strstr(tpl, "[INST]")) return *marker = "[INST]", CHAT_MISTRAL;
+    *marker = NULL;
+    return CHAT_PLAIN;
+}
+
 int chat_format_from_template(const char *tpl, ChatFormat *out, OprmError *err) {
+    ChatTemplateMatch m;
+    return chat_template_match(tpl, out, &m, NULL, err);
+}
+
+uint64_t chat_template_hash(const char *tpl) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (const unsigned char *p = (const unsigned char *)tpl; *p; p++) h = (h ^ *p) * 0x100000001b3ULL;
+    return h;
+}
+
+/* Templates known by their full text (FNV-1a 64; tools/gen_hf_chat_vectors.py
+ * prints them). exact: transformers renders what oprm renders for every
+ * conversation that ends with a user turn plus the generation prompt -- the
+ * scoring prompt -- on tests/fixtures/hf/chat_templates.json. Otherwise `how`
+ * says what the template does that oprm does not. */
+static const struct {
+    uint64_t hash;
+    ChatFormat format;
+    const char *name, *how;
+} known_templates[] = {
+    {0x2bfdb7aa9754484eULL, CHAT_CHATML, "Qwen3", NULL},
+    {0x3751fe8ea48448abULL, CHAT_CHATML, "Qwen3-Instruct-2507", NULL},
+    {0x74891e390e614ae2ULL, CHAT_LLAMA3, "Llama-3 (assistant header always added)", NULL},
+    {0x0e60067a5537498eULL, CHAT_LLAMA3, "Meta-Llama-3-Instruct", NULL},
+    {0xf344eecf1bd3a427ULL, CHAT_LLAMA2, "Llama-2-chat", NULL},
+    {0x8c734b90b4f8d84dULL, CHAT_MISTRAL, "Mistral/Mixtral-Instruct v0.1", NULL},
+    {0x1a50d411f3e56ca0ULL, CHAT_PLAIN, "oprm plain (docs/huggingface.md)", NULL},
+    {0x2fa33477e0fdafecULL, CHAT_CHATML, "oprm ChatML (the demo's, src/synth/tokfiles.c)", NULL},
+    {0xc2b27ee60f1b8775ULL, CHAT_CHATML, "Qwen2.5",
+     "it adds a default system prompt (\"You are Qwen, ...\") when the conversation has none; oprm's scoring "
+     "prompt has a system message unless --template's [system] is empty"},
+    {0x60848a05837ce656ULL, CHAT_LLAMA3, "Llama-3.1",
+     "it puts a system header with a knowledge cutoff and today's date into every prompt"},
+    {0xc730acc029ce6ee0ULL, CHAT_MISTRAL, "Mistral-7B-Instruct v0.1", "it puts a space after every </s>"},
+};
+
+int chat_template_match(const char *tpl, ChatFormat *out, ChatTemplateMatch *match, StrBuf *note,
+                        OprmError *err) {
     if (!tpl) {
         *out = CHAT_PLAIN; /* no chat template: a base model */
+        *match = CHAT_TEMPLATE_NONE;
         return 0;
     }
-    if (strstr(tpl, "<|im_start|>")) *out = CHAT_CHATML;
-    else if (strstr(tpl, "<|start_header_id|>")) *out = CHAT_LLAMA3;
-    else if (strstr(tpl, "[INST]") && strstr(tpl, "<<SYS>>")) *out = CHAT_LLAMA2;
-    else if (strstr(tpl, "[INST]")) *out = CHAT_MISTRAL;
-    else
+    uint64_t h = chat_template_hash(tpl);
+    for (size_t i = 0; i < sizeof known_templates / sizeof *known_templates; i++)
+        if (known_templates[i].hash == h) {
+            *out = known_templates[i].format;
+            *match = known_templates[i].how ? CHAT_TEMPLATE_FAMILY : CHAT_TEMPLATE_EXACT;
+            if (note && known_templates[i].how)
+                sb_printf(note, "the chat_template in tokenizer_config.json is %s's, which oprm does not render "
+                                "exactly: %s. oprm renders it as %s (pass --chat-format to choose another)",
+                          known_templates[i].name, known_templates[i].how, chat_format_name(*out));
+            return 0;
+        }
+    const char *marker;
+    *out = format_by_markers(tpl, &marker);
+    if (!marker)
         return oprm_fail(err, "tokenizer_config.json has a chat_template oprm does not recognise "
                               "(none of <|im_start|>, <|start_header_id|>, [INST]); pass "
                               "--chat-format chatml|llama3|llama2|mistral|plain");
+    *match = CHAT_TEMPLATE_FAMILY;
+    if (note)
+        sb_printf(note, "the chat_template in tokenizer_config.json is none of the templates oprm renders exactly "
+                        "(oprm does not run Jinja); it has %s, so oprm renders it as %s, which may differ from "
+                        "transformers' apply_chat_template (pass --chat-format to choose another; "
+                        "tools/hf_check.sh compares)",
+                  marker, chat_format_name(*out));
     return 0;
 }
 
 int chat_format_choose(const Tokenizer *t, const char *override, ChatFormat *out, OprmError *err) {
     if (override) return chat_format_parse(override, out, err);
-    return chat_format_from_template(t ? tok_chat_template(t) : NULL, out, err);
+    ChatTemplateMatch m;
+    StrBuf note = {0};
+    int rc = chat_template_match(t ? tok_chat_template(t) : NULL, out, &m, &note, err);
+    static int noted; /* once per process: every scorer/trainer setup would repeat it */
+    if (rc == 0 && m == CHAT_TEMPLATE_FAMILY && !noted) {
+        noted = 1;
+        fprintf(stderr, "note: %s\n", note.s);
+    }
+    sb_free(&note);
+    return rc;
 }
 
 int chat_encode_add_special(ChatFormat f) {

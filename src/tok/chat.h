@@ -6,6 +6,7 @@
 #define OPRM_TOK_CHAT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "tok/tokenizer.h"
 #include "util/err.h"
@@ -47,7 +48,29 @@ const char *chat_format_name(ChatFormat f);
  * NULL template -> CHAT_PLAIN (a base model); a template with none of the
  * known markers -> -1 with an error that tells the user to pass --chat-format. */
 int chat_format_from_template(const char *chat_template, ChatFormat *out, OprmError *err);
-/* The same for a loaded tokenizer; override (a --chat-format name, or NULL) wins. */
+/* How a chat_template relates to the built-in formats. oprm does not run
+ * Jinja: it knows the exact templates it reproduces (compared by their full
+ * text, as verified against transformers' apply_chat_template by
+ * tests/test_chat_hf.c) and otherwise goes by the family's markers. */
+typedef enum {
+    CHAT_TEMPLATE_NONE,   /* no chat_template: plain (a base model) */
+    CHAT_TEMPLATE_EXACT,  /* a template oprm renders exactly (scoring prompts included) */
+    CHAT_TEMPLATE_FAMILY, /* not one of those: rendered as the family its markers name */
+} ChatTemplateMatch;
+
+/* Classifies tpl like chat_format_from_template (same format, same error for a
+ * template without known markers). *match says how; if note is non-NULL and
+ * the match is CHAT_TEMPLATE_FAMILY, a one-line note is appended that says the
+ * template is not reproduced exactly, how it differs where oprm knows, and
+ * which format oprm uses instead. */
+int chat_template_match(const char *chat_template, ChatFormat *out, ChatTemplateMatch *match, StrBuf *note,
+                        OprmError *err);
+/* FNV-1a 64 of the template text (the identity used above). */
+uint64_t chat_template_hash(const char *chat_template);
+
+/* The same for a loaded tokenizer; override (a --chat-format name, or NULL) wins.
+ * Without an override, a CHAT_TEMPLATE_FAMILY match prints its note to stderr
+ * (once per process), so the user learns that oprm renders another format. */
 int chat_format_choose(const Tokenizer *t, const char *override, ChatFormat *out, OprmError *err);
 
 /* Renders c in format f, appending to out. bos/eos: the BOS and EOS token

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "io/fileio.h"
+#include "tok/hf_export.h"
 
 const char *const checkpoint_tokenizer_files[] = {
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
@@ -196,6 +197,9 @@ static int build_checkpoint(const char *dir, int64_t step, const CheckpointConte
             free(src);
             if (rc) return -1;
         }
+        /* so that transformers tokenizes and renders as oprm did (tok/hf_export.h) */
+        if (tok_export_for_hf(dir, c->meta ? c->meta->chat_format : NULL, err))
+            return oprm_prefix(err, "writing the tokenizer files of %s: ", dir);
     }
     int rc = 0;
     char *p;
