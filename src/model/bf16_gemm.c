@@ -1,0 +1,248 @@
+/* BF16 GEMM with fp32 accumulation (see bf16_gemm.h).
+ *
+ * Layout (GotoBLAS style, sized for a 32 KB L1 / 1 MB L2 core):
+ *  - B is packed into panels of NR = 32 columns; within a panel, for each pair
+ *    of k (2kp, 2kp+1) the 32 columns' two values are interleaved, so one
+ *    64-byte load gives the `vdpbf16ps` operand of 16 columns x 2 k twice;
+ *  - A is packed into blocks of MR = 8 rows; for each pair of k the 8 rows'
+ *    two values sit side by side, a 32-bit broadcast each;
+ *  - the micro-kernel keeps an 8 x 32 fp32 tile in 16 zmm registers and walks
+ *    KCP pairs of k at a time (B panel slice 16 KB: stays in L1 while the
+ *    row blocks of the same chunk stream past it).
+ * Edges are zero-padded in the packed copies and masked on the store. Work is
+ * split over (column panel, chunk of row blocks) tasks, so every task writes
+ * its own part of C. */
+#include "model/bf16_gemm.h"
+
+#include <dlfcn.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+#define HAVE_X86 1
+#else
+#define HAVE_X86 0
+#endif
+
+#include "model/model_internal.h"
+#include "util/err.h"
+
+#define MR 8
+#define NR 32
+#define KCP 128 /* pairs of k per pass: 256 values of k */
+#define MBC 16  /* row blocks per task (128 rows) */
+
+typedef void (*SbgemmFn)(int order, int ta, int tb, int M, int N, int K, float alpha, const uint16_t *A, int lda,
+                         const uint16_t *B, int ldb, float beta, float *C, int ldc);
+
+static int probed;
+static Bf16Backend backend;
+static SbgemmFn sbgemm_fn;
+static char describe[200];
+
+static int cpu_has_bf16(const char **why) {
+#if HAVE_X86
+    __builtin_cpu_init();
+    /* avx512f here also means the OS saves the zmm state (libgcc checks XCR0). */
+    if (!__builtin_cpu_supports("avx512f")) {
+        *why = "the CPU (or OS) has no AVX-512";
+        return 0;
+    }
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d) || !(a & (1u << 5))) {
+        *why = "the CPU has no avx512_bf16";
+        return 0;
+    }
+    return 1;
+#else
+    *why = "not an x86-64 CPU";
+    return 0;
+#endif
+}
+
+void bf16_gemm_reprobe(void) {
+    const char *env = getenv("OPRM_BF16");
+    const char *why = "";
+    int cpu = cpu_has_bf16(&why);
+    sbgemm_fn = (SbgemmFn)(uintptr_t)dlsym(RTLD_DEFAULT, "cblas_sbgemm");
+    const char *blas = sbgemm_fn ? "cblas_sbgemm found" : "the linked OpenBLAS has no cblas_sbgemm";
+    backend = BF16_NONE;
+    if (env && (!strcmp(env, "0") || !strcmp(env, "off"))) {
+        snprintf(describe, sizeof describe, "off (OPRM_BF16=%s)", env);
+    } else if (!cpu) {
+        snprintf(describe, sizeof describe, "unavailable: %s", why);
+    } else if (env && !strcmp(env, "openblas")) {
+        if (sbgemm_fn) {
+            backend = BF16_OPENBLAS;
+            snprintf(describe, sizeof describe, "OpenBLAS cblas_sbgemm (OPRM_BF16=openblas)");
+        } else {
+            snprintf(describe, sizeof describe, "unavailable: OPRM_BF16=openblas but %s", blas);
+        }
+    } else {
+        backend = BF16_OPRM;
+        snprintf(describe, sizeof describe, "oprm avx512_bf16 kernel (%s)", blas);
+    }
+    probed = 1;
+}
+
+Bf16Backend bf16_gemm_backend(void) {
+    if (!probed) bf16_gemm_reprobe();
+    return backend;
+}
+
+const char *bf16_gemm_describe(void) {
+    if (!probed) bf16_gemm_reprobe();
+    return describe;
+}
+
+/* Packed copies, grown and kept (one GEMM at a time: the mutex). */
+static pthread_mutex_t buf_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint16_t *buf_a, *buf_b;
+static size_t cap_a, cap_b;
+
+static uint16_t *grow(uint16_t **p, size_t *cap, size_t n) {
+    if (n > *cap) {
+        free(*p);
+        size_t bytes = (n * sizeof(uint16_t) + 63) / 64 * 64;
+        *p = aligned_alloc(64, bytes);
+        if (!*p) {
+            fprintf(stderr, "oprm: out of memory (%zu bytes for a BF16 GEMM)\n", bytes);
+            abort();
+        }
+        *cap = n;
+    }
+    return *p;
+}
+
+static inline uint16_t op_get(const GemmOp *o, ptrdiff_t r, ptrdiff_t c) {
+    ptrdiff_t off = r * o->rs + c * o->cs;
+    return o->bf16 ? ((const uint16_t *)o->p)[off] : f32_to_bf16(((const float *)o->p)[off]);
+}
+
+/* Rows r0 .. r0+width of op (rows: first index), pairs of the second index. */
+static void pack_a_block(uint16_t *dst, const GemmOp *A, int i0, int M, int K, int Kp) {
+    int mr = M - i0 < MR ? M - i0 : MR;
+    for (int kp = 0; kp < Kp; kp++) {
+        uint16_t *d = dst + (size_t)kp * 2 * MR;
+        int k0 = 2 * kp, k1 = 2 * kp + 1;
+        for (int ii = 0; ii < MR; ii++) {
+            d[2 * ii] = ii < mr ? op_get(A, i0 + ii, k0) : 0;
+            d[2 * ii + 1] = ii < mr && k1 < K ? op_get(A, i0 + ii, k1) : 0;
+        }
+    }
+}
+
+static void pack_b_panel(uint16_t *dst, const GemmOp *B, int j0, int N, int K, int Kp) {
+    int nr = N - j0 < NR ? N - j0 : NR;
+    for (int kp = 0; kp < Kp; kp++) {
+        uint16_t *d = dst + (size_t)kp * 2 * NR;
+        int k0 = 2 * kp, k1 = 2 * kp + 1;
+        for (int jj = 0; jj < NR; jj++) {
+            d[2 * jj] = jj < nr ? op_get(B, k0, j0 + jj) : 0;
+            d[2 * jj + 1] = jj < nr && k1 < K ? op_get(B, k1, j0 + jj) : 0;
+        }
+    }
+}
+
+#if HAVE_X86
+__attribute__((target("avx512f,avx512bf16"))) static void kernel(const uint16_t *ap, const uint16_t *bp, int npairs,
+                                                                   float *c, int ldc, int mr, int nr, int add) {
+    __m512 c0[MR], c1[MR];
+    #pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) c0[i] = c1[i] = _mm512_setzero_ps();
+    for (int kp = 0; kp < npairs; kp++) {
+        __m512bh b0 = (__m512bh)_mm512_loadu_si512((const void *)(bp + (size_t)kp * 2 * NR));
+        __m512bh b1 = (__m512bh)_mm512_loadu_si512((const void *)(bp + (size_t)kp * 2 * NR + NR));
+        const uint16_t *a = ap + (size_t)kp * 2 * MR;
+        #pragma GCC unroll 8
+        for (int i = 0; i < MR; i++) {
+            uint32_t pair;
+            memcpy(&pair, a + 2 * i, sizeof pair);
+            __m512bh av = (__m512bh)_mm512_set1_epi32((int)pair);
+            c0[i] = _mm512_dpbf16_ps(c0[i], av, b0);
+            c1[i] = _mm512_dpbf16_ps(c1[i], av, b1);
+        }
+    }
+    __mmask16 m0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
+    __mmask16 m1 = nr >= 32 ? 0xFFFF : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
+    for (int i = 0; i < mr; i++) {
+        float *ci = c + (size_t)i * ldc;
+        __m512 v0 = c0[i], v1 = c1[i];
+        if (add) {
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, ci));
+            if (m1) v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, ci + 16));
+        }
+        _mm512_mask_storeu_ps(ci, m0, v0);
+        if (m1) _mm512_mask_storeu_ps(ci + 16, m1, v1);
+    }
+}
+#endif
+
+static void gemm_oprm(int M, int N, int K, const GemmOp *A, const GemmOp *B, float beta, float *C, int ldc) {
+#if HAVE_X86
+    int Kp = (K + 1) / 2, mb = (M + MR - 1) / MR, np = (N + NR - 1) / NR, nmc = (mb + MBC - 1) / MBC;
+    uint16_t *ap = grow(&buf_a, &cap_a, (size_t)mb * Kp * 2 * MR);
+    uint16_t *bp = grow(&buf_b, &cap_b, (size_t)np * Kp * 2 * NR);
+    double work = 2.0 * M * N * K;
+    #pragma omp parallel if (work > 4e6)
+    {
+        #pragma omp for schedule(static) nowait
+        for (int b = 0; b < mb; b++) pack_a_block(ap + (size_t)b * Kp * 2 * MR, A, b * MR, M, K, Kp);
+        #pragma omp for schedule(static)
+        for (int p = 0; p < np; p++) pack_b_panel(bp + (size_t)p * Kp * 2 * NR, B, p * NR, N, K, Kp);
+        #pragma omp for schedule(static)
+        for (int t = 0; t < np * nmc; t++) {
+            int p = t / nmc, mc = t % nmc;
+            int b0 = mc * MBC, b1 = b0 + MBC < mb ? b0 + MBC : mb;
+            int nr = N - p * NR < NR ? N - p * NR : NR;
+            for (int k0 = 0; k0 < Kp; k0 += KCP) {
+                int npairs = Kp - k0 < KCP ? Kp - k0 : KCP;
+                int add = beta != 0.0f || k0 > 0;
+                const uint16_t *bpp = bp + ((size_t)p * Kp + k0) * 2 * NR;
+                for (int b = b0; b < b1; b++) {
+                    int mr = M - b * MR < MR ? M - b * MR : MR;
+                    kernel(ap + ((size_t)b * Kp + k0) * 2 * MR, bpp, npairs, C + (size_t)b * MR * ldc + p * NR, ldc,
+                           mr, nr, add);
+                }
+            }
+        }
+    }
+#else
+    (void)M, (void)N, (void)K, (void)A, (void)B, (void)beta, (void)C, (void)ldc;
+#endif
+}
+
+/* cblas_sbgemm takes plain row-major bf16 matrices: convert both operands. */
+static void gemm_openblas(int M, int N, int K, const GemmOp *A, const GemmOp *B, float beta, float *C, int ldc) {
+    uint16_t *a = grow(&buf_a, &cap_a, (size_t)M * K), *b = grow(&buf_b, &cap_b, (size_t)K * N);
+    #pragma omp parallel for schedule(static) if ((size_t)M * K > 32768)
+    for (int i = 0; i < M; i++)
+        for (int k = 0; k < K; k++) a[(size_t)i * K + k] = op_get(A, i, k);
+    #pragma omp parallel for schedule(static) if ((size_t)K * N > 32768)
+    for (int k = 0; k < K; k++)
+        for (int j = 0; j < N; j++) b[(size_t)k * N + j] = op_get(B, k, j);
+    sbgemm_fn(101 /* CblasRowMajor */, 111 /* CblasNoTrans */, 111, M, N, K, 1.0f, a, K, b, N, beta, C, ldc);
+}
+
+void bf16_gemm(int M, int N, int K, GemmOp A, GemmOp B, float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        if (beta == 0.0f)
+            for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, sizeof(float) * (size_t)N);
+        return;
+    }
+    Bf16Backend be = bf16_gemm_backend();
+    if (be == BF16_NONE) { /* a caller bug: they check bf16_gemm_backend() first */
+        fprintf(stderr, "oprm: bf16_gemm called without a BF16 backend (%s)\n", describe);
+        abort();
+    }
+    pthread_mutex_lock(&buf_lock);
+    if (be == BF16_OPENBLAS) gemm_openblas(M, N, K, &A, &B, beta, C, ldc);
+    else gemm_oprm(M, N, K, &A, &B, beta, C, ldc);
+    pthread_mutex_unlock(&buf_lock);
+}
