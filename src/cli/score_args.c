@@ -20,6 +20,8 @@ const char *const SCORE_ARGS_HELP =
     "  --chat-format NAME      chatml, llama3, llama2, mistral or plain [from the model]\n"
     "  --template FILE         scoring-prompt template (docs/data.md) [the default prompt]\n"
     "  --threads N             compute threads [all cores]\n"
+    "  --weights f32|bf16      bf16: weights held in BF16 and BF16 matmuls with fp32 accumulation\n"
+    "                          (avx512_bf16 CPUs; else fp32 compute with a notice) [f32]\n"
     "  --batch-size N          responses per scoring call [64]\n"
     "  --max-batch-tokens N    tokens per packed forward pass [8192]\n"
     "  --progress / --no-progress  progress bar on stderr [only when stderr is a terminal]\n";
@@ -108,6 +110,14 @@ int score_args_parse(ScoreArgs *a, int argc, char **argv, int i) {
             return -1;
         }
         a->sopt.chat_format = v;
+        return used;
+    }
+    if ((v = flag_value(a->cmd, argc, argv, i, "--weights", &used)) || used < 0) {
+        if (v && strcmp(v, "f32") && strcmp(v, "bf16")) {
+            fprintf(stderr, "oprm %s: --weights must be f32 or bf16, got '%s'\n", a->cmd, v);
+            return -1;
+        }
+        if (v) a->sopt.bf16 = !strcmp(v, "bf16");
         return used;
     }
     if ((v = flag_value(a->cmd, argc, argv, i, "--template", &used)) || used < 0) {

@@ -85,7 +85,13 @@ Scorer *scorer_open(const char *model_dir, const ScorerOptions *opt_in, OprmErro
     }
     if (tok_digit_ids(s->tok, s->digits, err) != 0) goto fail;
     if (apply_meta(s, model_dir, &opt, err) != 0) goto fail;
-    s->model = model_load(model_dir, NULL, err);
+    ModelOptions mo = {0};
+    if (opt.bf16) { /* frozen BF16 weights, BF16 GEMMs: the scorer never trains */
+        mo.inference_only = 1;
+        mo.frozen_storage = WEIGHTS_BF16;
+        mo.bf16_compute = 1;
+    }
+    s->model = model_load(model_dir, opt.bf16 ? &mo : NULL, err);
     if (!s->model) goto fail;
     const ModelConfig *cfg = model_config(s->model);
     s->hidden = cfg->hidden;

@@ -37,6 +37,7 @@ typedef struct {
     int max_batch_tokens;    /* packing budget per forward; 0 = default */
     const char *chat_format; /* NULL = from oprm.json / tokenizer_config.json */
     const char *template_path;
+    int bf16;                /* BF16 weights and BF16 compute (fp32 where the CPU lacks avx512_bf16) */
 } ScorerOptions;
 
 typedef struct Scorer Scorer;
