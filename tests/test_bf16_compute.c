@@ -30,7 +30,7 @@ static float frand(unsigned *s) {
 static double rnd(float f) { return bf16_to_f32(f32_to_bf16(f)); }
 
 /* One layout: A(i,k) = a[i*ars + k*acs], B(k,j) = b[k*brs + j*bcs]. */
-static void check_gemm(int M, int N, int K, int a_t, int b_t, int a_bf16, int beta1, unsigned seed) {
+static void check_gemm(int M, int N, int K, int a_t, int b_t, int a_bf16, int b_bf16, int beta1, unsigned seed) {
     size_t na = (size_t)M * K, nb = (size_t)K * N;
     float *a = malloc(na * sizeof(float)), *b = malloc(nb * sizeof(float));
     uint16_t *ab = malloc(na * 2), *bb = malloc(nb * 2);
@@ -41,7 +41,7 @@ static void check_gemm(int M, int N, int K, int a_t, int b_t, int a_bf16, int be
     for (size_t i = 0; i < (size_t)M * ldc; i++) c[i] = 0.25f * (float)(i % 7);
     ptrdiff_t ars = a_t ? 1 : K, acs = a_t ? M : 1, brs = b_t ? 1 : N, bcs = b_t ? K : 1;
     GemmOp A = {a_bf16 ? (const void *)ab : (const void *)a, a_bf16, ars, acs};
-    GemmOp B = {b, 0, brs, bcs};
+    GemmOp B = {b_bf16 ? (const void *)bb : (const void *)b, b_bf16, brs, bcs};
     bf16_gemm(M, N, K, A, B, beta1 ? 1.0f : 0.0f, c, ldc);
     double worst = 0;
     int gap_ok = 1;
@@ -76,8 +76,8 @@ static void test_kernel(void) {
     unsigned seed = 11;
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
         for (int lay = 0; lay < 4; lay++)
-            check_gemm(shapes[s][0], shapes[s][1], shapes[s][2], lay & 1, lay >> 1, (int)(s & 1), (int)(s % 3 == 1),
-                       seed++);
+            check_gemm(shapes[s][0], shapes[s][1], shapes[s][2], lay & 1, lay >> 1, (int)(s & 1), (int)((s >> 1) & 1),
+                       (int)(s % 3 == 1), seed++);
 }
 
 /* A small Qwen2 (biases) with GQA; weights scaled up so every layer matters. */

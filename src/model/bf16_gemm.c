@@ -124,29 +124,109 @@ static inline uint16_t op_get(const GemmOp *o, ptrdiff_t r, ptrdiff_t c) {
     return o->bf16 ? ((const uint16_t *)o->p)[off] : f32_to_bf16(((const float *)o->p)[off]);
 }
 
-/* Rows r0 .. r0+width of op (rows: first index), pairs of the second index. */
-static void pack_a_block(uint16_t *dst, const GemmOp *A, int i0, int M, int K, int Kp) {
-    int mr = M - i0 < MR ? M - i0 : MR;
+/* Packs R "rows" (rows of A, columns of B) of an operand into units: unit
+ * (kp, r) = the bf16 pair (elem(r, 2kp), elem(r, 2kp+1)), stored at
+ * dst[2 * (kp * R + r)]. elem(r, k) = p[r * sr + k * sk] (p already offset to
+ * the block); rows >= rv and k >= K are zero. Vector paths for the two layouts
+ * a linear layer has (k contiguous, or r contiguous), a scalar one otherwise. */
+static inline uint16_t elem(const void *p, int bf16, ptrdiff_t off) {
+    return bf16 ? ((const uint16_t *)p)[off] : f32_to_bf16(((const float *)p)[off]);
+}
+
+static void pack_scalar(uint16_t *dst, const void *p, int bf16, ptrdiff_t sr, ptrdiff_t sk, int rv, int R, int K,
+                        int Kp) {
     for (int kp = 0; kp < Kp; kp++) {
-        uint16_t *d = dst + (size_t)kp * 2 * MR;
+        uint16_t *d = dst + (size_t)kp * 2 * R;
         int k0 = 2 * kp, k1 = 2 * kp + 1;
-        for (int ii = 0; ii < MR; ii++) {
-            d[2 * ii] = ii < mr ? op_get(A, i0 + ii, k0) : 0;
-            d[2 * ii + 1] = ii < mr && k1 < K ? op_get(A, i0 + ii, k1) : 0;
+        for (int r = 0; r < R; r++) {
+            d[2 * r] = r < rv ? elem(p, bf16, r * sr + k0 * sk) : 0;
+            d[2 * r + 1] = r < rv && k1 < K ? elem(p, bf16, r * sr + k1 * sk) : 0;
         }
     }
 }
 
-static void pack_b_panel(uint16_t *dst, const GemmOp *B, int j0, int N, int K, int Kp) {
-    int nr = N - j0 < NR ? N - j0 : NR;
-    for (int kp = 0; kp < Kp; kp++) {
-        uint16_t *d = dst + (size_t)kp * 2 * NR;
-        int k0 = 2 * kp, k1 = 2 * kp + 1;
-        for (int jj = 0; jj < NR; jj++) {
-            d[2 * jj] = jj < nr ? op_get(B, k0, j0 + jj) : 0;
-            d[2 * jj + 1] = jj < nr && k1 < K ? op_get(B, k1, j0 + jj) : 0;
+#if HAVE_X86
+/* k contiguous (sk == 1): each row gives 16 units per 32 values. */
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) static void pack_kcontig(uint16_t *dst, const void *p, int bf16,
+                                                                               ptrdiff_t sr, int rv, int R, int K,
+                                                                               int Kp) {
+    uint32_t *du = (uint32_t *)dst;
+    for (int r = 0; r < R; r++) {
+        if (r >= rv) {
+            for (int kp = 0; kp < Kp; kp++) du[(size_t)kp * R + r] = 0;
+            continue;
+        }
+        for (int k = 0; k < K; k += 32) {
+            int n = K - k < 32 ? K - k : 32;
+            __m512i units;
+            if (bf16) {
+                __mmask32 m = n == 32 ? 0xFFFFFFFFu : (__mmask32)((1u << n) - 1);
+                units = _mm512_maskz_loadu_epi16(m, (const uint16_t *)p + r * sr + k);
+            } else {
+                const float *f = (const float *)p + r * sr + k;
+                int n0 = n < 16 ? n : 16, n1 = n - n0;
+                __m512 lo = _mm512_maskz_loadu_ps((__mmask16)((1u << n0) - 1), f);
+                __m512 hi = n1 ? _mm512_maskz_loadu_ps((__mmask16)((1u << n1) - 1), f + 16) : _mm512_setzero_ps();
+                units = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+            }
+            uint32_t tmp[16];
+            _mm512_storeu_si512((void *)tmp, units);
+            int nu = (n + 1) / 2;
+            for (int u = 0; u < nu; u++) du[(size_t)(k / 2 + u) * R + r] = tmp[u];
         }
     }
+}
+
+/* r contiguous (sr == 1): rows k0 and k1 interleaved, R (8 or 32) units at a time. */
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) static void pack_rcontig(uint16_t *dst, const void *p, int bf16,
+                                                                               ptrdiff_t sk, int rv, int R, int K,
+                                                                               int Kp) {
+    for (int kp = 0; kp < Kp; kp++) {
+        int k0 = 2 * kp, k1 = 2 * kp + 1;
+        for (int r = 0; r < R; r += 16) {
+            int n = rv - r < 16 ? (rv - r > 0 ? rv - r : 0) : 16;
+            __mmask16 m = R - r < 16 ? (__mmask16)((1u << (R - r)) - 1) : 0xFFFF; /* R = 8: half a vector */
+            __mmask16 mv = (__mmask16)((1u << n) - 1);
+            __m512i a, b = _mm512_setzero_si512();
+            if (bf16) {
+                const uint16_t *h = (const uint16_t *)p;
+                a = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mv, h + k0 * sk + r));
+                if (k1 < K) b = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mv, h + k1 * sk + r));
+            } else {
+                const float *f = (const float *)p;
+                a = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(mv, f + k0 * sk + r)));
+                if (k1 < K)
+                    b = _mm512_cvtepu16_epi32(
+                        (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(mv, f + k1 * sk + r)));
+            }
+            __m512i units = _mm512_or_si512(a, _mm512_slli_epi32(b, 16));
+            _mm512_mask_storeu_epi32((void *)(dst + ((size_t)kp * R + r) * 2), m, units);
+        }
+    }
+}
+#endif
+
+static void pack_block(uint16_t *dst, const void *p, int bf16, ptrdiff_t sr, ptrdiff_t sk, int rv, int R, int K,
+                       int Kp) {
+#if HAVE_X86
+    if (sk == 1) return pack_kcontig(dst, p, bf16, sr, rv, R, K, Kp);
+    if (sr == 1) return pack_rcontig(dst, p, bf16, sk, rv, R, K, Kp);
+#endif
+    pack_scalar(dst, p, bf16, sr, sk, rv, R, K, Kp);
+}
+
+static const void *op_at(const GemmOp *o, ptrdiff_t off) {
+    return o->bf16 ? (const void *)((const uint16_t *)o->p + off) : (const void *)((const float *)o->p + off);
+}
+
+static void pack_a_block(uint16_t *dst, const GemmOp *A, int i0, int M, int K, int Kp) {
+    int mr = M - i0 < MR ? M - i0 : MR;
+    pack_block(dst, op_at(A, i0 * A->rs), A->bf16, A->rs, A->cs, mr, MR, K, Kp);
+}
+
+static void pack_b_panel(uint16_t *dst, const GemmOp *B, int j0, int N, int K, int Kp) {
+    int nr = N - j0 < NR ? N - j0 : NR;
+    pack_block(dst, op_at(B, j0 * B->cs), B->bf16, B->cs, B->rs, nr, NR, K, Kp);
 }
 
 #if HAVE_X86
