@@ -47,7 +47,7 @@ record() { # tag json
   echo "$1 $line"; echo "{\"run\": \"$1\", \"load\": \"$(cut -d' ' -f1 /proc/loadavg)\", \"result\": $line}" >> "$out"
 }
 torch_run() { # threads autocast
-  env ${2:+TORCH_AUTOCAST=$2} OMP_NUM_THREADS=$1 pin "$py" bench/torch_cputime.py "$shared/torch_oprm_ref.py" \
+  env ${2:+TORCH_AUTOCAST=$2} OMP_NUM_THREADS=$1 taskset -c "$cores" "$py" bench/torch_cputime.py "$shared/torch_oprm_ref.py" \
     "$cfg" "$seq" "$steps" "$1"
 }
 oprm_run() { # threads flags...
