@@ -230,7 +230,7 @@ static void pack_b_panel(uint16_t *dst, const GemmOp *B, int j0, int N, int K, i
 }
 
 #if HAVE_X86
-__attribute__((target("avx512f,avx512bf16"))) static void kernel(const uint16_t *ap, const uint16_t *bp, int npairs,
+__attribute__((target("avx512f,avx512bf16"))) static void bf16_kernel(const uint16_t *ap, const uint16_t *bp, int npairs,
                                                                    float *c, int ldc, int mr, int nr, int add) {
     __m512 c0[MR], c1[MR];
     #pragma GCC unroll 8
@@ -286,7 +286,7 @@ static void gemm_oprm(int M, int N, int K, const GemmOp *A, const GemmOp *B, flo
                 const uint16_t *bpp = bp + ((size_t)p * Kp + k0) * 2 * NR;
                 for (int b = b0; b < b1; b++) {
                     int mr = M - b * MR < MR ? M - b * MR : MR;
-                    kernel(ap + ((size_t)b * Kp + k0) * 2 * MR, bpp, npairs, C + (size_t)b * MR * ldc + p * NR, ldc,
+                    bf16_kernel(ap + ((size_t)b * Kp + k0) * 2 * MR, bpp, npairs, C + (size_t)b * MR * ldc + p * NR, ldc,
                            mr, nr, add);
                 }
             }
