@@ -147,7 +147,7 @@ static void pack_scalar(uint16_t *dst, const void *p, int bf16, ptrdiff_t sr, pt
 
 #if HAVE_X86
 /* k contiguous (sk == 1): each row gives 16 units per 32 values. */
-__attribute__((target("avx512f,avx512bw,avx512bf16"))) static void pack_kcontig(uint16_t *dst, const void *p, int bf16,
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void pack_kcontig(uint16_t *dst, const void *p, int bf16,
                                                                                ptrdiff_t sr, int rv, int R, int K,
                                                                                int Kp) {
     uint32_t *du = (uint32_t *)dst;
@@ -178,7 +178,7 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) static void pack_kcontig(
 }
 
 /* r contiguous (sr == 1): rows k0 and k1 interleaved, R (8 or 32) units at a time. */
-__attribute__((target("avx512f,avx512bw,avx512bf16"))) static void pack_rcontig(uint16_t *dst, const void *p, int bf16,
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void pack_rcontig(uint16_t *dst, const void *p, int bf16,
                                                                                ptrdiff_t sk, int rv, int R, int K,
                                                                                int Kp) {
     for (int kp = 0; kp < Kp; kp++) {
