@@ -6,7 +6,9 @@
 # usage: bench/profile.sh CONFIG SEQ [STEPS] [THREADS] [train|score]
 #   e.g. bench/profile.sh ../shared/bench/configs/qwen2-small.json 256 3 1
 # Env: OPRM_BIN (default build/release/oprm), PERF_FREQ (default 999 Hz),
-#      TOP (symbols listed, default 25).
+#      TOP (symbols listed, default 25), OPRM_EXTRA (more `oprm bench` flags, e.g.
+#      "--compute bf16" or "--weights bf16": the BF16 kernel and its packing are their
+#      own category).
 # The release build has no frame pointers, so this is flat self time per symbol
 # (no call graph): GEMMs are found by their OpenBLAS symbols, whoever called them.
 set -euo pipefail
@@ -16,7 +18,7 @@ bin=${OPRM_BIN:-build/release/oprm}
 mkdir -p build/bench
 data=build/bench/perf-$mode-$(basename "$cfg" .json)-$seq-t$threads.data
 json=$(perf record -q -k CLOCK_MONOTONIC -F "${PERF_FREQ:-999}" -o "$data" -- \
-       "$bin" bench --config "$cfg" --seq "$seq" --steps "$steps" --threads "$threads" --mode "$mode" 2>/dev/null | tail -n1)
+       "$bin" bench --config "$cfg" --seq "$seq" --steps "$steps" --threads "$threads" --mode "$mode" ${OPRM_EXTRA:-} 2>/dev/null | tail -n1)
 echo "$json"
 win=$(printf '%s' "$json" | /usr/bin/python3 -c "import json,sys; w=json.load(sys.stdin)['${mode}_window_s']; print(f'{w[0]:.6f},{w[1]:.6f}')")
 perf report -i "$data" --stdio --no-children --sort dso,sym --time "$win" 2>/dev/null |
@@ -29,6 +31,8 @@ for line in sys.stdin:
     if m: rows.append((float(m.group(1)), m.group(2), m.group(4)))
 def category(dso, sym):
     if "openblas" in dso: return "GEMM (OpenBLAS kernels + packing)"
+    if re.search(r"bf16_kernel|gemm_oprm|pack_(kcontig|rcontig|scalar|block)", sym):
+        return "GEMM (oprm BF16 kernel + packing)"
     if "gomp" in dso: return "OpenMP runtime (barriers, spinning, fork/join)"
     if re.search(r"attention|block_probs|expf|exp@|__exp", sym): return "attention (incl. softmax expf)"
     if re.search(r"rmsnorm|rope|swiglu|linear_(forward|backward)|model_(forward|backward)|head_rows", sym):

@@ -10,12 +10,14 @@
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "cli/device_flag.h"
+#include "model/bf16_gemm.h"
 #include "train/bench.h"
 
 static void usage(FILE *f) {
     fprintf(f,
             "usage: oprm bench --config FILE --seq N [--steps N] [--warmup N] [--threads N] [--mode train|score|both]\n"
-            "                  [--weights f32|bf16] [--lora-rank R] [--seed S] [--device cpu|cuda|cuda:N] [--nseq N]\n\n"
+            "                  [--weights f32|bf16] [--compute f32|bf16] [--lora-rank R] [--seed S]\n"
+            "                  [--device cpu|cuda|cuda:N] [--nseq N]\n\n"
             "Random weights from a Hugging Face config.json; one chosen and one rejected sequence\n"
             "of N random tokens each, packed in one batch. The train step is forward, the nine\n"
             "digit logits (rows 16..24 of the LM head), the OPRM pair loss, backward and AdamW;\n"
@@ -30,6 +32,10 @@ static void usage(FILE *f) {
             "  --mode M         train, score or both (default both)\n"
             "  --weights W      storage of frozen weights: f32 (default) or bf16 (LoRA base, or\n"
             "                   --mode score)\n"
+            "  --compute C      GEMM precision: f32, or bf16 (bf16 operands, fp32 accumulation,\n"
+            "                   fp32 master weights and AdamW: the mixed-precision train step).\n"
+            "                   Default bf16 with --weights bf16, else f32. Falls back to f32 with\n"
+            "                   a notice where the CPU has no avx512_bf16 (or OPRM_BF16=0)\n"
             "  --lora-rank R    LoRA of rank R on q,k,v,o,gate,up,down (alpha 2R) instead of\n"
             "                   full fine-tuning\n"
             "  --seed S         weights and tokens (default 0)\n"
@@ -54,6 +60,7 @@ static json_t *sig4(double v) {
 int cmd_bench(int argc, char **argv) {
     BenchOptions o = {.steps = 5, .warmup = 1, .mode = BENCH_BOTH, .weights = WEIGHTS_F32};
     long v;
+    int compute = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -107,6 +114,13 @@ int cmd_bench(int argc, char **argv) {
                 fprintf(stderr, "oprm bench: --weights must be f32 or bf16, got '%s'\n", val);
                 return EXIT_USAGE;
             }
+        } else if (!strcmp(a, "--compute")) {
+            if (!strcmp(val, "f32")) compute = 0;
+            else if (!strcmp(val, "bf16")) compute = 1;
+            else {
+                fprintf(stderr, "oprm bench: --compute must be f32 or bf16, got '%s'\n", val);
+                return EXIT_USAGE;
+            }
         } else {
             fprintf(stderr, "oprm bench: unknown option '%s'\n\n", a);
             usage(stderr);
@@ -118,6 +132,8 @@ int cmd_bench(int argc, char **argv) {
         usage(stderr);
         return EXIT_USAGE;
     }
+
+    o.bf16_compute = compute >= 0 ? compute : o.weights == WEIGHTS_BF16;
 
     BenchResult r;
     OprmError err = {{0}};
@@ -140,6 +156,8 @@ int cmd_bench(int argc, char **argv) {
         json_object_set_new(j, "device", json_string(r.device));
         json_object_set_new(j, "nseq", json_integer(o.nseq > 0 ? o.nseq : 2));
     }
+    json_object_set_new(j, "compute", json_string(r.bf16_active ? "bf16" : "f32"));
+    if (o.bf16_compute) json_object_set_new(j, "bf16_backend", json_string(bf16_gemm_describe()));
     if (o.mode & BENCH_TRAIN) {
         json_object_set_new(j, "train_tokens_per_s", sig4(r.train_tokens_per_s));
         json_object_set_new(j, "train_gflops", sig4(r.train_gflops));

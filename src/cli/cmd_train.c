@@ -119,6 +119,11 @@ static void add_rows(Options *o, TrainConfig *c, int64_t *seed) {
     static DeviceFlag train_device_flag = {"train", &train_device, 1};
     options_add(o, OPT(OPT_NAMES_DEVICE, "D", "cpu (CUDA training is not yet available) [cpu]", OPT_CUSTOM,
                             .parse = device_flag_parse, .ctx = &train_device_flag));
+    options_add(o, OPT("--bf16", NULL,
+                            "mixed precision: BF16 matmuls (fp32 accumulation), fp32\n"
+                            "master weights and optimizer; needs avx512_bf16, else fp32\n"
+                            "with a notice [off]",
+                            OPT_FLAG, &c->bf16, .ival = 1));
     options_add(o, OPT("--dataloader_num_workers", "N",
                             "0: build batches inline; 1: prefetch the next step's\n"
                             "batches in a thread while the engine runs [1]",

@@ -63,6 +63,16 @@ int options_data_flags(void *ctx, int argc, char **argv, int i) {
     return used;
 }
 
+static int parse_weights(void *ctx, const char *flag, const char *value) {
+    ScoreArgs *a = ctx;
+    if (strcmp(value, "f32") && strcmp(value, "bf16")) {
+        fprintf(stderr, "oprm %s: %s must be f32 or bf16, got '%s'\n", a->cmd, flag, value);
+        return -1;
+    }
+    a->sopt.bf16 = !strcmp(value, "bf16");
+    return 0;
+}
+
 void score_args_options(ScoreArgs *a, Options *o) {
     options_add(o, OPT(OPT_NAMES_DATA, "FILE", a->multi_data ? "data files (several after one --data, or repeat it)"
                                                                   : "data file (JSONL or a JSON array; docs/data.md)",
@@ -86,6 +96,10 @@ void score_args_options(ScoreArgs *a, Options *o) {
     a->device_flag = (DeviceFlag){a->cmd, &a->sopt.device, 0};
     options_add(o, OPT(OPT_NAMES_DEVICE, "D", DEVICE_FLAG_HELP, OPT_CUSTOM, .parse = device_flag_parse,
                             .ctx = &a->device_flag));
+    options_add(o, OPT("--weights", "f32|bf16",
+                            "bf16: weights held in BF16 and BF16 matmuls with fp32\n"
+                            "accumulation (avx512_bf16 CPUs; else fp32 compute with a notice) [f32]",
+                            OPT_CUSTOM, .parse = parse_weights, .ctx = a));
     options_add(o, OPT(OPT_NAMES_BATCH_SIZE, "N", "responses per scoring call [64]", OPT_INT, &a->batch_size, 1,
                             1 << 20));
     options_add(o, OPT(OPT_NAMES_MAX_BATCH_TOKENS, "N", "tokens per packed forward pass [8192]", OPT_INT,

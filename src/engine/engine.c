@@ -28,7 +28,10 @@ Engine *engine_load(const char *dir, const EngineOptions *opt_in, OprmError *err
     e->device = o.device;
     if (o.device.kind == DEVICE_CPU) {
         if (o.threads > 0) model_set_threads(o.threads);
-        Model *m = model_load(dir, NULL, err); /* fp32, exactly as scoring always loaded */
+        /* fp32, exactly as scoring always loaded, unless --weights bf16: then
+         * frozen BF16 weights and BF16 GEMMs (the scorer never trains). */
+        ModelOptions bf = {.inference_only = 1, .frozen_storage = WEIGHTS_BF16, .bf16_compute = 1};
+        Model *m = model_load(dir, o.bf16 ? &bf : NULL, err);
         if (!m || engine_cpu_init(e, m, 1, &o, err)) {
             if (m) model_free(m);
             free(e);

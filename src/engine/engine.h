@@ -27,6 +27,7 @@ typedef struct {
     int threads;               /* CPU: OpenMP/OpenBLAS threads, 0 = all cores */
     int max_tokens_per_batch;  /* the most tokens one forward will get (CUDA sizes its buffers by it) */
     int train;                 /* reserved: 1 = keep what backward needs (CPU only for now) */
+    int bf16;                  /* CPU: frozen BF16 weights and BF16 GEMMs (--weights bf16) */
 } EngineOptions;
 
 /* Loads a Hugging Face model directory onto opt->device. The CPU engine keeps

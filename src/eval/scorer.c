@@ -102,7 +102,8 @@ Scorer *scorer_open(const char *model_dir, const ScorerOptions *opt_in, OprmErro
         goto fail;
     s->max_batch_tokens = opt.max_batch_tokens > 0 ? opt.max_batch_tokens : SCORER_DEFAULT_BATCH_TOKENS;
     if (s->max_batch_tokens < s->max_len) s->max_batch_tokens = s->max_len;
-    EngineOptions eo = {.device = opt.device, .threads = opt.threads, .max_tokens_per_batch = s->max_batch_tokens};
+    EngineOptions eo = {.device = opt.device, .threads = opt.threads, .max_tokens_per_batch = s->max_batch_tokens,
+                       .bf16 = opt.bf16};
     s->engine = engine_load(model_dir, &eo, err);
     if (!s->engine) goto fail;
     const ModelConfig *cfg = engine_config(s->engine);

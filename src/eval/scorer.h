@@ -39,6 +39,7 @@ typedef struct {
     Device device;           /* DEVICE_AUTO (zero) = cuda when built with it and a GPU is visible, else cpu */
     const char *chat_format; /* NULL = from oprm.json / tokenizer_config.json */
     const char *template_path;
+    int bf16;                /* BF16 weights and BF16 compute (fp32 where the CPU lacks avx512_bf16) */
 } ScorerOptions;
 
 typedef struct Scorer Scorer;

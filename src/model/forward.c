@@ -122,9 +122,17 @@ static void ensure_lora_tmp(Model *m, int rows) {
 static void lin_fwd(Model *m, int l, int s, float *y, const float *x, int rows, int accumulate) {
     int in, out;
     slot_dims(&m->cfg, s, &in, &out);
-    const float *w = layer_weight(m, l, s);
-    if (accumulate) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, in, w, in, 1.0f, y, out);
-    else linear_forward(y, x, w, slot_bias(&m->w[l], s), rows, in, out);
+    if (m->bf16) {
+        const float *wf;
+        const uint16_t *wb;
+        layer_weight_raw(m, l, s, &wf, &wb);
+        linear_forward_bf16(y, x, wf, wb, slot_bias(&m->w[l], s), rows, in, out, accumulate);
+    } else if (accumulate) {
+        const float *w = layer_weight(m, l, s);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, in, w, in, 1.0f, y, out);
+    } else {
+        linear_forward(y, x, layer_weight(m, l, s), slot_bias(&m->w[l], s), rows, in, out);
+    }
     const LoraPair *lp = lora_of(m, l, s);
     if (lp) {
         int r = m->lora_rank;
@@ -141,13 +149,19 @@ static void lin_fwd(Model *m, int l, int s, float *y, const float *x, int rows, 
 static void lin_bwd(Model *m, int l, int s, float *dx, int dx_add, const float *dy, const float *x, int rows) {
     int in, out;
     slot_dims(&m->cfg, s, &in, &out);
-    if (dx) {
+    LayerWeights *g = &m->gw[l];
+    if (m->bf16) {
+        const float *wf;
+        const uint16_t *wb;
+        layer_weight_raw(m, l, s, &wf, &wb);
+        linear_backward_bf16(dx, dx_add, slot_weight_grad(g, s), dy, x, wf, wb, rows, in, out);
+        linear_backward(NULL, NULL, slot_bias_grad(g, s), dy, x, NULL, rows, in, out);
+    } else if (dx) {
         const float *w = layer_weight(m, l, s);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, in, out, 1.0f, dy, out, w, in,
                     dx_add ? 1.0f : 0.0f, dx, in);
     }
-    LayerWeights *g = &m->gw[l];
-    linear_backward(NULL, slot_weight_grad(g, s), slot_bias_grad(g, s), dy, x, NULL, rows, in, out);
+    if (!m->bf16) linear_backward(NULL, slot_weight_grad(g, s), slot_bias_grad(g, s), dy, x, NULL, rows, in, out);
     const LoraPair *lp = lora_of(m, l, s);
     if (lp) {
         int r = m->lora_rank;

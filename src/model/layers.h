@@ -24,6 +24,15 @@ void linear_forward(float *y, const float *x, const float *w, const float *b, in
 void linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, int rows,
                      int in, int out);
 
+/* The same two in BF16 compute (bf16_gemm.h; the caller checked a backend is
+ * there): the weight is w (fp32, rounded per call) or wb (BF16 bits), the
+ * other stays NULL. accumulate: y += x W^T (b unused). dx_add: dx += instead
+ * of dx =. dW (fp32) accumulates the product of the rounded dy and x. */
+void linear_forward_bf16(float *y, const float *x, const float *w, const uint16_t *wb, const float *b, int rows,
+                         int in, int out, int accumulate);
+void linear_backward_bf16(float *dx, int dx_add, float *dw, const float *dy, const float *x, const float *w,
+                          const uint16_t *wb, int rows, int in, int out);
+
 /* y = x / sqrt(mean(x^2) + eps) * w per row; rstd[rows] keeps 1/sqrt(...) for backward. */
 void rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int rows, int dim, double eps);
 void rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd,

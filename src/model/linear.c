@@ -2,6 +2,7 @@
  * packed rows, y = x . W^T, so no weight is ever transposed in memory. */
 #include <cblas.h>
 
+#include "model/bf16_gemm.h"
 #include "model/layers.h"
 
 #define BIAS_COLS 64
@@ -36,5 +37,34 @@ void linear_backward(float *dx, float *dw, float *db, const float *dy, const flo
             }
             for (int j = 0; j < ncol; j++) db[o0 + j] += acc[j];
         }
+    }
+}
+
+/* W [out, in] as the GEMM operand W^T (k = in, j = out) or W (k = out, j = in). */
+static GemmOp weight_op(const float *w, const uint16_t *wb, int in, int transposed) {
+    GemmOp o = {w ? (const void *)w : (const void *)wb, w == NULL, transposed ? 1 : in, transposed ? in : 1};
+    return o;
+}
+
+void linear_forward_bf16(float *y, const float *x, const float *w, const uint16_t *wb, const float *b, int rows,
+                         int in, int out, int accumulate) {
+    if (b && !accumulate) {
+        #pragma omp parallel for schedule(static) if ((size_t)rows * out > OMP_MIN_WORK)
+        for (int r = 0; r < rows; r++)
+            for (int o = 0; o < out; o++) y[(size_t)r * out + o] = b[o];
+    }
+    GemmOp xa = {x, 0, in, 1};
+    bf16_gemm(rows, out, in, xa, weight_op(w, wb, in, 1), accumulate || b ? 1.0f : 0.0f, y, out);
+}
+
+void linear_backward_bf16(float *dx, int dx_add, float *dw, const float *dy, const float *x, const float *w,
+                          const uint16_t *wb, int rows, int in, int out) {
+    if (dx) {
+        GemmOp d = {dy, 0, out, 1};
+        bf16_gemm(rows, in, out, d, weight_op(w, wb, in, 0), dx_add ? 1.0f : 0.0f, dx, in);
+    }
+    if (dw) {
+        GemmOp dt = {dy, 0, 1, out}, xb = {x, 0, in, 1}; /* dW[out, in] += dy^T x */
+        bf16_gemm(out, in, rows, dt, xb, 1.0f, dw, in);
     }
 }

@@ -59,6 +59,13 @@ typedef struct {
     unsigned lora_targets;        /* bitmask of LORA_* below */
     int inference_only;           /* 1 = no training at all (lora_rank must be 0) */
     uint64_t lora_seed;           /* initialisation of the A matrices */
+    /* BF16 compute (1): every projection GEMM (forward and backward) rounds
+     * its two operands to bf16 once and accumulates in fp32 (src/model/
+     * bf16_gemm.h); fp32 master weights, gradients, optimizer, attention,
+     * norms and the head are unchanged. Where the CPU lacks avx512_bf16 (or
+     * OPRM_BF16=0) the model computes in fp32 and says so once on stderr;
+     * model_bf16_compute tells which is in force. */
+    int bf16_compute;
 } ModelOptions;
 
 enum { LORA_Q = 1, LORA_K = 2, LORA_V = 4, LORA_O = 8, LORA_GATE = 16, LORA_UP = 32, LORA_DOWN = 64 };
@@ -131,6 +138,9 @@ typedef struct {
 ModelParam *model_params(Model *m, int *count);
 void model_zero_grad(Model *m);
 size_t model_num_params(const Model *m, int trainable_only);
+
+/* 1 when the model's GEMMs run in BF16 (asked for and supported). */
+int model_bf16_compute(const Model *m);
 
 /* OpenMP/OpenBLAS threads used by the engine (0 = all cores). */
 void model_set_threads(int n);

@@ -67,6 +67,7 @@ struct Model {
     size_t n_floats, n_frozen, n_bf16; /* n_floats: trainable floats */
     int frozen_base, inference_only;   /* base tensors frozen (LoRA or inference) */
     WeightStorage storage;             /* of the frozen matrices */
+    int bf16;                          /* BF16 compute in force */
     LayerWeights *w, *gw;              /* fp32 pointers; gw entries NULL when frozen */
     LayerBf16 *wb;                     /* per layer: matrices held in BF16 */
     float *embed, *final_norm, *lm_head; /* lm_head == embed when tied; NULL when BF16 */
@@ -110,6 +111,8 @@ struct Model {
 /* The fp32 weight of slot s of layer l: the stored matrix, or its BF16 copy
  * widened into m->wide (valid until the next call). */
 const float *layer_weight(Model *m, int l, int s);
+/* The stored weight of slot s without widening: *f (fp32) or *b (BF16) is set. */
+void layer_weight_raw(const Model *m, int l, int s, const float **f, const uint16_t **b);
 void slot_dims(const ModelConfig *c, int s, int *in, int *out);
 
 #endif

@@ -11,6 +11,7 @@
 
 #include "io/fileio.h"
 #include "io/safetensors.h"
+#include "model/bf16_gemm.h"
 #include "model/model.h"
 #include "model/model_internal.h"
 
@@ -46,6 +47,13 @@ static float *slot_ptr(LayerWeights *w, int s) {
 void bf16_widen(float *dst, const uint16_t *src, size_t n) {
     #pragma omp parallel for schedule(static) if (n > 4 * OMP_MIN_WORK)
     for (size_t i = 0; i < n; i++) dst[i] = bf16_to_f32(src[i]);
+}
+
+int model_bf16_compute(const Model *m) { return m->bf16; }
+
+void layer_weight_raw(const Model *m, int l, int s, const float **f, const uint16_t **b) {
+    *f = slot_ptr(&m->w[l], s);
+    *b = *f ? NULL : m->wb[l].m[s];
 }
 
 const float *layer_weight(Model *m, int l, int s) {
@@ -186,6 +194,10 @@ static Model *model_alloc(const ModelConfig *cfg, const ModelOptions *opt, OprmE
     m->inference_only = o.inference_only != 0 || (o.lora_rank == 0 && o.frozen_storage == WEIGHTS_BF16);
     m->frozen_base = o.lora_rank > 0 || m->inference_only;
     m->storage = m->frozen_base ? o.frozen_storage : WEIGHTS_F32;
+    if (o.bf16_compute) {
+        m->bf16 = bf16_gemm_backend() != BF16_NONE;
+        if (!m->bf16) fprintf(stderr, "oprm: BF16 compute %s; computing in fp32\n", bf16_gemm_describe());
+    }
     m->w = xcalloc((size_t)cfg->n_layers, sizeof *m->w);
     m->gw = xcalloc((size_t)cfg->n_layers, sizeof *m->gw);
     m->wb = xcalloc((size_t)cfg->n_layers, sizeof *m->wb);

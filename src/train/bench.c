@@ -121,12 +121,14 @@ int bench_run(const BenchOptions *o, BenchResult *res, OprmError *err) {
         mo.inference_only = 1;
     }
     mo.lora_rank = o->lora_rank;
+    mo.bf16_compute = o->bf16_compute;
     mo.lora_alpha = 2.0 * o->lora_rank;
     mo.lora_targets = o->lora_rank ? (LORA_Q | LORA_K | LORA_V | LORA_O | LORA_GATE | LORA_UP | LORA_DOWN) : 0;
     BenchState s = {0};
     s.m = model_new_random(c, &mo, o->seed, err);
     if (!s.m) return oprm_prefix(err, "%s: ", o->config_path);
     s.hidden = c->hidden;
+    res->bf16_active = model_bf16_compute(s.m);
     s.params = model_params(s.m, &s.nparams);
     res->params_total = (double)model_num_params(s.m, 0);
     res->params_trainable = (double)model_num_params(s.m, 1);

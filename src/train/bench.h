@@ -32,6 +32,7 @@ typedef struct {
     BenchMode mode;
     WeightStorage weights;     /* storage of frozen weights (BF16: LoRA base or scoring) */
     int lora_rank;             /* 0 = full fine-tuning */
+    int bf16_compute;          /* BF16 GEMMs (ModelOptions.bf16_compute) */
     uint64_t seed;
     Device device;             /* scoring device (zero = cpu here: a benchmark never picks silently) */
     int nseq;                  /* sequences per batch (0 = 2: one pair) */
@@ -41,6 +42,7 @@ typedef struct {
     ModelConfig cfg;
     double params_total, params_trainable, params_non_embedding;
     int threads;
+    int bf16_active; /* BF16 compute in force (asked for and supported) */
     double train_flops_per_step, score_flops_per_step;
     /* Means over the timed steps, milliseconds. */
     double train_step_ms, train_step_ms_min;

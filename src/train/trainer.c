@@ -511,6 +511,7 @@ static int setup(Trainer *t, OprmError *err) {
     TrainConfig *c = t->cfg;
     ModelOptions mo = {0};
     if (c->lora_rank > 0 && lora_options(c, &mo, err) != 0) return -1;
+    mo.bf16_compute = c->bf16;
     if (open_data(t, err)) return -1;
     t->tok = tok_load(c->model_dir, err);
     if (!t->tok) return oprm_prefix(err, "--model %s: ", c->model_dir);
@@ -549,7 +550,7 @@ static int setup(Trainer *t, OprmError *err) {
             free(ad);
         }
     } else {
-        t->model = model_load(resume_dir ? resume_dir : c->model_dir, NULL, err);
+        t->model = model_load(resume_dir ? resume_dir : c->model_dir, &mo, err);
     }
     if (!t->model) return -1;
     const ModelConfig *mc = model_config(t->model);

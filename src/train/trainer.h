@@ -86,6 +86,7 @@ struct TrainConfig {
     const char *chat_format;  /* NULL = from the tokenizer */
     const char *template_path;/* NULL = built-in scoring template */
     int lora_rank;            /* 0 = full fine-tuning */
+    int bf16;                 /* mixed precision: BF16 GEMMs, fp32 master weights and AdamW */
     double lora_alpha;        /* 0 = 2 x rank */
     const char *lora_targets; /* NULL = all-linear */
 
