@@ -34,6 +34,7 @@ static void usage(FILE *f) {
             "  --threads N              compute threads (default: all cores)\n"
             "  --chat-format NAME       chat format of the scoring prompt (default from the model)\n"
             "  --template FILE          scoring-prompt template file\n"
+            "  --no-prefix-sharing      compute a prompt common to batched items once per item (same scores)\n"
             "batching and limits:\n"
             "  --batch-window-ms N      wait up to N ms for more items after the first (default 5; 0 = off)\n"
             "  --max-batch-items N      items per forward pass (default 64; alias --batch-size)\n"
@@ -84,6 +85,10 @@ static int parse_args(int argc, char **argv, Args *a) {
         }
         if (!strcmp(f, "--load-test")) {
             a->load_test = 1;
+            continue;
+        }
+        if (!strcmp(f, "--no-prefix-sharing")) {
+            a->sopt.no_prefix_sharing = 1;
             continue;
         }
         if (strncmp(f, "--", 2) || i + 1 >= argc) {

@@ -41,6 +41,8 @@ static void usage(FILE *f) {
             "  --adam_beta1 X, --adam_beta2 X, --adam_epsilon X  [0.9, 0.999, 1e-8]\n"
             "  --seed N                          data order, label fraction, BT head init [42]\n"
             "  --threads N                       engine threads, 0 = all cores [0]\n"
+            "  --no-prefix-sharing               compute a pair's common prompt once per sequence instead\n"
+            "                                    of once per pair (same results; docs/engine.md) [shared]\n"
             "  --dataloader_num_workers N        0: build batches inline; 1: prefetch the next step's\n"
             "                                    batches in a thread while the engine runs [1]\n"
             "Loss:\n"
@@ -126,6 +128,7 @@ int cmd_train(int argc, char **argv) {
         /* Flags without a value. */
         if (!eq && name_is(name, n, "overwrite-output-dir")) { c.overwrite_output_dir = 1; continue; }
         if (!eq && name_is(name, n, "no-progress")) { c.progress = 0; continue; }
+        if (!eq && name_is(name, n, "no-prefix-sharing")) { c.no_prefix_sharing = 1; continue; }
         if (!eq && name_is(name, n, "quiet")) { c.quiet = 1; c.progress = 0; continue; }
         if (!eq && name_is(name, n, "resume") && (i + 1 >= argc || !strncmp(argv[i + 1], "--", 2))) {
             c.resume = "latest";

@@ -22,6 +22,8 @@ const char *const SCORE_ARGS_HELP =
     "  --threads N             compute threads [all cores]\n"
     "  --batch-size N          responses per scoring call [64]\n"
     "  --max-batch-tokens N    tokens per packed forward pass [8192]\n"
+    "  --no-prefix-sharing     compute a common prompt once per response instead of once per\n"
+    "                          group of consecutive responses (same scores; docs/engine.md) [shared]\n"
     "  --progress / --no-progress  progress bar on stderr [only when stderr is a terminal]\n";
 
 void score_args_init(ScoreArgs *a, const char *cmd, int multi_data) {
@@ -113,6 +115,10 @@ int score_args_parse(ScoreArgs *a, int argc, char **argv, int i) {
     if ((v = flag_value(a->cmd, argc, argv, i, "--template", &used)) || used < 0) {
         a->sopt.template_path = v;
         return used;
+    }
+    if (!strcmp(arg, "--no-prefix-sharing")) {
+        a->sopt.no_prefix_sharing = 1;
+        return 1;
     }
     static const struct {
         const char *flag;

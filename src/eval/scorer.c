@@ -24,6 +24,7 @@ struct Scorer {
     int meta_max_len; /* oprm.json training_args.max_length, 0 when absent */
     int max_batch_tokens;
     int hidden;
+    int share_prefixes;
 };
 
 /* A checkpoint written by `oprm train` carries its scoring prompt in oprm.json;
@@ -74,6 +75,7 @@ Scorer *scorer_open(const char *model_dir, const ScorerOptions *opt_in, OprmErro
     ScorerOptions opt = {0};
     if (opt_in) opt = *opt_in;
     Scorer *s = xcalloc(1, sizeof *s);
+    s->share_prefixes = !opt.no_prefix_sharing;
     if (opt.threads > 0) model_set_threads(opt.threads);
     s->tok = tok_load(model_dir, err);
     if (!s->tok) goto fail;
@@ -162,7 +164,14 @@ static int score_packed(Scorer *s, ScoringPrompt *prompts, int count, ScoreResul
     }
     float *h = xmalloc((size_t)count * (size_t)s->hidden * sizeof *h);
     float *logits = xmalloc((size_t)count * 9 * sizeof *logits);
-    SeqBatch b = {.ids = ids.v, .lens = lens, .nseq = count};
+    /* Consecutive items with a common prompt (a pair, the candidates of a
+     * best-of-N set, the queries of a request) compute it once: exact. */
+    int32_t *group = NULL;
+    if (s->share_prefixes && count > 1) {
+        group = xmalloc((size_t)count * sizeof *group);
+        model_prefix_groups(ids.v, lens, count, group);
+    }
+    SeqBatch b = {.ids = ids.v, .lens = lens, .nseq = count, .group = group};
     int rc = model_forward(s->model, &b, 0, h, err);
     if (rc == 0) {
         model_head_rows_forward(s->model, h, count, s->digits, 9, logits);
@@ -188,6 +197,7 @@ static int score_packed(Scorer *s, ScoringPrompt *prompts, int count, ScoreResul
     free(logits);
     free(h);
     free(lens);
+    free(group);
     idvec_free(&ids);
     return rc;
 }

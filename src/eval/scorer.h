@@ -37,6 +37,7 @@ typedef struct {
     int max_batch_tokens;    /* packing budget per forward; 0 = default */
     const char *chat_format; /* NULL = from oprm.json / tokenizer_config.json */
     const char *template_path;
+    int no_prefix_sharing;   /* 1: no prompt-prefix sharing between the items of a batch */
 } ScorerOptions;
 
 typedef struct Scorer Scorer;
