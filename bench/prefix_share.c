@@ -5,14 +5,16 @@
  * bench/prefix_share.sh (figures in docs/performance.md).
  *
  * usage: prefix_share MODEL_DIR [--config CFG] [--steps N] [--batch B]
- *                     [--max-len L] [--bon-prompts P] [--threads T] DATA...
+ *                     [--max-len L] [--bon-prompts P] [--bon-min-turns K]
+ *                     [--threads T] DATA...
  * MODEL_DIR gives the tokenizer (and the weights unless --config: then random
  * weights of that Hugging Face config, ids of MODEL_DIR's tokenizer).
  * Training: micro-batches of B records in file order through the trainer's
  * own batch builder (src/train/train_batch.c), forward + OPRM loss + backward
  * + AdamW (lr 0, so both modes see the same weights). Scoring: P prompts x 8
  * candidates (the file's responses: this record's and the next ones'), one
- * packed inference forward + digit head per prompt. */
+ * packed inference forward + digit head per prompt, on the first P + 1 records
+ * whose prompt has at least K messages (the first of them untimed). */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,7 +105,7 @@ static void build(MicroBatch *mb, const BatchSetup *bs, const DataSet *set, size
 
 int main(int argc, char **argv) {
     const char *dir = NULL, *config = NULL, *data[16];
-    int nd = 0, steps = 10, batch = 8, max_len = 1024, bon_prompts = 8, threads = 1;
+    int nd = 0, steps = 10, batch = 8, max_len = 1024, bon_prompts = 8, threads = 1, bon_turns = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--config") && i + 1 < argc) config = argv[++i];
@@ -112,6 +114,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--max-len") && i + 1 < argc) max_len = atoi(argv[++i]);
         else if (!strcmp(a, "--bon-prompts") && i + 1 < argc) bon_prompts = atoi(argv[++i]);
         else if (!strcmp(a, "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(a, "--bon-min-turns") && i + 1 < argc) bon_turns = atoi(argv[++i]);
         else if (!dir) dir = a;
         else if (nd < 16) data[nd++] = a;
     }
@@ -186,7 +189,9 @@ int main(int argc, char **argv) {
         double ts[2] = {0, 0}, cs[2] = {0, 0};
         int64_t prompt_tok = 0, resp_tok = 0, bon_all = 0, bon_saved = 0;
         int np = 0;
-        for (size_t r = 0; r < set.n && np < bon_prompts + 1; r++, np++) {
+        for (size_t r = 0; r < set.n && np < bon_prompts + 1; r++) {
+            if (set.recs[r].prompt.n < (size_t)bon_turns) continue;
+            np++;
             IdVec ids = {0};
             int32_t lens[8], group[8] = {0};
             ScoringPrompt sp = {0};
@@ -208,9 +213,9 @@ int main(int argc, char **argv) {
                 double t0 = now_s(), c0 = cpu_s();
                 if (model_forward(inf, &run, 0, hv, &err)) die("bon forward", &err);
                 model_head_rows_forward(inf, hv, 8, ss.digits, 9, lg);
-                if (np > 0) ts[shared] += now_s() - t0, cs[shared] += cpu_s() - c0;
+                if (np > 1) ts[shared] += now_s() - t0, cs[shared] += cpu_s() - c0;
             }
-            if (np > 0) {
+            if (np > 1) {
                 for (int c = 0; c < 8; c++) {
                     prompt_tok += P;
                     resp_tok += lens[c] - P;
