@@ -4,7 +4,8 @@
  * loss within 1e-5 relative, for the OPRM loss with gradient accumulation,
  * the Bradley-Terry loss, RgFT labels with LoRA, and prompts truncated to a
  * short --max-len; the scorer (score, eval, bon, audit, serve) gives the same
- * distributions within 1e-5 for best-of-8 sets and pairs in one batch. */
+ * distributions within 1e-5 for best-of-8 sets and pairs in one batch, and
+ * `oprm score` writes the same distributions with --no-prefix-sharing. */
 #include <jansson.h>
 #include <unistd.h>
 
@@ -164,11 +165,62 @@ static void test_scorer_same(void) {
     CHECK(fabs(res[0][0].mean - res[0][1].mean) > 1e-6);
 }
 
+/* The CLI flag: `oprm score` with and without --no-prefix-sharing writes the
+ * same distributions (1e-5), and `oprm train` accepts the flag. */
+static double max_dist_diff(const char *a, const char *b, int *lines) {
+    FILE *fa = fopen(a, "r"), *fb = fopen(b, "r");
+    double worst = fa && fb ? 0 : INFINITY;
+    char *la = NULL, *lb = NULL;
+    size_t ca = 0, cb = 0;
+    *lines = 0;
+    while (fa && fb && getline(&la, &ca, fa) > 0 && getline(&lb, &cb, fb) > 0) {
+        json_t *ja = json_loads(la, 0, NULL), *jb = json_loads(lb, 0, NULL);
+        json_t *da = json_object_get(ja, "distribution"), *db = json_object_get(jb, "distribution");
+        if (json_array_size(da) != 9 || json_array_size(db) != 9) worst = INFINITY;
+        for (size_t k = 0; k < 9 && json_array_size(da) == 9 && json_array_size(db) == 9; k++)
+            worst = fmax(worst, fabs(json_real_value(json_array_get(da, k)) - json_real_value(json_array_get(db, k))));
+        json_decref(ja);
+        json_decref(jb);
+        (*lines)++;
+    }
+    free(la);
+    free(lb);
+    if (fa) fclose(fa);
+    if (fb) fclose(fb);
+    return worst;
+}
+
+static void test_cli_flag(void) {
+    const char *bin = getenv("OPRM_BIN");
+    if (!bin) bin = "build/release/oprm";
+    char *data = pairs_file("cli.jsonl", 6, 0), *o1 = tmp("s1.jsonl"), *o2 = tmp("s2.jsonl"), *out = tmp("cli_run");
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s score --model %s --data %s --threads 1 --output %s 2>/dev/null", bin, model_dir,
+             data, o1);
+    CHECK(system(cmd) == 0);
+    snprintf(cmd, sizeof cmd, "%s score --model %s --data %s --threads 1 --no-prefix-sharing --output %s 2>/dev/null",
+             bin, model_dir, data, o2);
+    CHECK(system(cmd) == 0);
+    int lines = 0;
+    double worst = max_dist_diff(o1, o2, &lines);
+    fprintf(stderr, "  oprm score: %d lines, worst |dp| %.3g\n", lines, worst);
+    CHECK(lines == 12);
+    CHECK(worst <= 1e-5);
+    snprintf(cmd, sizeof cmd, "%s train --model %s --data %s --output %s --max-steps 1 --batch-size 2 --threads 1 "
+             "--no-prefix-sharing --no-progress --quiet >/dev/null 2>&1", bin, model_dir, data, out);
+    CHECK(system(cmd) == 0);
+    free(data);
+    free(o1);
+    free(o2);
+    free(out);
+}
+
 int main(void) {
     if (!mkdtemp(tmp_dir)) return 1;
     snprintf(model_dir, sizeof model_dir, "%s/models/story-llama", shared_data_dir());
     RUN(test_scorer_same);
     RUN(test_train_same);
+    RUN(test_cli_flag);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp_dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp_dir);
