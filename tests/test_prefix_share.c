@@ -209,6 +209,10 @@ static void test_random_deeper(void) {
     CHECK(m != NULL);
     if (!m) return;
     all_cases(m, "random3");
+    /* More threads than cores: the per-cluster backward tasks really interleave. */
+    model_set_threads(3);
+    all_cases(m, "random3/3 threads");
+    model_set_threads(0);
     model_free(m);
 }
 
