@@ -2,8 +2,8 @@
  * hhh pairs (multi-turn prompts among them): `oprm train` with and without
  * sharing (--no-prefix-sharing) gives the same first and last loss and eval
  * loss within 1e-5 relative, for the OPRM loss with gradient accumulation,
- * the Bradley-Terry loss, RgFT labels with LoRA, and prompts truncated to a
- * short --max-len; the scorer (score, eval, bon, audit, serve) gives the same
+ * the Bradley-Terry loss, RgFT labels with LoRA, prompts truncated to a short
+ * --max-len, and best-of-8 records; the scorer (score, eval, bon, audit, serve) gives the same
  * distributions within 1e-5 for best-of-8 sets and pairs in one batch, and
  * `oprm score` writes the same distributions with --no-prefix-sharing. */
 #include <jansson.h>
@@ -53,6 +53,39 @@ static char *pairs_file(const char *name, int n, int labelled) {
     fclose(out);
     CHECK(written == n);
     CHECK(multi > 0);
+    return path;
+}
+
+/* Best-of-8 sets from the hhh pairs file: record i's prompt, best = its
+ * chosen, others = its rejected and the next three records' responses. */
+static char *bon_file(const char *name, const char *pairs, int n) {
+    char *path = tmp(name);
+    FILE *f = fopen(pairs, "r"), *out = fopen(path, "w");
+    CHECK(f && out);
+    if (!f || !out) return path;
+    json_t *recs[64];
+    int nr = 0;
+    char *line = NULL;
+    size_t cap = 0;
+    while (nr < 64 && getline(&line, &cap, f) > 0) recs[nr++] = json_loads(line, 0, NULL);
+    free(line);
+    fclose(f);
+    CHECK(nr >= n + 3);
+    for (int i = 0; i < n && i + 3 < nr; i++) {
+        json_t *others = json_array();
+        json_array_append(others, json_object_get(recs[i], "rejected"));
+        for (int j = 1; j <= 3; j++) {
+            json_array_append(others, json_object_get(recs[i + j], "chosen"));
+            json_array_append(others, json_object_get(recs[i + j], "rejected"));
+        }
+        json_t *o = json_pack("{s:O, s:O, s:o}", "prompt", json_object_get(recs[i], "prompt"), "best",
+                              json_object_get(recs[i], "chosen"), "others", others);
+        json_dumpf(o, out, JSON_COMPACT);
+        fputc('\n', out);
+        json_decref(o);
+    }
+    for (int i = 0; i < nr; i++) json_decref(recs[i]);
+    fclose(out);
     return path;
 }
 
@@ -117,6 +150,11 @@ static void test_train_same(void) {
     base_config(&c, data, out);
     c.max_length = 140;
     CHECK(same_run(&c, "truncated") > 0);
+    char *bon = bon_file("bon.jsonl", data, 4);
+    base_config(&c, bon, out);
+    c.grad_accum = 1;
+    same_run(&c, "best-of-8");
+    free(bon);
     free(data);
     free(lab);
     free(out);
