@@ -7,6 +7,7 @@
  * usage: prefix_share MODEL_DIR [--config CFG] [--steps N] [--batch B]
  *                     [--max-len L] [--bon-prompts P] [--bon-min-turns K]
  *                     [--threads T] DATA...
+ *        prefix_share MODEL_DIR [--config CFG] [--steps N] --sweep
  * MODEL_DIR gives the tokenizer (and the weights unless --config: then random
  * weights of that Hugging Face config, ids of MODEL_DIR's tokenizer).
  * Training: micro-batches of B records in file order through the trainer's
@@ -103,12 +104,67 @@ static void build(MicroBatch *mb, const BatchSetup *bs, const DataSet *set, size
     }
 }
 
+/* --sweep: random-token pairs (4 per batch, continuations of 128 tokens)
+ * sharing P = 1 .. 128 tokens, train step (forward + backward) CPU time shared
+ * vs unshared; built with MODEL_PREFIX_MIN 1 so that every P is shared. */
+static int sweep(const char *dir, const char *config, int steps) {
+    OprmError err = {{0}};
+    Model *m = open_model(dir, config, 0, &err);
+    if (!m) die("model", &err);
+    const ModelConfig *c = model_config(m);
+    int D = c->hidden, cont = 128, pairs = 4;
+    int32_t digits[9] = {10, 11, 12, 13, 14, 15, 16, 17, 18};
+    uint64_t x = 1;
+    printf("P\tCPU ms unshared\tshared\tratio\t(continuations of %d tokens, %d pairs, %d steps)\n", cont, pairs,
+           steps);
+    static const int Ps[] = {1, 2, 4, 8, 16, 32, 64, 128};
+    for (size_t pi = 0; pi < sizeof Ps / sizeof *Ps; pi++) {
+        int P = Ps[pi], nseq = 2 * pairs, len = P + cont;
+        int32_t *ids = malloc(sizeof(int32_t) * (size_t)nseq * len), lens[8], group[8];
+        for (int s = 0; s < nseq; s++) {
+            lens[s] = len;
+            group[s] = s / 2;
+            for (int t = 0; t < len; t++) {
+                x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+                int id = (int)((x >> 33) % (uint64_t)c->vocab);
+                if (t < P && (s & 1)) id = ids[(size_t)(s - 1) * len + t]; /* the pair's common prefix */
+                if (t == P) id = s & 1;                                    /* continuations differ at once */
+                ids[(size_t)s * len + t] = id;
+            }
+        }
+        float *h = malloc(sizeof(float) * (size_t)nseq * D), *dh = calloc((size_t)nseq * D, sizeof(float)), lg[72],
+              dl[72];
+        double tc[2] = {0, 0};
+        for (int st = -1; st < steps; st++)
+            for (int k = 0; k < 2; k++) {
+                int shared = (st & 1) ? k : 1 - k;
+                SeqBatch b = {ids, lens, nseq, shared ? group : NULL};
+                double c0 = cpu_s();
+                if (model_forward(m, &b, 1, h, &err)) die("forward", &err);
+                model_head_rows_forward(m, h, nseq, digits, 9, lg);
+                for (int i = 0; i < 9 * nseq; i++) dl[i] = 1e-3f * (float)(i % 7);
+                memset(dh, 0, sizeof(float) * (size_t)nseq * D);
+                model_head_rows_backward(m, h, nseq, digits, 9, dl, dh);
+                if (model_backward(m, dh, &err)) die("backward", &err);
+                if (st >= 0) tc[shared] += cpu_s() - c0;
+            }
+        printf("%d\t%.1f\t%.1f\t%.3f\n", P, 1e3 * tc[0] / steps, 1e3 * tc[1] / steps, tc[0] / tc[1]);
+        fflush(stdout);
+        free(ids);
+        free(h);
+        free(dh);
+    }
+    model_free(m);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *dir = NULL, *config = NULL, *data[16];
-    int nd = 0, steps = 10, batch = 8, max_len = 1024, bon_prompts = 8, threads = 1, bon_turns = 1;
+    int do_sweep = 0, nd = 0, steps = 10, batch = 8, max_len = 1024, bon_prompts = 8, threads = 1, bon_turns = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--config") && i + 1 < argc) config = argv[++i];
+        else if (!strcmp(a, "--sweep")) do_sweep = 1;
         else if (!strcmp(a, "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(a, "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
         else if (!strcmp(a, "--max-len") && i + 1 < argc) max_len = atoi(argv[++i]);
@@ -117,6 +173,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--bon-min-turns") && i + 1 < argc) bon_turns = atoi(argv[++i]);
         else if (!dir) dir = a;
         else if (nd < 16) data[nd++] = a;
+    }
+    if (dir && do_sweep) {
+        model_set_threads(threads);
+        return sweep(dir, config, steps);
     }
     if (!dir || !nd) {
         fprintf(stderr, "usage: prefix_share MODEL_DIR [--config CFG] [--steps N] [--batch B] [--max-len L] "

@@ -112,7 +112,9 @@ typedef struct {
 /* Shorter common prefixes are computed per sequence: below this the saved
  * rows do not pay for the extra attention unit and GEMM calls (measured in
  * docs/performance.md). */
+#ifndef MODEL_PREFIX_MIN /* overridable only to measure the threshold (bench/prefix_share.sh --sweep) */
 #define MODEL_PREFIX_MIN 16
+#endif
 
 /* Tokens of b that sharing would not compute again (0 when b->group is NULL). */
 int64_t model_prefix_saved(const SeqBatch *b);
