@@ -109,9 +109,9 @@ typedef struct {
     const int32_t *group;
 } SeqBatch;
 
-/* Shorter common prefixes are computed per sequence: below this the saved
- * rows do not pay for the extra attention unit and GEMM calls (measured in
- * docs/performance.md). */
+/* Shorter common prefixes are computed per sequence: below this the gain is
+ * within noise and the attention GEMMs would fragment into tiny shapes
+ * (sweep in docs/performance.md, "Minimum shared length"). */
 #ifndef MODEL_PREFIX_MIN /* overridable only to measure the threshold (bench/prefix_share.sh --sweep) */
 #define MODEL_PREFIX_MIN 16
 #endif
