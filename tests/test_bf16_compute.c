@@ -107,7 +107,7 @@ static const int32_t LENS[3] = {90, 1, 59}, ROWS[9] = {10, 11, 12, 13, 14, 15, 1
 static int run_step(Model *m, float *h_last) {
     int32_t ids[NTOK];
     for (int i = 0; i < NTOK; i++) ids[i] = (i * 37 + 5) % 80;
-    SeqBatch b = {ids, LENS, 3};
+    SeqBatch b = {ids, LENS, 3, NULL};
     OprmError err;
     if (model_forward(m, &b, 1, h_last, &err)) return -1;
     float logits[27], dl[27], dh[3 * 96];
@@ -235,7 +235,7 @@ static void test_story_llama_scoring(void) {
         idvec_extend(&all, one.v, one.n);
         idvec_free(&one);
     }
-    SeqBatch b = {all.v, lens, 3};
+    SeqBatch b = {all.v, lens, 3, NULL};
     double p32[27], p16[27];
     CHECK(digit_probs(dir, 0, &b, digits, p32) == 0);
     CHECK(digit_probs(dir, 1, &b, digits, p16) == 0);

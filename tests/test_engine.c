@@ -68,7 +68,7 @@ static void test_cpu_engine_matches_model(void) {
         if (!m) return;
         int32_t ids[] = {1, 5, 9, 3, 7, 2, 30, 11, 4, 8, 19}, lens[] = {4, 7}, rows[9];
         for (int k = 0; k < 9; k++) rows[k] = 20 + k;
-        SeqBatch b = {ids, lens, 2};
+        SeqBatch b = {ids, lens, 2, NULL};
         float h_ref[64], lg_ref[18], h[64], lg[18];
         CHECK(model_forward(m, &b, 0, h_ref, &err) == 0);
         model_head_rows_forward(m, h_ref, 2, rows, 9, lg_ref);

@@ -176,7 +176,7 @@ static void check_arch(ModelArch arch, int llama3) {
     int32_t *ids = malloc(4 * N);
     for (int i = 0; i < N; i++) ids[i] = (i * 37 + 11) % c.vocab;
     for (int k = 0; k < 9; k++) rows[k] = 10 + k;
-    SeqBatch b = {ids, lens, 4};
+    SeqBatch b = {ids, lens, 4, NULL};
     float ref[4 * 64], got[4 * 64], lr[36], lg[36];
     CHECK(model_forward(m, &b, 0, ref, &err) == 0);
     model_head_rows_forward(m, ref, 4, rows, 9, lr);

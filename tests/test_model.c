@@ -97,7 +97,7 @@ static void check_model_fixture(const char *name, int with_grads) {
         CHECK(lens && ids && ref_logits && ref_h && ref_loss);
         if (!lens || !ids || !ref_logits || !ref_h || !ref_loss) break;
 
-        SeqBatch b = {ids, lens, 2};
+        SeqBatch b = {ids, lens, 2, NULL};
         float *h = calloc((size_t)2 * D, sizeof(float)), logits[18], dlogits[18];
         model_zero_grad(m);
         CHECK(model_forward(m, &b, 1, h, &err) == 0);
@@ -169,11 +169,11 @@ static void test_batching_independence(void) {
     int32_t lens[4] = {7, 1, 70, 12}, ids[90];
     for (int i = 0; i < 90; i++) ids[i] = (i * 37 + 11) % V;
     float packed[4 * 32], alone[32];
-    SeqBatch b = {ids, lens, 4};
+    SeqBatch b = {ids, lens, 4, NULL};
     CHECK(model_forward(m, &b, 0, packed, &err) == 0);
     int off = 0;
     for (int s = 0; s < 4; s++) {
-        SeqBatch one = {ids + off, &lens[s], 1};
+        SeqBatch one = {ids + off, &lens[s], 1, NULL};
         CHECK(model_forward(m, &one, s % 2, alone, &err) == 0);
         for (int i = 0; i < D; i++) CHECK_NEAR(alone[i], packed[s * D + i], 1e-6, 0);
         off += lens[s];
@@ -192,11 +192,11 @@ static void test_bad_batch(void) {
     if (!m) return;
     int32_t ids[3] = {1, 48, 2}, lens[1] = {3};
     float h[32];
-    SeqBatch b = {ids, lens, 1};
+    SeqBatch b = {ids, lens, 1, NULL};
     CHECK(model_forward(m, &b, 0, h, &err) == -1);
     CHECK_STR_CONTAINS(err.msg, "outside the vocabulary");
     int32_t zero[1] = {0};
-    SeqBatch e = {ids, zero, 1};
+    SeqBatch e = {ids, zero, 1, NULL};
     CHECK(model_forward(m, &e, 0, h, &err) == -1);
     CHECK(model_backward(m, h, &err) == -1); /* no training forward yet */
     model_free(m);
@@ -211,7 +211,7 @@ static void test_grad_accumulates(void) {
     if (!m) return;
     int32_t ids[40], lens[2] = {3, 37}, rows[9] = {16, 17, 18, 19, 20, 21, 22, 23, 24};
     for (int i = 0; i < 40; i++) ids[i] = (i * 5 + 3) % 48;
-    SeqBatch b = {ids, lens, 2};
+    SeqBatch b = {ids, lens, 2, NULL};
     float h[64], logits[18], dl[18], dh[64];
     int np;
     ModelParam *ps = model_params(m, &np);
@@ -260,7 +260,7 @@ static void test_threads_agree(void) {
     enum { N = 340 };
     int32_t ids[N], lens[3] = {260, 1, 79}, rows[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
     for (int i = 0; i < N; i++) ids[i] = (i * 13 + 5) % 64;
-    SeqBatch b = {ids, lens, 3};
+    SeqBatch b = {ids, lens, 3, NULL};
     float h[2][3 * 128], logits[27], dl[27], dh[3 * 128];
     size_t total = 0;
     for (int i = 0; i < np; i++) total += ps[i].numel;

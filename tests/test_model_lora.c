@@ -73,7 +73,7 @@ static int run_case(Model *m, const StFile *ex, int c, float *h, float *logits, 
     const int32_t *ids = (const int32_t *)fx(ex, key, ST_I32, NULL);
     const int32_t *digits = (const int32_t *)fx(ex, "digits", ST_I32, NULL);
     if (!lens || !ids || !digits) return -1;
-    SeqBatch b = {ids, lens, 2};
+    SeqBatch b = {ids, lens, 2, NULL};
     if (model_forward(m, &b, backward, h, &err) != 0) return -1;
     model_head_rows_forward(m, h, 2, digits, 9, logits);
     if (!backward) return 0;
@@ -339,7 +339,7 @@ static void test_inference_bf16(void) {
             model_logits_full(m, h1, f1);
             for (int v = 0; v < model_config(m)->vocab; v++) CHECK_NEAR(f1[v], f0[v], 1e-5, 1e-5);
             /* Training a scoring model is refused. */
-            SeqBatch b = {(const int32_t *)fx(ex, "case1.ids", ST_I32, NULL), (const int32_t *)fx(ex, "case1.lens", ST_I32, NULL), 2};
+            SeqBatch b = {(const int32_t *)fx(ex, "case1.ids", ST_I32, NULL), (const int32_t *)fx(ex, "case1.lens", ST_I32, NULL), 2, NULL};
             CHECK(model_forward(m, &b, 1, h1, &err) == 0);
             CHECK(model_backward(m, h1, &err) != 0);
             CHECK_STR_CONTAINS(err.msg, "inference");
@@ -367,7 +367,7 @@ static void test_random_lora(void) {
     if (!m) return;
     int32_t ids[12], lens[2] = {5, 7};
     for (int i = 0; i < 12; i++) ids[i] = (i * 7 + 3) % cfg.vocab;
-    SeqBatch b = {ids, lens, 2};
+    SeqBatch b = {ids, lens, 2, NULL};
     float h[64], dh[64];
     CHECK(model_forward(m, &b, 1, h, &err) == 0);
     for (int i = 0; i < 2 * cfg.hidden; i++) dh[i] = (float)((i % 5) - 2) * 0.1f;

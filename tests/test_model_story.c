@@ -94,7 +94,7 @@ static void test_greedy_decoding(void) {
     int n = np, same = 0;
     for (int step = 0; step < ng; step++) {
         int32_t len = n;
-        SeqBatch b = {ids, &len, 1};
+        SeqBatch b = {ids, &len, 1, NULL};
         CHECK(model_forward(m, &b, 0, h, &err) == 0);
         model_logits_full(m, h, logits);
         int best = 0;

@@ -76,7 +76,7 @@ static void check_arch(ModelArch arch) {
         ScoringPrompt sp = {0};
         CHECK(scoring_build(&s.cfg, &conv, "135791", &sp, &err) == 0);
         int32_t len = (int32_t)sp.ids.n;
-        SeqBatch b = {sp.ids.v, &len, 1};
+        SeqBatch b = {sp.ids.v, &len, 1, NULL};
         float h[32], logits[9];
         CHECK(model_forward(m, &b, 0, h, &err) == 0);
         model_head_rows_forward(m, h, 1, s.digits, 9, logits);

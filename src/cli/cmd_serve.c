@@ -72,6 +72,9 @@ static int parse_args(int argc, char **argv, Args *a) {
                              OPT_STRING, &a->sopt.chat_format));
     options_add(&o, OPT(OPT_NAMES_TEMPLATE, "FILE", "scoring-prompt template file", OPT_STRING,
                              &a->sopt.template_path));
+    options_add(&o, OPT(OPT_NAMES_NO_PREFIX_SHARING, NULL,
+                             "compute a prompt common to batched items once per item (same scores)", OPT_FLAG,
+                             &a->sopt.no_prefix_sharing, .ival = 1));
     options_section(&o, "batching and limits:");
     options_add(&o, OPT("--batch-window-ms", "N", "wait up to N ms for more items after the first [5; 0 = off]",
                              OPT_INT, &a->cfg.batch_window_ms, 0, 10000));

@@ -124,6 +124,10 @@ static void add_rows(Options *o, TrainConfig *c, int64_t *seed) {
                             "master weights and optimizer; needs avx512_bf16, else fp32\n"
                             "with a notice [off]",
                             OPT_FLAG, &c->bf16, .ival = 1));
+    options_add(o, OPT(OPT_NAMES_NO_PREFIX_SHARING, NULL,
+                            "compute a pair's common prompt once per sequence instead\n"
+                            "of once per pair (same results; docs/engine.md) [shared]",
+                            OPT_FLAG, &c->no_prefix_sharing, .ival = 1));
     options_add(o, OPT("--dataloader_num_workers", "N",
                             "0: build batches inline; 1: prefetch the next step's\n"
                             "batches in a thread while the engine runs [1]",

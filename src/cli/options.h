@@ -29,6 +29,7 @@
 #define OPT_NAMES_DEVICE "--device"
 #define OPT_NAMES_PROGRESS "--progress"
 #define OPT_NAMES_NO_PROGRESS "--no-progress"
+#define OPT_NAMES_NO_PREFIX_SHARING "--no-prefix-sharing"
 #define OPT_NAMES_LORA_R "--lora_r|--lora-rank"
 #define OPT_NAMES_LORA_ALPHA "--lora_alpha|--lora-alpha"
 #define OPT_NAMES_LORA_TARGETS "--lora_target_modules|--lora-targets|--target-modules"

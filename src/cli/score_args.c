@@ -104,6 +104,10 @@ void score_args_options(ScoreArgs *a, Options *o) {
                             1 << 20));
     options_add(o, OPT(OPT_NAMES_MAX_BATCH_TOKENS, "N", "tokens per packed forward pass [8192]", OPT_INT,
                             &a->sopt.max_batch_tokens, 1, INT_MAX));
+    options_add(o, OPT(OPT_NAMES_NO_PREFIX_SHARING, NULL,
+                            "compute a common prompt once per response instead of once per\n"
+                            "group of consecutive responses (same scores; docs/engine.md) [shared]",
+                            OPT_FLAG, &a->sopt.no_prefix_sharing, .ival = 1));
     options_add(o, OPT(OPT_NAMES_PROGRESS, NULL, "progress bar on stderr [only when stderr is a terminal]",
                             OPT_FLAG, &a->progress, .ival = 1));
     options_add(o, OPT(OPT_NAMES_NO_PROGRESS, NULL, "no progress bar", OPT_FLAG, &a->progress, .ival = 0));

@@ -26,6 +26,7 @@ struct Scorer {
     int max_batch_tokens;
     int hidden;
     int digits_from_meta; /* oprm.json gave the digit ids (and no --template overrides its cue) */
+    int share_prefixes;
 };
 
 /* A checkpoint written by `oprm train` carries its scoring prompt in oprm.json;
@@ -81,6 +82,7 @@ Scorer *scorer_open(const char *model_dir, const ScorerOptions *opt_in, OprmErro
     ScorerOptions opt = {0};
     if (opt_in) opt = *opt_in;
     Scorer *s = xcalloc(1, sizeof *s);
+    s->share_prefixes = !opt.no_prefix_sharing;
     s->tok = tok_load(model_dir, err);
     if (!s->tok) goto fail;
     if (chat_format_choose(s->tok, opt.chat_format, &s->format, err) != 0) goto fail;
@@ -180,7 +182,14 @@ static int score_packed(Scorer *s, ScoringPrompt *prompts, int count, ScoreResul
         lens[i] = (int32_t)prompts[i].ids.n;
     }
     float *logits = xmalloc((size_t)count * 9 * sizeof *logits);
-    SeqBatch b = {.ids = ids.v, .lens = lens, .nseq = count};
+    /* Consecutive items with a common prompt (a pair, the candidates of a
+     * best-of-N set, the queries of a request) compute it once: exact. */
+    int32_t *group = NULL;
+    if (s->share_prefixes && count > 1) {
+        group = xmalloc((size_t)count * sizeof *group);
+        model_prefix_groups(ids.v, lens, count, group);
+    }
+    SeqBatch b = {.ids = ids.v, .lens = lens, .nseq = count, .group = group};
     int rc = engine_forward(s->engine, &b, NULL, err);
     if (rc == 0) rc = engine_head_rows(s->engine, s->digits, 9, logits, err);
     if (rc == 0) {
@@ -205,6 +214,7 @@ static int score_packed(Scorer *s, ScoringPrompt *prompts, int count, ScoreResul
     }
     free(logits);
     free(lens);
+    free(group);
     idvec_free(&ids);
     return rc;
 }

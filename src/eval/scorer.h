@@ -40,6 +40,7 @@ typedef struct {
     const char *chat_format; /* NULL = from oprm.json / tokenizer_config.json */
     const char *template_path;
     int bf16;                /* BF16 weights and BF16 compute (fp32 where the CPU lacks avx512_bf16) */
+    int no_prefix_sharing;   /* 1: no prompt-prefix sharing between the items of a batch */
 } ScorerOptions;
 
 typedef struct Scorer Scorer;

@@ -6,9 +6,18 @@
  * recomputes the probabilities from it (flash-attention style), so memory grows
  * with tokens x heads, not tokens^2 x heads.
  *
- * Parallel over (sequence, query head) with OpenMP; the GEMMs inside run on one
- * OpenBLAS thread each (OpenBLAS does not spawn threads inside an OpenMP
- * parallel region), so the two threading layers never nest. */
+ * Prompt-prefix sharing (AttnUnits): a unit's keys may be a shared prefix's
+ * rows followed by its own rows, anywhere in the packed batch. Every product
+ * against the keys is then two GEMMs, one per key segment, writing the two
+ * column ranges of the same score block, so the softmax sees one row exactly
+ * as if the keys were contiguous. A unit without a prefix runs the very same
+ * single GEMMs as before.
+ *
+ * Parallel over (unit, query head) with OpenMP (backward: over (cluster, query
+ * head), a cluster being the units that write the same prefix rows); the
+ * GEMMs inside run on one OpenBLAS thread each (OpenBLAS does not spawn
+ * threads inside an OpenMP parallel region), so the two threading layers
+ * never nest. */
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -19,17 +28,46 @@
 
 size_t attention_scratch_floats(int max_len) { return (size_t)2 * ATTN_BLOCK * (size_t)max_len; }
 
+/* c[nb, i1] (row stride i1) = alpha * a[nb, hd] . keys^T, the keys [0, i1) being
+ * the P rows of kp then the i1 - P rows of ko (both of stride ks). */
+static void scores_2seg(float *c, float alpha, const float *a, int as, const float *kp, const float *ko, int ks,
+                        int P, int nb, int i1, int hd) {
+    if (P > 0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, P, hd, alpha, a, as, kp, ks, 0.0f, c, i1);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, i1 - P, hd, alpha, a, as, ko, ks, 0.0f, c + P, i1);
+}
+
+/* y[nb, hd] (stride ys) = alpha * w[nb, i1] . values, values as in scores_2seg;
+ * beta 0 overwrites y, 1 adds. */
+static void mix_2seg(float *y, int ys, float alpha, const float *w, const float *vp, const float *vo, int vs, int P,
+                     int nb, int i1, int hd, float beta) {
+    if (P > 0) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, hd, P, alpha, w, i1, vp, vs, beta, y, ys);
+        beta = 1.0f;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, hd, i1 - P, alpha, w + P, i1, vo, vs, beta, y, ys);
+}
+
+/* dkey rows += alpha * w[nb, i1]^T . x[nb, hd], keys as in scores_2seg. */
+static void outer_2seg(float *dp, float *dk, int ds_, float alpha, const float *w, const float *x, int xs, int P,
+                       int nb, int i1, int hd) {
+    if (P > 0)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, P, hd, nb, alpha, w, i1, x, xs, 1.0f, dp, ds_);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, i1 - P, hd, nb, alpha, w + P, i1, x, xs, 1.0f, dk, ds_);
+}
+
 /* Scores of the queries at positions [i0, i1) (rows of qb, stride qs) against
- * keys [0, i1), softmax with the causal mask, into p (row stride i1). Forward
- * fills lb[r * lse_stride] with each row's log-sum-exp; backward (use_lse)
- * rebuilds the probabilities from it. The exp loops are vectorised
- * (fast_expf); normalising after the P.V product instead (hd multiplies per
- * row instead of i1) was tried and dropped: it moved the result by ~20 ulp
- * between query blockings, past test_batching_independence's 1e-6. */
-static void block_probs(float *p, float *lb, const float *qb, const float *kh, int qs, int ks, int hd,
-                        int i0, int i1, int lse_stride, float scale, int use_lse) {
+ * keys [0, i1) (the P prefix rows kp, then the unit's own rows kh), softmax
+ * with the causal mask, into p (row stride i1). Forward fills
+ * lb[r * lse_stride] with each row's log-sum-exp; backward (use_lse) rebuilds
+ * the probabilities from it. The exp loops are vectorised (fast_expf);
+ * normalising after the P.V product instead (hd multiplies per row instead of
+ * i1) was tried and dropped: it moved the result by ~20 ulp between query
+ * blockings, past test_batching_independence's 1e-6. */
+static void block_probs(float *p, float *lb, const float *qb, const float *kp, const float *kh, int P, int qs, int ks,
+                        int hd, int i0, int i1, int lse_stride, float scale, int use_lse) {
     int nb = i1 - i0;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, i1, hd, scale, qb, qs, kh, ks, 0.0f, p, i1);
+    scores_2seg(p, scale, qb, qs, kp, kh, ks, P, nb, i1, hd);
     for (int r = 0; r < nb; r++) {
         int i = i0 + r;
         float *restrict row = p + (size_t)r * i1;
@@ -55,84 +93,105 @@ static void block_probs(float *p, float *lb, const float *qb, const float *kh, i
     }
 }
 
-void attention_forward(float *out, float *lse, const AttnScratch *scratch, const float *q, const float *k,
-                       const float *v, const int32_t *off, const int32_t *len, const int32_t *q_off,
-                       const int32_t *q_len, int nseq, int n_heads, int n_kv, int hd) {
+static int unit_pre_len(const AttnUnits *u, int s) { return u->pre_len ? u->pre_len[s] : 0; }
+static int unit_pre_off(const AttnUnits *u, int s) { return u->pre_len ? u->pre_off[s] : 0; }
+static int unit_q_off(const AttnUnits *u, int s) { return u->q_off ? u->q_off[s] : u->off[s]; }
+static int unit_q_len(const AttnUnits *u, int s) { return u->q_off ? u->q_len[s] : u->len[s]; }
+
+static size_t units_work(const AttnUnits *u, int n_heads, int hd) {
+    size_t work = 0;
+    for (int s = 0; s < u->n; s++)
+        work += (size_t)unit_q_len(u, s) * (size_t)(unit_pre_len(u, s) + u->len[s]) * n_heads * hd;
+    return work;
+}
+
+void attention_forward_units(float *out, float *lse, const AttnScratch *scratch, const float *q, const float *k,
+                             const float *v, const AttnUnits *u, int n_heads, int n_kv, int hd) {
     int qs = n_heads * hd, ks = n_kv * hd, group = n_heads / n_kv;
     float scale = 1.0f / sqrtf((float)hd);
-    if (!q_off) q_off = off, q_len = len;
-    size_t work = 0;
-    for (int s = 0; s < nseq; s++) work += (size_t)q_len[s] * len[s] * n_heads * hd;
+    size_t work = units_work(u, n_heads, hd);
     #pragma omp parallel for schedule(dynamic, 1) num_threads(scratch->threads) if (work > OMP_MIN_WORK)
-    for (int task = 0; task < nseq * n_heads; task++) {
-        int s = task / n_heads, h = task % n_heads, g = h / group, T = len[s], first = T - q_len[s];
-        /* Query row r of this sequence is position first + r. */
-        const float *qh = q + (size_t)q_off[s] * qs + (size_t)h * hd;
-        const float *kh = k + (size_t)off[s] * ks + (size_t)g * hd;
-        const float *vh = v + (size_t)off[s] * ks + (size_t)g * hd;
-        float *oh = out + (size_t)q_off[s] * qs + (size_t)h * hd;
-        float *lh = lse + (size_t)q_off[s] * n_heads + h;
+    for (int task = 0; task < u->n * n_heads; task++) {
+        int s = task / n_heads, h = task % n_heads, g = h / group, P = unit_pre_len(u, s), T = P + u->len[s],
+            first = T - unit_q_len(u, s), qoff = unit_q_off(u, s);
+        /* Query row r of this unit is position first + r (first >= P). */
+        const float *qh = q + (size_t)qoff * qs + (size_t)h * hd;
+        const float *kh = k + (size_t)u->off[s] * ks + (size_t)g * hd;
+        const float *vh = v + (size_t)u->off[s] * ks + (size_t)g * hd;
+        const float *kp = k + (size_t)unit_pre_off(u, s) * ks + (size_t)g * hd;
+        const float *vp = v + (size_t)unit_pre_off(u, s) * ks + (size_t)g * hd;
+        float *oh = out + (size_t)qoff * qs + (size_t)h * hd;
+        float *lh = lse + (size_t)qoff * n_heads + h;
         float *p = scratch->buf + (size_t)omp_get_thread_num() * scratch->per_thread;
         for (int i0 = first; i0 < T; i0 += ATTN_BLOCK) {
             int i1 = i0 + ATTN_BLOCK < T ? i0 + ATTN_BLOCK : T;
             size_t r0 = (size_t)(i0 - first);
-            block_probs(p, lh + r0 * n_heads, qh + r0 * qs, kh, qs, ks, hd, i0, i1, n_heads, scale, 0);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, i1 - i0, hd, i1, 1.0f, p, i1, vh, ks, 0.0f,
-                        oh + r0 * qs, qs);
+            block_probs(p, lh + r0 * n_heads, qh + r0 * qs, kp, kh, P, qs, ks, hd, i0, i1, n_heads, scale, 0);
+            mix_2seg(oh + r0 * qs, qs, 1.0f, p, vp, vh, ks, P, i1 - i0, i1, hd, 0.0f);
         }
     }
 }
 
-void attention_backward(float *dq, float *dk, float *dv, float *dk_heads, float *dv_heads,
-                        const AttnScratch *scratch, const float *dout, const float *lse, const float *q,
-                        const float *k, const float *v, const int32_t *off, const int32_t *len,
-                        const int32_t *q_off, const int32_t *q_len, int nseq, int n_heads, int n_kv, int hd) {
+void attention_backward_units(float *dq, float *dk, float *dv, float *dk_heads, float *dv_heads,
+                              const AttnScratch *scratch, const float *dout, const float *lse, const float *q,
+                              const float *k, const float *v, const AttnUnits *u, int n_rows, int n_heads, int n_kv,
+                              int hd) {
     int qs = n_heads * hd, ks = n_kv * hd, group = n_heads / n_kv;
     float scale = 1.0f / sqrtf((float)hd);
-    if (!q_off) q_off = off, q_len = len;
-    size_t work = 0;
-    for (int s = 0; s < nseq; s++) work += (size_t)q_len[s] * len[s] * n_heads * hd;
+    int nclus = u->clus ? u->n_clus : u->n;
+    size_t work = units_work(u, n_heads, hd);
     #pragma omp parallel for schedule(dynamic, 1) num_threads(scratch->threads) if (work > OMP_MIN_WORK)
-    for (int task = 0; task < nseq * n_heads; task++) {
-        int s = task / n_heads, h = task % n_heads, g = h / group, T = len[s], first = T - q_len[s];
-        size_t qo = (size_t)q_off[s] * qs + (size_t)h * hd, ko = (size_t)off[s] * ks + (size_t)g * hd,
-               kho = (size_t)off[s] * qs + (size_t)h * hd;
-        const float *qh = q + qo, *kh = k + ko, *vh = v + ko, *doh = dout + qo;
-        const float *lh = lse + (size_t)q_off[s] * n_heads + h;
-        float *p = scratch->buf + (size_t)omp_get_thread_num() * scratch->per_thread, *ds = p + (size_t)ATTN_BLOCK * T;
-        for (int i = 0; i < T; i++) {
-            memset(dk_heads + kho + (size_t)i * qs, 0, sizeof(float) * hd);
-            memset(dv_heads + kho + (size_t)i * qs, 0, sizeof(float) * hd);
+    for (int task = 0; task < nclus * n_heads; task++) {
+        int c = task / n_heads, h = task % n_heads, g = h / group;
+        int s0 = u->clus ? u->clus[c] : c, s1 = u->clus ? u->clus[c + 1] : c + 1;
+        float *p = scratch->buf + (size_t)omp_get_thread_num() * scratch->per_thread;
+        /* The cluster's key rows (own and prefix) start from zero; its units then
+         * add into them, the prefix rows summing every continuation's share. */
+        for (int s = s0; s < s1; s++) {
+            int segs[2][2] = {{u->off[s], u->len[s]}, {unit_pre_off(u, s), unit_pre_len(u, s)}};
+            for (int e = 0; e < 2; e++)
+                for (int i = 0; i < segs[e][1]; i++) {
+                    size_t o = (size_t)(segs[e][0] + i) * qs + (size_t)h * hd;
+                    memset(dk_heads + o, 0, sizeof(float) * hd);
+                    memset(dv_heads + o, 0, sizeof(float) * hd);
+                }
         }
-        for (int i0 = first; i0 < T; i0 += ATTN_BLOCK) {
-            int i1 = i0 + ATTN_BLOCK < T ? i0 + ATTN_BLOCK : T, nb = i1 - i0;
-            size_t r0 = (size_t)(i0 - first);
-            block_probs(p, (float *)lh + r0 * n_heads, qh + r0 * qs, kh, qs, ks, hd, i0, i1, n_heads, scale, 1);
-            /* dP = dO . V^T, then dS = P * (dP - rowsum(P * dP)) on the causal part. */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, i1, hd, 1.0f, doh + r0 * qs, qs, vh, ks, 0.0f,
-                        ds, i1);
-            for (int r = 0; r < nb; r++) {
-                int i = i0 + r;
-                const float *restrict pr = p + (size_t)r * i1;
-                float *restrict dr = ds + (size_t)r * i1;
-                double dot = 0;
-                #pragma omp simd reduction(+ : dot)
-                for (int j = 0; j <= i; j++) dot += (double)pr[j] * dr[j];
-                float d = (float)dot;
-                #pragma omp simd
-                for (int j = 0; j <= i; j++) dr[j] = pr[j] * (dr[j] - d);
-                for (int j = i + 1; j < i1; j++) dr[j] = 0.0f;
+        for (int s = s0; s < s1; s++) {
+            int P = unit_pre_len(u, s), T = P + u->len[s], first = T - unit_q_len(u, s), qoff = unit_q_off(u, s);
+            size_t qo = (size_t)qoff * qs + (size_t)h * hd, ko = (size_t)u->off[s] * ks + (size_t)g * hd,
+                   kpo = (size_t)unit_pre_off(u, s) * ks + (size_t)g * hd,
+                   kho = (size_t)u->off[s] * qs + (size_t)h * hd,
+                   khp = (size_t)unit_pre_off(u, s) * qs + (size_t)h * hd;
+            const float *qh = q + qo, *kh = k + ko, *vh = v + ko, *kp = k + kpo, *vp = v + kpo, *doh = dout + qo;
+            const float *lh = lse + (size_t)qoff * n_heads + h;
+            float *ds = p + (size_t)ATTN_BLOCK * T;
+            for (int i0 = first; i0 < T; i0 += ATTN_BLOCK) {
+                int i1 = i0 + ATTN_BLOCK < T ? i0 + ATTN_BLOCK : T, nb = i1 - i0;
+                size_t r0 = (size_t)(i0 - first);
+                block_probs(p, (float *)lh + r0 * n_heads, qh + r0 * qs, kp, kh, P, qs, ks, hd, i0, i1, n_heads,
+                            scale, 1);
+                /* dP = dO . V^T, then dS = P * (dP - rowsum(P * dP)) on the causal part. */
+                scores_2seg(ds, 1.0f, doh + r0 * qs, qs, vp, vh, ks, P, nb, i1, hd);
+                for (int r = 0; r < nb; r++) {
+                    int i = i0 + r;
+                    const float *restrict pr = p + (size_t)r * i1;
+                    float *restrict dr = ds + (size_t)r * i1;
+                    double dot = 0;
+                    #pragma omp simd reduction(+ : dot)
+                    for (int j = 0; j <= i; j++) dot += (double)pr[j] * dr[j];
+                    float d = (float)dot;
+                    #pragma omp simd
+                    for (int j = 0; j <= i; j++) dr[j] = pr[j] * (dr[j] - d);
+                    for (int j = i + 1; j < i1; j++) dr[j] = 0.0f;
+                }
+                mix_2seg(dq + qo + r0 * qs, qs, scale, ds, kp, kh, ks, P, nb, i1, hd, 0.0f);
+                outer_2seg(dk_heads + khp, dk_heads + kho, qs, scale, ds, qh + r0 * qs, qs, P, nb, i1, hd);
+                outer_2seg(dv_heads + khp, dv_heads + kho, qs, 1.0f, p, doh + r0 * qs, qs, P, nb, i1, hd);
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, hd, i1, scale, ds, i1, kh, ks, 0.0f,
-                        dq + qo + r0 * qs, qs);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, i1, hd, nb, scale, ds, i1, qh + r0 * qs, qs, 1.0f,
-                        dk_heads + kho, qs);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, i1, hd, nb, 1.0f, p, i1, doh + r0 * qs, qs, 1.0f,
-                        dv_heads + kho, qs);
         }
     }
     /* Sum the query heads of each group into their shared KV head. */
-    int rows = off[nseq - 1] + len[nseq - 1];
+    int rows = n_rows;
     #pragma omp parallel for schedule(static) if ((size_t)rows * qs > OMP_MIN_WORK)
     for (int r = 0; r < rows; r++) {
         for (int g = 0; g < n_kv; g++) {
@@ -148,4 +207,20 @@ void attention_backward(float *dq, float *dk, float *dv, float *dk_heads, float 
             }
         }
     }
+}
+
+void attention_forward(float *out, float *lse, const AttnScratch *scratch, const float *q, const float *k,
+                       const float *v, const int32_t *off, const int32_t *len, const int32_t *q_off,
+                       const int32_t *q_len, int nseq, int n_heads, int n_kv, int hd) {
+    AttnUnits u = {.n = nseq, .off = off, .len = len, .q_off = q_off, .q_len = q_len};
+    attention_forward_units(out, lse, scratch, q, k, v, &u, n_heads, n_kv, hd);
+}
+
+void attention_backward(float *dq, float *dk, float *dv, float *dk_heads, float *dv_heads,
+                        const AttnScratch *scratch, const float *dout, const float *lse, const float *q,
+                        const float *k, const float *v, const int32_t *off, const int32_t *len,
+                        const int32_t *q_off, const int32_t *q_len, int nseq, int n_heads, int n_kv, int hd) {
+    AttnUnits u = {.n = nseq, .off = off, .len = len, .q_off = q_off, .q_len = q_len};
+    attention_backward_units(dq, dk, dv, dk_heads, dv_heads, scratch, dout, lse, q, k, v, &u,
+                             off[nseq - 1] + len[nseq - 1], n_heads, n_kv, hd);
 }

@@ -206,7 +206,7 @@ int model_forward(Model *m, const SeqBatch *b, int train, float *h_last, OprmErr
             return oprm_fail(err, "model_forward: token id %d at position %d is outside the vocabulary [0, %d)",
                              b->ids[i], i, c->vocab);
 
-    /* Index buffers and arena. */
+    /* Index buffers, the layout (prefix sharing), and arena. */
     if (N > m->ibuf_cap) {
         free(m->ids);
         free(m->pos);
@@ -214,32 +214,7 @@ int model_forward(Model *m, const SeqBatch *b, int train, float *h_last, OprmErr
         m->pos = xmalloc(sizeof(int32_t) * (size_t)N);
         m->ibuf_cap = N;
     }
-    if (nseq > m->sbuf_cap) {
-        free(m->off);
-        free(m->len);
-        free(m->last_row);
-        free(m->last_pos);
-        free(m->seq_index);
-        free(m->ones);
-        m->off = xmalloc(sizeof(int32_t) * (size_t)nseq);
-        m->len = xmalloc(sizeof(int32_t) * (size_t)nseq);
-        m->last_row = xmalloc(sizeof(int32_t) * (size_t)nseq);
-        m->last_pos = xmalloc(sizeof(int32_t) * (size_t)nseq);
-        m->seq_index = xmalloc(sizeof(int32_t) * (size_t)nseq);
-        m->ones = xmalloc(sizeof(int32_t) * (size_t)nseq);
-        m->sbuf_cap = nseq;
-    }
-    memcpy(m->ids, b->ids, sizeof(int32_t) * (size_t)N);
-    for (int s = 0, o = 0; s < nseq; s++) {
-        m->off[s] = o;
-        m->len[s] = b->lens[s];
-        m->last_row[s] = o + b->lens[s] - 1;
-        m->last_pos[s] = b->lens[s] - 1;
-        m->seq_index[s] = s;
-        m->ones[s] = 1;
-        for (int t = 0; t < b->lens[s]; t++) m->pos[o + t] = t;
-        o += b->lens[s];
-    }
+    N = model_plan_batch(m, b);
     if (!m->acts) m->acts = xcalloc((size_t)c->n_layers, sizeof *m->acts);
     m->n_rows = N;
     m->nseq = nseq;
@@ -287,8 +262,8 @@ int model_forward(Model *m, const SeqBatch *b, int train, float *h_last, OprmErr
         }
         rope_forward(a->q, Nq, H, hd, qpos, m->rope_cos, m->rope_sin);
         rope_forward(a->k, N, KV, hd, m->pos, m->rope_cos, m->rope_sin);
-        attention_forward(a->att, a->lse, &m->attn, a->q, a->k, a->v, m->off, m->len, last ? m->seq_index : NULL,
-                          last ? m->ones : NULL, nseq, H, KV, hd);
+        attention_forward_units(a->att, a->lse, &m->attn, a->q, a->k, a->v, last ? &m->units_last : &m->units, H,
+                                KV, hd);
         /* x_mid = x_in + att . Wo^T (the GEMM accumulates onto the copy). */
         if (last) gather_last(a->x_mid, x_in, m, D);
         else memcpy(a->x_mid, x_in, sizeof(float) * (size_t)N * D);
@@ -362,8 +337,8 @@ int model_backward(Model *m, const float *dh_last, OprmError *err) {
 
         /* Attention: x_mid = x_in + o(att). */
         lin_bwd(m, l, SLOT_O, datt, 0, dxo, a->att, Nq);
-        attention_backward(dq, dk, dv, dkh, dvh, &m->attn, datt, a->lse, a->q, a->k, a->v, m->off, m->len,
-                           last ? m->seq_index : NULL, last ? m->ones : NULL, nseq, H, KV, hd);
+        attention_backward_units(dq, dk, dv, dkh, dvh, &m->attn, datt, a->lse, a->q, a->k, a->v,
+                                 last ? &m->units_last : &m->units, N, H, KV, hd);
         rope_backward(dq, Nq, H, hd, qpos, m->rope_cos, m->rope_sin);
         rope_backward(dk, N, KV, hd, m->pos, m->rope_cos, m->rope_sin);
         float *dq_in = dq, *dk_in = dk;

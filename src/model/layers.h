@@ -75,6 +75,29 @@ void attention_backward(float *dq, float *dk, float *dv, float *dk_heads, float 
                         const float *k, const float *v, const int32_t *off, const int32_t *len,
                         const int32_t *q_off, const int32_t *q_len, int nseq, int n_heads, int n_kv, int hd);
 
+/* The general form (prompt-prefix sharing): unit s's keys are the pre_len[s]
+ * rows of a shared prefix at pre_off[s] (pre_len NULL: none) followed by its
+ * own len[s] rows at off[s]; its positions run 0 .. pre_len + len - 1. Its
+ * queries are its LAST q_len[s] positions (q_len <= len: queries are own rows
+ * only), at rows q_off[s] (q_off NULL: every own row). Backward runs the units
+ * [clus[c], clus[c+1]) of each cluster in one task (clus NULL: one unit each):
+ * every unit that reads the same prefix rows must sit in one cluster, as their
+ * key and value gradients sum into those rows. n_rows: rows of k, v, dk, dv. */
+typedef struct {
+    int n;
+    const int32_t *off, *len;
+    const int32_t *pre_off, *pre_len;
+    const int32_t *q_off, *q_len;
+    int n_clus;
+    const int32_t *clus;
+} AttnUnits;
+void attention_forward_units(float *out, float *lse, const AttnScratch *scratch, const float *q, const float *k,
+                             const float *v, const AttnUnits *u, int n_heads, int n_kv, int hd);
+void attention_backward_units(float *dq, float *dk, float *dv, float *dk_heads, float *dv_heads,
+                              const AttnScratch *scratch, const float *dout, const float *lse, const float *q,
+                              const float *k, const float *v, const AttnUnits *u, int n_rows, int n_heads, int n_kv,
+                              int hd);
+
 /* a = silu(g) * u elementwise over n values; backward writes (overwrites) dg, du. */
 void swiglu_forward(float *a, const float *g, const float *u, size_t n);
 void swiglu_backward(float *dg, float *du, const float *da, const float *g, const float *u, size_t n);

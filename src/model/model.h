@@ -96,12 +96,40 @@ int model_load_adapter(Model *m, const char *dir, OprmError *err);
 /* The directory model_load read (NULL for random models). */
 const char *model_base_path(const Model *m);
 
-/* nseq sequences packed back to back: sequence s is ids[off_s .. off_s+lens[s]). */
+/* nseq sequences packed back to back: sequence s is ids[off_s .. off_s+lens[s]).
+ *
+ * Prompt-prefix sharing (optional; group NULL = none, exactly the unshared
+ * pass): group[s] names the group of sequence s; each run of consecutive
+ * sequences with the same value is a group. A group of two or more shares its
+ * longest common prefix of token ids, capped so that every member keeps at
+ * least one token of its own, when that prefix has MODEL_PREFIX_MIN tokens or
+ * more: the engine computes the prefix once, then each continuation attending
+ * to the prefix and to itself (positions continuing from the prefix), and in
+ * backward sums the continuations' key/value gradients into the prefix rows
+ * before the prefix's own backward. Outputs (h_last, gradients) are those of
+ * the unshared batch up to float rounding. Any grouping is exact; it only
+ * changes what is saved. */
 typedef struct {
     const int32_t *ids;
     const int32_t *lens;
     int nseq;
+    const int32_t *group;
 } SeqBatch;
+
+/* Shorter common prefixes are computed per sequence: below this the gain is
+ * within noise and the attention GEMMs would fragment into tiny shapes
+ * (sweep in docs/performance.md, "Minimum shared length"). */
+#ifndef MODEL_PREFIX_MIN /* overridable only to measure the threshold (bench/prefix_share.sh --sweep) */
+#define MODEL_PREFIX_MIN 16
+#endif
+
+/* Tokens of b that sharing would not compute again (0 when b->group is NULL). */
+int64_t model_prefix_saved(const SeqBatch *b);
+/* Groups consecutive sequences greedily by common prefix into group[nseq]
+ * (for batches without a natural grouping, e.g. the records of a scoring
+ * batch): a sequence joins the open group while that does not lower the
+ * group's saving, k * P' >= (k - 1) * P. */
+void model_prefix_groups(const int32_t *ids, const int32_t *lens, int nseq, int32_t *group);
 
 /* Forward pass; writes the final-normed hidden state at the last position of
  * each sequence into h_last[nseq * hidden]. train != 0 keeps what backward

@@ -93,10 +93,15 @@ struct Model {
     /* Forward arena (grown, never shrunk: no allocation per step once sized). */
     float *arena;
     size_t arena_cap;
-    int32_t *ids, *pos, *off, *len;
+    int32_t *ids, *pos; /* packed rows (a shared prefix once): token, position in its sequence */
+    /* The batch's layout (prefix.c), pointers into plan: */
+    int32_t *plan;
+    size_t plan_cap;
     int32_t *last_row, *last_pos, *seq_index, *ones; /* per sequence: its last packed row, position, s, 1 */
+    AttnUnits units;      /* every layer but the last: prefixes and continuations, queries on all rows */
+    AttnUnits units_last; /* last layer: one unit per sequence, its last row the only query */
     float *res[2]; /* scoring: ping-pong residual buffers */
-    int ibuf_cap, sbuf_cap;
+    int ibuf_cap;
     LayerActs *acts; /* n_layers entries when training, 1 otherwise */
     float *x_last, *rstd_last; /* last rows before the final norm [nseq, hidden] */
     float *h_buf, *hq_buf, *a_buf, *rstd_tmp; /* shared by all layers: normed input, SwiGLU output */
@@ -114,5 +119,10 @@ const float *layer_weight(Model *m, int l, int s);
 /* The stored weight of slot s without widening: *f (fp32) or *b (BF16) is set. */
 void layer_weight_raw(const Model *m, int l, int s, const float **f, const uint16_t **b);
 void slot_dims(const ModelConfig *c, int s, int *in, int *out);
+
+/* Lays batch b out in m (prefix.c): m->ids, m->pos (a shared prefix once,
+ * then each continuation), the attention units of both kinds, each sequence's
+ * last row. Returns the packed row count. ids must fit m->ibuf_cap. */
+int model_plan_batch(Model *m, const SeqBatch *b);
 
 #endif

@@ -243,12 +243,7 @@ void model_free(Model *m) {
     free(m->arena);
     free(m->ids);
     free(m->pos);
-    free(m->off);
-    free(m->len);
-    free(m->last_row);
-    free(m->last_pos);
-    free(m->seq_index);
-    free(m->ones);
+    free(m->plan);
     free(m->acts);
     free(m->bwd);
     free(m);

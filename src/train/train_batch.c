@@ -26,6 +26,7 @@ void micro_batch_free(MicroBatch *b) {
     micro_batch_clear(b);
     free(b->items);
     free(b->lens);
+    free(b->group);
     idvec_free(&b->ids);
     memset(b, 0, sizeof *b);
 }
@@ -92,7 +93,9 @@ int micro_batch_add(MicroBatch *b, const BatchSetup *s, const DataRecord *rec, i
         if (b->nseq == b->cap_seq) {
             b->cap_seq = b->cap_seq ? 2 * b->cap_seq : 16;
             b->lens = xrealloc(b->lens, (size_t)b->cap_seq * sizeof *b->lens);
+            b->group = xrealloc(b->group, (size_t)b->cap_seq * sizeof *b->group);
         }
+        b->group[b->nseq] = b->n_items;
         b->lens[b->nseq++] = (int32_t)p.ids.n;
         idvec_extend(&b->ids, p.ids.v, p.ids.n);
         b->tokens += (int64_t)p.ids.n;

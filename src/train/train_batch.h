@@ -34,6 +34,7 @@ typedef struct {
     int n_items, cap_items;
     IdVec ids;         /* every sequence's tokens, back to back */
     int32_t *lens;
+    int32_t *group;    /* per sequence: its item (a pair / best-of-N set shares its prompt prefix) */
     int nseq, cap_seq;
     int64_t tokens;
     int64_t truncated;       /* scoring prompts cut to max_len in this batch */

@@ -277,7 +277,8 @@ static int run_micro_batch(Trainer *t, MicroBatch *b, int train, double scale, S
     *bad_item = -1;
     if (b->nseq == 0) return 0;
     double t0 = now_s();
-    SeqBatch sb = {.ids = b->ids.v, .lens = b->lens, .nseq = b->nseq};
+    SeqBatch sb = {.ids = b->ids.v, .lens = b->lens, .nseq = b->nseq,
+                   .group = t->cfg->no_prefix_sharing ? NULL : b->group}; /* exact either way */
     size_t hn = (size_t)b->nseq * (size_t)t->hidden;
     float *h = xmalloc(hn * sizeof *h);
     float *dh = train ? xcalloc(hn, sizeof *dh) : NULL;

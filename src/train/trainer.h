@@ -65,6 +65,7 @@ struct TrainConfig {
     double max_grad_norm;     /* 1.0 (<= 0: no clipping) */
     uint64_t seed;            /* 42 */
     int threads;              /* 0 = all cores */
+    int no_prefix_sharing;    /* 1: compute each sequence's prompt again (--no-prefix-sharing) */
     double adam_beta1, adam_beta2, adam_epsilon; /* 0.9, 0.999, 1e-8 */
     int64_t logging_steps;    /* 1 */
     int64_t eval_steps;       /* 0 = only at start and end */

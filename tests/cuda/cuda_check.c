@@ -86,7 +86,7 @@ static int check_fixture(const char *dir_arg) {
             ok = 0;
             break;
         }
-        SeqBatch b = {ids, lens, 2};
+        SeqBatch b = {ids, lens, 2, NULL};
         float *h = malloc(sizeof(float) * 2 * D), lg[18];
         if (engine_forward(e, &b, h, &err) || engine_head_rows(e, digits, 9, lg, &err)) {
             printf("{\"check\":\"fixture\",\"name\":\"%s\",\"error\":\"%s\",\"pass\":false}\n", name, j(err.msg));
@@ -139,7 +139,7 @@ static int check_random(const char *config) {
     for (int i = 0; i < N; i++) ids[i] = (int32_t)((st = st * 1664525u + 1013904223u) >> 8) % c.vocab;
     for (int s = 0; s < 8; s++) L[s] = lens[s];
     for (int k = 0; k < 9; k++) rows[k] = 16 + k;
-    SeqBatch b = {ids, L, 8};
+    SeqBatch b = {ids, L, 8, NULL};
     EngineOptions cpu = {.device = {DEVICE_CPU, 0}}, gpu = {.device = {DEVICE_CUDA, 0}, .max_tokens_per_batch = N};
     Engine *ec = m ? engine_from_model(m, &cpu, &err) : NULL, *eg = ec ? engine_from_model(m, &gpu, &err) : NULL;
     float lc[72], lg[72];
