@@ -9,6 +9,7 @@
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "data/flags.h"
+#include "dist/dist.h"
 #include "train/trainer.h"
 
 static void usage(FILE *f) {
@@ -41,6 +42,7 @@ static void usage(FILE *f) {
             "  --adam_beta1 X, --adam_beta2 X, --adam_epsilon X  [0.9, 0.999, 1e-8]\n"
             "  --seed N                          data order, label fraction, BT head init [42]\n"
             "  --threads N                       engine threads, 0 = all cores [0]\n"
+            "  --zero 1                          ZeRO-1 under mpirun: shard the AdamW state over ranks [0]\n"
             "  --dataloader_num_workers N        0: build batches inline; 1: prefetch the next step's\n"
             "                                    batches in a thread while the engine runs [1]\n"
             "Loss:\n"
@@ -169,6 +171,7 @@ int cmd_train(int argc, char **argv) {
             c.seed = (uint64_t)s;
         } else if (name_is(name, n, "threads")) bad = parse_int(arg, v, &c.threads);
         else if (name_is(name, n, "dataloader-num-workers")) bad = parse_int(arg, v, &c.dataloader_num_workers);
+        else if (name_is(name, n, "zero")) bad = parse_int(arg, v, &c.zero);
         else if (name_is(name, n, "adam-beta1")) bad = parse_double(arg, v, &c.adam_beta1);
         else if (name_is(name, n, "adam-beta2")) bad = parse_double(arg, v, &c.adam_beta2);
         else if (name_is(name, n, "adam-epsilon")) bad = parse_double(arg, v, &c.adam_epsilon);
@@ -210,6 +213,6 @@ int cmd_train(int argc, char **argv) {
     }
     TrainResult res;
     int rc = train_run(&c, &res, &err);
-    if (rc == 1) fprintf(stderr, "oprm train: %s\n", err.msg);
+    if (rc == 1 && dist_rank() == 0) fprintf(stderr, "oprm train: %s\n", err.msg);
     return rc;
 }
