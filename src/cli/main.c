@@ -90,7 +90,7 @@ int main(int argc, char **argv) {
             /* Under mpirun/srun every rank joins the job (docs/distributed.md). */
             dist_init(&argc, &argv);
             int rc = COMMANDS[i].fn(argc - 1, argv + 1);
-            dist_finalize();
+            dist_finalize(rc);
             return rc;
         }
     fprintf(stderr, "oprm: unknown command '%s'\n\n", name);

@@ -11,6 +11,7 @@
 #endif
 
 static int g_rank = 0, g_size = 1, g_mpi = 0;
+static int g_agreed_failure = 0; /* a dist_agree returned -1: every rank knows */
 static double g_comm_s = 0;
 
 static double now_s(void) {
@@ -49,10 +50,18 @@ void dist_init(int *argc, char ***argv) {
 #endif
 }
 
-void dist_finalize(void) {
+void dist_finalize(int exit_code) {
 #ifdef OPRM_MPI
+    if (g_mpi && g_size > 1 && exit_code != 0 && !g_agreed_failure) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "exited with status %d on its own (the other ranks may be waiting for it)",
+                 exit_code);
+        dist_abort(exit_code, msg);
+    }
     if (g_mpi) MPI_Finalize();
     g_mpi = 0;
+#else
+    (void)exit_code;
 #endif
 }
 
@@ -218,6 +227,7 @@ int dist_agree(int rc, OprmError *err) {
         e.msg[sizeof e.msg - 1] = 0;
         if (err) *err = e;
         g_comm_s += now_s() - t0;
+        g_agreed_failure = 1;
         return -1;
     }
 #endif

@@ -19,8 +19,10 @@
  * OMPI_COMM_WORLD_SIZE, PMIx or SLURM variables); otherwise stays single and
  * never loads the network stack. Call once, early, from main. */
 void dist_init(int *argc, char ***argv);
-/* Leaves the job (MPI_Finalize). Call once after the command returned. */
-void dist_finalize(void);
+/* Leaves the job (MPI_Finalize). Call once after the command returned with
+ * its exit code: a failure the other ranks did not agree on (they may be
+ * waiting for this rank in a collective) aborts the whole job instead. */
+void dist_finalize(int exit_code);
 
 int dist_rank(void);
 int dist_size(void);
