@@ -10,15 +10,19 @@
 #include <mpi.h>
 #endif
 
-static int g_rank = 0, g_size = 1, g_mpi = 0;
-static int g_agreed_failure = 0; /* a dist_agree returned -1: every rank knows */
+static int g_rank = 0, g_size = 1;
 static double g_comm_s = 0;
+
+#ifdef OPRM_MPI
+static int g_mpi = 0;            /* MPI_Init was called */
+static int g_agreed_failure = 0; /* a dist_agree returned -1: every rank knows */
 
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+#endif
 
 /* A process started by hand never calls MPI_Init: Open MPI's singleton mode
  * would spawn a runtime daemon and probe the network for every `oprm score`. */
