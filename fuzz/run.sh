@@ -7,8 +7,9 @@
 #   FUZZ_SMOKE=1 fuzz/run.sh fuzz_x ...     the test-suite run: FUZZ_SMOKE_SECONDS
 #                                           (default 12) each on the committed
 #                                           seeds, throwaway corpus, and a final
-#                                           "RESULT passed failed" line (one
-#                                           check per target) for tests/run.sh.
+#                                           "RESULT passed failed skipped" line
+#                                           (one check per target; a target not
+#                                           built is a SKIP) for tests/run.sh.
 # Crashing inputs land in build/fuzz/artifacts/[smoke/]<target>/; reproduce with
 # build/fuzz/<target> FILE, and commit them to tests/fixtures/fuzz-regressions/<target>/.
 set -u
@@ -18,7 +19,7 @@ secs=${FUZZ_SECONDS:-60}
 [ "$smoke" = 1 ] && secs=${FUZZ_SMOKE_SECONDS:-12}
 export ASAN_OPTIONS=${FUZZ_ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-passed=0; failed=0
+passed=0; failed=0; skipped=0
 
 max_len() {
   case $1 in
@@ -44,7 +45,11 @@ targets=("$@")
 for t in "${targets[@]}"; do
   bin=build/fuzz/$t
   if [ ! -x "$bin" ]; then
-    echo "fuzz: $t not built (no clang?) -- skipped"
+    if [ "$smoke" = 1 ]; then
+      skipped=$((skipped + 1)); echo "SKIP fuzz $t: $bin not built (no clang? make fuzz-build)"
+    else
+      echo "fuzz: $t not built (no clang?) -- skipped"
+    fi
     continue
   fi
   # the smoke run keeps its own logs and artifacts, so it can run beside a long one
@@ -86,5 +91,5 @@ for t in "${targets[@]}"; do
   fi
   [ "$smoke" = 1 ] && rm -rf "$work"
 done
-[ "$smoke" = 1 ] && echo "RESULT $passed $failed"
+[ "$smoke" = 1 ] && echo "RESULT $passed $failed $skipped"
 [ "$failed" = 0 ]

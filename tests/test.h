@@ -1,8 +1,12 @@
 /* A tiny test harness. Each test binary defines test functions, registers them
  * in main with RUN(fn), and ends with `return test_summary();`, which prints a
- * line `RESULT <passed> <failed>` that tests/run.sh adds up.
+ * line `RESULT <passed> <failed> <skipped> <device_skipped>` that tests/run.sh
+ * adds up.
  * A check is counted once per CHECK call; a failing check prints file:line and
- * the values, and the test goes on (so one run shows every failure). */
+ * the values, and the test goes on (so one run shows every failure).
+ * A test that cannot run says so with SKIP("why") (counted, shown by run.sh, and
+ * a failure on CI, where everything must run) or, only for checks that need an
+ * accelerator this machine lacks, SKIP_DEVICE("why") (counted, allowed on CI). */
 #ifndef OPRM_TEST_H
 #define OPRM_TEST_H
 
@@ -11,8 +15,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int test_passed_ = 0, test_failed_ = 0;
+static int test_passed_ = 0, test_failed_ = 0, test_skipped_ = 0, test_device_skipped_ = 0;
 static const char *test_current_ = "";
+
+/* The current test function cannot run; the caller returns after it. Printed on
+ * stdout so that run.sh can list what skipped. */
+#define SKIP(...)                                                                     \
+    do {                                                                              \
+        test_skipped_++;                                                              \
+        printf("SKIP %s (%s:%d): ", test_current_, __FILE__, __LINE__);               \
+        printf(__VA_ARGS__);                                                          \
+        printf("\n");                                                                 \
+        fflush(stdout);                                                               \
+    } while (0)
+
+/* Same, for a check that needs a device (GPU) the machine does not have. */
+#define SKIP_DEVICE(...)                                                              \
+    do {                                                                              \
+        test_device_skipped_++;                                                       \
+        printf("SKIP_DEVICE %s (%s:%d): ", test_current_, __FILE__, __LINE__);        \
+        printf(__VA_ARGS__);                                                          \
+        printf("\n");                                                                 \
+        fflush(stdout);                                                               \
+    } while (0)
 
 #define CHECK(cond)                                                                   \
     do {                                                                              \
@@ -52,13 +77,14 @@ static const char *test_current_ = "";
 #define RUN(fn)                                                                       \
     do {                                                                              \
         test_current_ = #fn;                                                          \
-        int before_ = test_failed_;                                                   \
+        int before_ = test_failed_, skips_ = test_skipped_ + test_device_skipped_;    \
         fn();                                                                         \
-        fprintf(stderr, "%s %s\n", test_failed_ == before_ ? "ok  " : "FAIL", #fn);  \
+        fprintf(stderr, "%s %s\n", test_failed_ != before_ ? "FAIL"                  \
+                : test_skipped_ + test_device_skipped_ != skips_ ? "skip" : "ok  ", #fn); \
     } while (0)
 
 static inline int test_summary(void) {
-    printf("RESULT %d %d\n", test_passed_, test_failed_);
+    printf("RESULT %d %d %d %d\n", test_passed_, test_failed_, test_skipped_, test_device_skipped_);
     return test_failed_ ? 1 : 0;
 }
 

@@ -11,6 +11,7 @@
 
 #include "test.h"
 #include "train/bench.h"
+#include "train/rng.h"
 
 static char tmp_dir[64];
 static char cfg_path[128], small_vocab_path[128];
@@ -36,6 +37,40 @@ static double tiny_non_embedding(void) {
     return 2 * layer + D; /* + final norm */
 }
 
+/* The bench's pair loss by hand (see test_flops_and_loss). The token ids follow
+ * bench.c: seq random ids per sequence from the option seed xor its batch tag. */
+static double reference_loss(const BenchOptions *o, const ModelConfig *c) {
+    ModelOptions mo = {0};
+    OprmError err = {{0}};
+    Model *m = model_new_random(c, &mo, o->seed, &err);
+    if (!m) return NAN;
+    int N = 2 * o->seq;
+    int32_t ids[64], lens[2] = {o->seq, o->seq}, rows[9];
+    Rng rng;
+    rng_seed(&rng, o->seed ^ 0x6f70726d62656e63ULL);
+    for (int i = 0; i < N; i++) ids[i] = (int32_t)rng_below(&rng, (uint64_t)c->vocab);
+    for (int k = 0; k < 9; k++) rows[k] = 16 + k;
+    SeqBatch b = {.ids = ids, .lens = lens, .nseq = 2};
+    float h[2 * 16], z[18];
+    double loss = NAN;
+    if (model_forward(m, &b, 0, h, &err) == 0) {
+        model_head_rows_forward(m, h, 2, rows, 9, z);
+        double p[2][9];
+        for (int sq = 0; sq < 2; sq++) {
+            double zmax = -INFINITY, sum = 0;
+            for (int k = 0; k < 9; k++) zmax = fmax(zmax, z[9 * sq + k]);
+            for (int k = 0; k < 9; k++) sum += p[sq][k] = exp(z[9 * sq + k] - zmax);
+            for (int k = 0; k < 9; k++) p[sq][k] /= sum;
+        }
+        double win = 0;
+        for (int i = 0; i < 9; i++)
+            for (int j = 0; j < i; j++) win += p[0][i] * p[1][j];
+        loss = -log(win);
+    }
+    model_free(m);
+    return loss;
+}
+
 static void test_flops_and_loss(void) {
     BenchOptions o = {.config_path = cfg_path, .seq = 7, .steps = 2, .warmup = 1, .threads = 1,
                       .mode = BENCH_BOTH, .weights = WEIGHTS_F32, .seed = 3};
@@ -54,7 +89,20 @@ static void test_flops_and_loss(void) {
      * (h is RMS-normed), so both distributions are near uniform and P(c > r) is near
      * (1 - 1/9) / 2 = 4/9; a wiring error (wrong rows, sign, sequence swap with
      * large logits) moves it far off. */
-    CHECK_NEAR(r.last_loss, -log(4.0 / 9.0), 0.15, 0);
+    CHECK_NEAR(r.last_loss, -log(4.0 / 9.0), 0.05, 0);
+    /* The exact value, computed here without the bench or the ordinal code: the
+     * same random model and batch, digit rows 16..24, softmax, then
+     * -log sum_{i>j} p_c(i) p_r(j). One step without warmup reads the loss before
+     * any update. A factor-2 error (a loss doubled, halved, or logits scaled by 2)
+     * is far outside 1e-5. */
+    BenchOptions one = o;
+    one.steps = 1;
+    one.warmup = 0;
+    BenchResult r1;
+    CHECK(bench_run(&one, &r1, &err) == 0);
+    double want = reference_loss(&one, &r1.cfg);
+    CHECK(want > 0.5 && want < 1.2);
+    CHECK_NEAR(r1.last_loss, want, 0, 1e-5);
     CHECK(r.train_step_ms > 0 && r.score_step_ms > 0);
     CHECK(r.fwd_ms > 0 && r.bwd_ms > 0 && r.opt_ms > 0);
     CHECK(r.train_cpu_ms > 0 && r.score_cpu_ms > 0);
@@ -101,7 +149,7 @@ static void test_cli(void) {
     const char *bin = getenv("OPRM_BIN");
     if (!bin) bin = "build/release/oprm";
     if (access(bin, X_OK)) {
-        fprintf(stderr, "skipping CLI checks: %s not built\n", bin);
+        SKIP("CLI checks: %s not built (make; OPRM_BIN overrides)", bin);
         return;
     }
     char out[8192], args[512];

@@ -1,9 +1,14 @@
-/* The scorer on the real story-llama model: distributions are proper, equal a
- * direct engine computation, and do not depend on how items are batched. */
+/* The scorer on the real story-llama model: distributions are proper
+ * (test_batching_independent), equal a direct engine computation
+ * (test_direct_engine: prompt built from the tokenizer, forward, the nine digit
+ * rows, softmax, all here), and do not depend on how items are batched
+ * (test_batching_independent). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "eval/scorer.h"
+#include "model/model.h"
+#include "tok/prompt.h"
 #include "io/fileio.h"
 #include "test.h"
 #include "train/oprm_meta.h"
@@ -56,6 +61,73 @@ static void test_batching_independent(void) {
     CHECK(n == batched[1].n_tokens);
     scorer_close(alone);
     scorer_close(one_by_one);
+    free(dir);
+}
+
+/* scorer_score against the pieces it is made of, called here one by one: the
+ * tokenizer's scoring prompt (format from tokenizer_config.json, default
+ * template), one forward pass of the model, the LM-head rows of the digits
+ * 1..9 (ids 12..20 in story-llama's vocabulary, data/README.md), a softmax and
+ * the moments of the 9-level distribution. */
+static void test_direct_engine(void) {
+    char *dir = story_dir();
+    OprmError err = {0};
+    Scorer *sc = scorer_open(dir, NULL, &err);
+    Tokenizer *tok = tok_load(dir, &err);
+    Model *m = model_load(dir, NULL, &err);
+    CHECK(sc && tok && m);
+    ScoringSetup setup;
+    int setup_ok = tok && scoring_setup(&setup, tok, NULL, NULL, 0, &err) == 0;
+    CHECK(setup_ok);
+    if (!sc || !tok || !m || !setup_ok) {
+        fprintf(stderr, "%s\n", err.msg);
+        scorer_close(sc);
+        tok_free(tok);
+        model_free(m);
+        free(dir);
+        return;
+    }
+    for (int k = 0; k < 9; k++) CHECK(setup.digits[k] == 12 + k);
+    const char *prompts[2] = {"Tell me a story about a dog.", "What did the cat do?"};
+    const char *responses[2] = {"The dog ran to the park and played with a red ball all day.", "It slept."};
+    for (int i = 0; i < 2; i++) {
+        ScoreTurn turn = {"user", prompts[i]};
+        ScoreRequest item = {&turn, 1, responses[i]};
+        ScoreResult got;
+        CHECK(scorer_score(sc, &item, 1, &got, &err) == 0);
+        Conversation c = {0};
+        conv_push(&c, ROLE_USER, prompts[i], strlen(prompts[i]));
+        ScoringPrompt sp = {0};
+        CHECK(scoring_build(&setup.cfg, &c, responses[i], &sp, &err) == 0);
+        CHECK(got.n_tokens == (int)sp.ids.n && sp.ids.n > 20);
+        int32_t len = (int32_t)sp.ids.n;
+        SeqBatch b = {.ids = sp.ids.v, .lens = &len, .nseq = 1};
+        int H = model_config(m)->hidden;
+        float *h = calloc((size_t)H, sizeof *h), z[9];
+        CHECK(model_forward(m, &b, 0, h, &err) == 0);
+        model_head_rows_forward(m, h, 1, setup.digits, 9, z);
+        double p[9], zmax = -INFINITY, sum = 0, mean = 0, m2 = 0;
+        for (int k = 0; k < 9; k++) zmax = fmax(zmax, z[k]);
+        for (int k = 0; k < 9; k++) sum += p[k] = exp(z[k] - zmax);
+        int mode = 1;
+        for (int k = 0; k < 9; k++) {
+            p[k] /= sum;
+            mean += (k + 1) * p[k];
+            m2 += (k + 1) * (k + 1) * p[k];
+            if (p[k] > p[mode - 1]) mode = k + 1;
+        }
+        for (int k = 0; k < 9; k++) CHECK_NEAR(got.p[k], p[k], 1e-6, 0);
+        CHECK_NEAR(got.mean, mean, 1e-5, 0);
+        CHECK_NEAR(got.std, sqrt(m2 - mean * mean), 1e-5, 0);
+        CHECK(got.mode == mode);
+        free(h);
+        scoring_prompt_free(&sp);
+        conv_free(&c);
+    }
+    scoring_setup_free(&setup);
+    model_free(m);
+    tok_free(tok);
+    scorer_close(sc);
     free(dir);
 }
 
@@ -139,6 +211,7 @@ static void test_missing_model(void) {
 
 int main(void) {
     RUN(test_batching_independent);
+    RUN(test_direct_engine);
     RUN(test_truncation_counted);
     RUN(test_meta_max_len);
     RUN(test_missing_model);

@@ -3,11 +3,16 @@
  * backend (distribution from a hash of the text) so every number the server
  * returns can be checked against a direct call; test_serve_model.c runs the
  * same server on the real scorer. */
+#include <arpa/inet.h>
+#include <errno.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -740,6 +745,143 @@ static void test_malformed_inputs(void) {
     serve_shutdown(s, 5000);
 }
 
+static double mono_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+/* Raw loopback socket that, unlike http_raw, keeps its write side open (a
+ * client whose body is still "coming"): sends the pieces, `gap_ms` apart, then
+ * reads until the server closes or timeout_ms passes. Returns the bytes read
+ * (NUL-terminated in buf) and the seconds from the last piece to the close in
+ * *closed_after (-1 if the server never closed). */
+static size_t raw_session(int port, const char *const *pieces, int n, int gap_ms, int timeout_ms, char *buf,
+                          size_t size, double *closed_after) {
+    *closed_after = -1;
+    buf[0] = 0;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, HOST, &a.sin_addr);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a)) {
+        if (fd >= 0) close(fd);
+        return 0;
+    }
+    for (int i = 0; i < n; i++) {
+        if (i) usleep((useconds_t)gap_ms * 1000);
+        send(fd, pieces[i], strlen(pieces[i]), MSG_NOSIGNAL);
+    }
+    double t0 = mono_s(), until = t0 + timeout_ms * 1e-3;
+    size_t got = 0;
+    for (;;) {
+        double left = until - mono_s();
+        if (left <= 0) break;
+        struct timeval tv = {(time_t)left, (suseconds_t)((left - (time_t)left) * 1e6)};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        ssize_t k = recv(fd, buf + got, size - 1 - got, 0);
+        if (k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+            *closed_after = mono_s() - t0;
+            break;
+        }
+        if (k > 0) got += (size_t)k;
+        if (got == size - 1) break;
+    }
+    buf[got] = 0;
+    close(fd);
+    return got;
+}
+
+/* A body shorter than its Content-Length: answered 400 once nothing has arrived
+ * for body_timeout_ms, and the connection closed (it used to hang until the
+ * 120 s connection timeout, then close without an answer). A slow upload whose
+ * pieces come within the timeout is not cut. */
+static void test_stalled_body(void) {
+    ServeConfig cfg;
+    serve_config_defaults(&cfg);
+    cfg.batch_window_ms = 0;
+    cfg.body_timeout_ms = 300;
+    Server *s = start(&cfg);
+    CHECK(s != NULL);
+    if (!s) return;
+    char reply[4096];
+    double closed;
+    const char *short_body[] = {"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                "Content-Length: 100\r\n\r\n{\"items\": ["};
+    raw_session(serve_port(s), short_body, 1, 0, 5000, reply, sizeof reply, &closed);
+    CHECK_STR_CONTAINS(reply, "HTTP/1.1 400 Bad Request\r\n");
+    CHECK_STR_CONTAINS(reply, "Connection: close\r\n");
+    CHECK_STR_CONTAINS(reply, "request body incomplete: 11 bytes received, then nothing for 300 ms");
+    CHECK(closed >= 0.29 && closed < 2.0); /* bounded: the timeout, plus the watchdog's period */
+    /* Headers only, no body at all: the same. */
+    const char *no_body[] = {"POST /get_reward HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\n"};
+    raw_session(serve_port(s), no_body, 1, 0, 5000, reply, sizeof reply, &closed);
+    CHECK_STR_CONTAINS(reply, "HTTP/1.1 400 Bad Request\r\n");
+    CHECK_STR_CONTAINS(reply, "0 bytes received");
+    CHECK(closed >= 0.29 && closed < 2.0);
+    /* A slow but steady upload (pieces 150 ms apart, under the 300 ms timeout) is scored. */
+    const char *slow[] = {"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                          "Content-Length: 45\r\nConnection: close\r\n\r\n",
+                          "{\"items\": [", "{\"prompt\": \"p\", ", "\"response\": \"r\"}]}"};
+    CHECK(strlen(slow[1]) + strlen(slow[2]) + strlen(slow[3]) == 45);
+    raw_session(serve_port(s), slow, 4, 150, 5000, reply, sizeof reply, &closed);
+    CHECK_STR_CONTAINS(reply, "HTTP/1.1 200");
+    CHECK_STR_CONTAINS(reply, "\"results\"");
+    HttpReply r;
+    CHECK(call(s, "GET", "/metrics", NULL, NULL, NULL, &r) == 200);
+    CHECK_STR_CONTAINS(r.body.s, "oprm_body_timeouts_total 2\n");
+    CHECK_STR_CONTAINS(r.body.s, "oprm_requests_total{route=\"/v1/score\",code=\"400\"} 1\n");
+    CHECK_STR_CONTAINS(r.body.s, "oprm_requests_total{route=\"/get_reward\",code=\"400\"} 1\n");
+    CHECK_STR_CONTAINS(r.body.s, "oprm_requests_total{route=\"/v1/score\",code=\"200\"} 1\n");
+    http_reply_free(&r);
+    serve_shutdown(s, 5000);
+}
+
+/* "\u0000" inside a JSON string: every text is a C string past the parser, so a
+ * NUL would cut it silently; it is refused with a message that says why. */
+static void test_nul_in_string(void) {
+    Server *s = start_default();
+    CHECK(s != NULL);
+    if (!s) return;
+    json_t *j;
+    CHECK(call(s, "POST", "/v1/score", "{\"items\": [{\"prompt\": \"p\", \"response\": \"good\\u0000 bad\"}]}",
+               NULL, &j, NULL) == 400);
+    CHECK_STR_CONTAINS(err_msg(j), "column");
+    CHECK_STR_CONTAINS(err_msg(j), "a string contains \\u0000 (a NUL character)");
+    json_decref(j);
+    CHECK(call(s, "POST", "/get_reward", "{\"query\": [\"a\\u0000b\"]}", NULL, &j, NULL) == 400);
+    CHECK_STR_CONTAINS(err_msg(j), "(a NUL character)");
+    json_decref(j);
+    CHECK(TB.calls == 0); /* nothing reached the scorer */
+    serve_shutdown(s, 5000);
+}
+
+/* /metrics counts the items whose scoring prompt was truncated (the test
+ * backend truncates above 200 tokens: 12 + len/4). */
+static void test_metrics_truncated(void) {
+    Server *s = start_default();
+    CHECK(s != NULL);
+    if (!s) return;
+    char text[1001], body[4096];
+    memset(text, 'x', 1000);
+    text[1000] = 0; /* 12 + 250 tokens: truncated */
+    snprintf(body, sizeof body,
+             "{\"items\": [{\"prompt\": \"\", \"response\": \"%s\"}, {\"prompt\": \"p\", \"response\": \"r\"}, "
+             "{\"prompt\": \"\", \"response\": \"%s\"}]}",
+             text, text);
+    json_t *j;
+    CHECK(call(s, "POST", "/v1/score", body, NULL, &j, NULL) == 200);
+    json_decref(j);
+    CHECK(call(s, "POST", "/v1/score", "{\"items\": [{\"prompt\": \"p\", \"response\": \"r\"}]}", NULL, NULL,
+               NULL) == 200);
+    HttpReply r;
+    CHECK(call(s, "GET", "/metrics", NULL, NULL, NULL, &r) == 200);
+    CHECK_STR_CONTAINS(r.body.s, "# TYPE oprm_truncated_prompts_total counter\n");
+    CHECK_STR_CONTAINS(r.body.s, "oprm_truncated_prompts_total 2\n");
+    CHECK_STR_CONTAINS(r.body.s, "oprm_items_scored_total 4\n");
+    http_reply_free(&r);
+    serve_shutdown(s, 5000);
+}
+
 typedef struct {
     Server *s;
 } Stopper;
@@ -828,6 +970,9 @@ int main(void) {
     RUN(test_queue_full_503);
     RUN(test_dynamic_batching);
     RUN(test_malformed_inputs);
+    RUN(test_stalled_body);
+    RUN(test_nul_in_string);
+    RUN(test_metrics_truncated);
     RUN(test_graceful_drain);
     RUN(test_loadgen);
     return test_summary();

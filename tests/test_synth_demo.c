@@ -28,7 +28,7 @@ static void test_cli(void) {
     const char *bin = getenv("OPRM_BIN");
     if (!bin) bin = "build/asan/oprm";
     if (!file_exists(bin)) {
-        fprintf(stderr, "skipping CLI checks: %s not built\n", bin);
+        SKIP("CLI checks: %s not built (make; OPRM_BIN overrides)", bin);
         return;
     }
     char dir[] = "/tmp/oprm-test-democli-XXXXXX";

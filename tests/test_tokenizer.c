@@ -27,6 +27,16 @@ static void write_text(const char *name, const char *text) {
 
 /* Loads a tokenizer from a JSON object written to a temporary file; the
  * object is consumed. Returns NULL with err set on failure. */
+/* Loads root from a file named `name` in the temp dir (errors name that file). */
+static Tokenizer *load_json_as(json_t *root, const char *name, OprmError *err) {
+    const char *path = tmp_path(name);
+    json_dump_file(root, path, 0);
+    json_decref(root);
+    Tokenizer *t = tok_load(path, err);
+    unlink(path);
+    return t;
+}
+
 static Tokenizer *load_json(json_t *root, OprmError *err) {
     const char *path = tmp_path("tokenizer.json");
     json_dump_file(root, path, 0);
@@ -209,14 +219,26 @@ static void test_digit_ids_synthetic(void) {
     const char *merges[] = {"\xC4\xA0 1", "\xC4\xA0 2", "\xC4\xA0 3", "\xC4\xA0 4", "\xC4\xA0 5",
                             "\xC4\xA0 6", "\xC4\xA0 7", "\xC4\xA0 8", "\xC4\xA0 9"};
     OprmError err = {{0}};
-    Tokenizer *t = load_json(bytelevel_tokenizer(merges, 9, NULL), &err);
+    /* Two tokenizers are loaded at once under different file names: each error
+     * must name the file of the tokenizer that failed, and only that one. */
+    char gpt2_path[256], sp_path[256];
+    snprintf(gpt2_path, sizeof gpt2_path, "%s", tmp_path("gpt2-style.json"));
+    snprintf(sp_path, sizeof sp_path, "%s", tmp_path("sp-style.json"));
+    Tokenizer *other = load_json_as(bytelevel_tokenizer(NULL, 0, NULL), "other.json", &err);
+    CHECK(other != NULL);
+    Tokenizer *t = load_json_as(bytelevel_tokenizer(merges, 9, NULL), "gpt2-style.json", &err);
     CHECK(t != NULL);
     int32_t ids[9];
     if (t) {
         CHECK(tok_digit_ids(t, ids, &err) == -1);
         CHECK_STR_CONTAINS(err.msg, "the digit '1' is not exactly one token");
-        CHECK_STR_CONTAINS(err.msg, "tokenizer.json"); /* names the tokenizer */
+        CHECK_STR_CONTAINS(err.msg, gpt2_path); /* names this tokenizer's file */
+        CHECK(!strstr(err.msg, "other.json"));
         tok_free(t);
+    }
+    if (other) {
+        CHECK(tok_digit_ids(other, ids, &err) == 0);
+        tok_free(other);
     }
     /* Without those merges every digit is its own byte token. */
     t = load_json(bytelevel_tokenizer(NULL, 0, NULL), &err);
@@ -234,11 +256,13 @@ static void test_digit_ids_synthetic(void) {
         "normalizers", "type", "Prepend", "prepend", "\xE2\x96\x81", "type", "Replace", "pattern", "String", " ",
         "content", "\xE2\x96\x81", "pre_tokenizer", "model", "type", "BPE", "unk_token", "<unk>", "fuse_unk", 1,
         "vocab", "<unk>", 0, "\xE2\x96\x81", 1, "S", 2, "c", 3, "o", 4, "r", 5, "e", 6, ":", 7, "1", 8, "merges");
-    t = load_json(sp, &err);
+    t = load_json_as(sp, "sp-style.json", &err);
     CHECK(t != NULL);
     if (t) {
         CHECK(tok_digit_ids(t, ids, &err) == -1); /* '1' exists, '2' does not */
         CHECK_STR_CONTAINS(err.msg, "the digit '2' is not exactly one token");
+        CHECK_STR_CONTAINS(err.msg, sp_path);
+        CHECK(!strstr(err.msg, "gpt2-style.json"));
         tok_free(t);
     }
 }
@@ -470,7 +494,7 @@ static void test_cli(void) {
     const char *bin = getenv("OPRM_BIN");
     if (!bin) bin = "build/release/oprm";
     if (access(bin, X_OK)) {
-        fprintf(stderr, "skipping CLI checks: %s not built\n", bin);
+        SKIP("CLI checks: %s not built (make; OPRM_BIN overrides)", bin);
         return;
     }
     char cmd[1024], out[4096];

@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "util/err.h"
 
@@ -50,46 +51,90 @@ static void axes(StrBuf *o, int width, int height, double ymax, const char *ylab
     sb_puts(o, "</text>\n");
 }
 
+/* Characters of a UTF-8 string (code points), for label extents. */
+static size_t utf8_chars(const char *s) {
+    size_t n = 0;
+    for (; s && *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+/* Appends at most max characters of s, escaped, with "..." when cut (the full
+ * name stays in the bar's tooltip and in the report's table). */
+static void label_text(StrBuf *o, const char *s, size_t max) {
+    size_t chars = 0;
+    const char *p = s;
+    for (; p && *p; p++) {
+        if (((unsigned char)*p & 0xC0) != 0x80 && chars++ == max) break;
+    }
+    char *cut = xmalloc((size_t)(p - s) + 1);
+    memcpy(cut, s, (size_t)(p - s));
+    cut[p - s] = 0;
+    xml_escape(o, cut);
+    if (p && *p) sb_puts(o, "...");
+    free(cut);
+}
+
+/* The page's content is 1100 px wide: wider bar charts wrap into rows of at
+ * most BARS_PER_ROW bars (evenly filled) instead of running off the page. */
+enum { BARS_PER_ROW = 20, BAR_SLOT = 40, LABEL_MAX_CHARS = 28 };
+#define LABEL_PX 6.5 /* average advance of an 11 px sans-serif character, with margin */
+
 void svg_bars(StrBuf *o, const char *title, const char *const *labels, const double *values, const size_t *counts,
               size_t n, const char *ylabel, double ref) {
-    /* Long subset names are written rotated under the bars: leave room. */
-    int bottom_extra = 110;
-    int label_room = 110; /* the last label runs right of the plot */
-    int width = LEFT + label_room + (int)(n < 8 ? 8 : n) * 40, height = H + bottom_extra;
-    if (width < W) width = W;
-    open_svg(o, width, height, title);
-    int y0 = height - BOTTOM - bottom_extra, plot_h = y0 - TOP;
-    int x0 = LEFT, x1 = width - label_room;
-    for (int t = 0; t <= 5; t++) {
-        double y = y0 - plot_h * t / 5.0;
-        sb_printf(o, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#ddd\"/><text x=\"%d\" y=\"%.1f\" "
-                     "text-anchor=\"end\">%d%%</text>\n", x0, y, x1, y, x0 - 4, y + 4, 20 * t);
-    }
-    sb_printf(o, "<text x=\"12\" y=\"%d\" transform=\"rotate(-90 12 %d)\" text-anchor=\"middle\">", (TOP + y0) / 2,
-              (TOP + y0) / 2);
-    xml_escape(o, ylabel);
-    sb_puts(o, "</text>\n");
-    double slot = n ? (double)(x1 - x0) / (double)n : 0;
+    size_t rows = n > BARS_PER_ROW ? (n + BARS_PER_ROW - 1) / BARS_PER_ROW : 1;
+    size_t per_row = rows > 1 ? (n + rows - 1) / rows : n;
+    /* Labels are written rotated 45 degrees under the bars: their extent, down
+     * and to the right of the bar's centre, sets the room below each row and
+     * right of the plot. */
+    size_t longest = 0;
     for (size_t i = 0; i < n; i++) {
-        double v = values[i] < 0 ? 0 : values[i] > 1 ? 1 : values[i];
-        double bx = x0 + slot * (double)i + slot * 0.15, bw = slot * 0.7, bh = v * plot_h;
-        sb_printf(o, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"><title>", bx, y0 - bh, bw,
-                  bh, COLORS[0]);
-        xml_escape(o, labels[i]);
-        sb_printf(o, ": %.1f%% of %zu</title></rect>\n", 100 * values[i], counts ? counts[i] : (size_t)0);
-        double tx = bx + bw / 2;
-        sb_printf(o, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"9\">%.0f%%</text>\n", tx,
-                  y0 - bh - 3, 100 * values[i]);
-        sb_printf(o, "<text x=\"%.1f\" y=\"%d\" transform=\"rotate(45 %.1f %d)\">", tx, y0 + 12, tx, y0 + 12);
-        xml_escape(o, labels[i]);
+        size_t c = utf8_chars(labels[i]);
+        if (c > LABEL_MAX_CHARS) c = LABEL_MAX_CHARS + 3;
+        if (c > longest) longest = c;
+    }
+    int extent = (int)ceil(longest * LABEL_PX * 0.7072) + 16;
+    int label_room = extent > BAR_SLOT / 2 + RIGHT ? extent - BAR_SLOT / 2 : RIGHT;
+    int plot_h = H - TOP - BOTTOM, row_h = plot_h + extent + 10;
+    int width = LEFT + (int)(per_row < 8 ? 8 : per_row) * BAR_SLOT + label_room;
+    if (width < W) width = W;
+    int height = TOP + (int)rows * row_h;
+    open_svg(o, width, height, title);
+    int x0 = LEFT, x1 = width - label_room;
+    double slot = (double)(x1 - x0) / (double)(per_row ? per_row : 1);
+    for (size_t r = 0; r < rows; r++) {
+        int y0 = TOP + (int)r * row_h + plot_h;
+        for (int t = 0; t <= 5; t++) {
+            double y = y0 - plot_h * t / 5.0;
+            sb_printf(o, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#ddd\"/><text x=\"%d\" "
+                         "y=\"%.1f\" text-anchor=\"end\">%d%%</text>\n", x0, y, x1, y, x0 - 4, y + 4, 20 * t);
+        }
+        sb_printf(o, "<text x=\"12\" y=\"%d\" transform=\"rotate(-90 12 %d)\" text-anchor=\"middle\">",
+                  y0 - plot_h / 2, y0 - plot_h / 2);
+        xml_escape(o, ylabel);
         sb_puts(o, "</text>\n");
+        for (size_t i = r * per_row; i < n && i < (r + 1) * per_row; i++) {
+            double v = values[i] < 0 ? 0 : values[i] > 1 ? 1 : values[i];
+            double bx = x0 + slot * (double)(i - r * per_row) + slot * 0.15, bw = slot * 0.7, bh = v * plot_h;
+            sb_printf(o, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"><title>", bx,
+                      y0 - bh, bw, bh, COLORS[0]);
+            xml_escape(o, labels[i]);
+            sb_printf(o, ": %.1f%% of %zu</title></rect>\n", 100 * values[i], counts ? counts[i] : (size_t)0);
+            double tx = bx + bw / 2;
+            sb_printf(o, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"9\">%.0f%%</text>\n",
+                      tx, y0 - bh - 3, 100 * values[i]);
+            sb_printf(o, "<text class=\"bar-label\" x=\"%.1f\" y=\"%d\" transform=\"rotate(45 %.1f %d)\">", tx,
+                      y0 + 12, tx, y0 + 12);
+            label_text(o, labels[i], LABEL_MAX_CHARS);
+            sb_puts(o, "</text>\n");
+        }
+        if (ref >= 0 && ref <= 1) {
+            double y = y0 - ref * plot_h;
+            sb_printf(o, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#e15759\" "
+                         "stroke-dasharray=\"5,4\"/>\n", x0, y, x1, y);
+        }
+        sb_printf(o, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/>\n", x0, y0, x1, y0);
     }
-    if (ref >= 0 && ref <= 1) {
-        double y = y0 - ref * plot_h;
-        sb_printf(o, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#e15759\" stroke-dasharray=\"5,4\"/>\n",
-                  x0, y, x1, y);
-    }
-    sb_printf(o, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/>\n</svg>\n", x0, y0, x1, y0);
+    sb_puts(o, "</svg>\n");
 }
 
 void svg_histogram(StrBuf *o, const char *title, const SvgSeries *series, size_t n_series, double lo, double hi,

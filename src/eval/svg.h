@@ -11,7 +11,9 @@
 void xml_escape(StrBuf *o, const char *s);
 
 /* Vertical bars of values in [0,1] (e.g. accuracy per subset), labelled below,
- * with n per bar in the tooltip and a dashed line at `ref` (< 0: none). */
+ * with n per bar in the tooltip and a dashed line at `ref` (< 0: none). More
+ * than 20 bars wrap into rows (evenly filled), so the svg stays under 1,000 px
+ * wide; labels over 28 characters are cut with "..." (the tooltip keeps them). */
 void svg_bars(StrBuf *o, const char *title, const char *const *labels, const double *values, const size_t *counts,
               size_t n, const char *ylabel, double ref);
 

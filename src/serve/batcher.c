@@ -146,8 +146,12 @@ static void *worker_main(void *arg) {
         int rc = b->backend.score(b->backend.ctx, reqs, n, res, &err);
         double dt = now_s() - t0;
         long scored_tokens = 0;
-        for (int i = 0; rc == 0 && i < n; i++) scored_tokens += res[i].n_tokens;
-        metrics_batch(b->metrics, n, rc == 0 ? scored_tokens : 0, dt);
+        int truncated = 0;
+        for (int i = 0; rc == 0 && i < n; i++) {
+            scored_tokens += res[i].n_tokens;
+            truncated += res[i].truncated != 0;
+        }
+        metrics_batch(b->metrics, n, rc == 0 ? scored_tokens : 0, truncated, dt);
 
         pthread_mutex_lock(&b->mu);
         for (int i = 0; i < n; i++) {

@@ -41,7 +41,7 @@ void metrics_request(ServeMetrics *m, ServeRoute r, int code, double seconds) {
     pthread_mutex_unlock(&m->mu);
 }
 
-void metrics_batch(ServeMetrics *m, int n_items, long n_tokens, double seconds) {
+void metrics_batch(ServeMetrics *m, int n_items, long n_tokens, int n_truncated, double seconds) {
     pthread_mutex_lock(&m->mu);
     int b = 0;
     while (b < METRICS_N_BATCH - 1 && n_items > BATCH_BOUNDS[b]) b++;
@@ -50,7 +50,14 @@ void metrics_batch(ServeMetrics *m, int n_items, long n_tokens, double seconds) 
     m->batch_count++;
     m->items_total += n_items;
     m->tokens_total += n_tokens;
+    m->truncated_total += n_truncated;
     m->scorer_seconds += seconds;
+    pthread_mutex_unlock(&m->mu);
+}
+
+void metrics_body_timeout(ServeMetrics *m) {
+    pthread_mutex_lock(&m->mu);
+    m->body_timeouts++;
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -120,11 +127,15 @@ void metrics_render(ServeMetrics *m, StrBuf *o, int queue_depth, int queue_capac
               "# TYPE oprm_items_scored_total counter\noprm_items_scored_total %ld\n"
               "# HELP oprm_tokens_scored_total Tokens in the scoring prompts of scored items.\n"
               "# TYPE oprm_tokens_scored_total counter\noprm_tokens_scored_total %ld\n"
+              "# HELP oprm_truncated_prompts_total Scored items whose scoring prompt was cut to max_len.\n"
+              "# TYPE oprm_truncated_prompts_total counter\noprm_truncated_prompts_total %ld\n"
+              "# HELP oprm_body_timeouts_total Requests answered 400 because their body stopped arriving.\n"
+              "# TYPE oprm_body_timeouts_total counter\noprm_body_timeouts_total %ld\n"
               "# HELP oprm_scorer_seconds_total Time spent inside the scorer.\n"
               "# TYPE oprm_scorer_seconds_total counter\noprm_scorer_seconds_total %.6f\n"
               "# HELP oprm_tokens_per_second Tokens scored per second of scorer time.\n"
               "# TYPE oprm_tokens_per_second gauge\noprm_tokens_per_second %.3f\n",
-              m->items_total, m->tokens_total, m->scorer_seconds,
+              m->items_total, m->tokens_total, m->truncated_total, m->body_timeouts, m->scorer_seconds,
               m->scorer_seconds > 0 ? m->tokens_total / m->scorer_seconds : 0.0);
     pthread_mutex_unlock(&m->mu);
 }

@@ -32,7 +32,8 @@ typedef struct {
     long batch_bucket[METRICS_N_BATCH];
     double batch_sum;
     long batch_count;
-    long items_total, tokens_total, rejected_full;
+    long items_total, tokens_total, truncated_total, rejected_full;
+    long body_timeouts; /* requests answered 400 because their body stopped arriving */
     double scorer_seconds;
 } ServeMetrics;
 
@@ -40,7 +41,9 @@ const char *route_name(ServeRoute r);
 void metrics_init(ServeMetrics *m);
 void metrics_destroy(ServeMetrics *m);
 void metrics_request(ServeMetrics *m, ServeRoute r, int code, double seconds);
-void metrics_batch(ServeMetrics *m, int n_items, long n_tokens, double seconds);
+/* n_truncated: items of the batch whose scoring prompt was cut to max_len. */
+void metrics_batch(ServeMetrics *m, int n_items, long n_tokens, int n_truncated, double seconds);
+void metrics_body_timeout(ServeMetrics *m);
 void metrics_queue_full(ServeMetrics *m);
 void metrics_render(ServeMetrics *m, StrBuf *out, int queue_depth, int queue_capacity, int in_flight);
 

@@ -4,10 +4,12 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,10 +29,20 @@ struct Server {
     atomic_int in_flight;
     atomic_int draining;
     atomic_int arriving; /* scoring requests whose body is still being received or parsed */
+    /* Requests whose body is still expected, watched for a stalled upload: MHD
+     * only calls the handler when bytes arrive, so a body shorter than its
+     * Content-Length would hold the connection until connection_timeout_s and
+     * then close it without an answer. The watchdog answers those 400. */
+    pthread_mutex_t mu;
+    pthread_cond_t wake;
+    struct Request *waiting;
+    pthread_t watchdog;
+    int watchdog_started;
+    atomic_int stopping;
 };
 
 /* Per-request state kept by MHD between calls of the access handler. */
-typedef struct {
+typedef struct Request {
     ServeRoute route;
     double t0;
     int early_code; /* decided from the headers; answered once the body is drained */
@@ -39,6 +51,12 @@ typedef struct {
     int too_large;
     int arriving; /* counted in Server.arriving */
     int code;     /* status sent */
+    /* Under Server.mu: */
+    struct Request *prev, *next;
+    int listed;       /* in Server.waiting */
+    int timed_out;    /* answered 400 by the watchdog; the handler drops the rest */
+    double last_data; /* when the headers or the last body bytes arrived */
+    int fd;           /* the connection's socket (the watchdog writes the 400 on it) */
 } Request;
 
 void serve_config_defaults(ServeConfig *c) {
@@ -55,6 +73,7 @@ void serve_config_defaults(ServeConfig *c) {
     c->batch_window_ms = 5;
     c->max_connections = 256;
     c->connection_timeout_s = 120;
+    c->body_timeout_ms = 10000;
     c->retry_after_s = 1;
 }
 
@@ -177,8 +196,16 @@ static enum MHD_Result answer_post(Server *s, struct MHD_Connection *c, Request 
     end_arrival(s, rq);
     if (!body) {
         char msg[300];
-        snprintf(msg, sizeof msg, "body is not valid JSON (line %d, column %d): %s", jerr.line, jerr.column,
-                 jerr.text);
+        /* Without JSON_ALLOW_NUL jansson refuses "\u0000": say so in the user's terms (every text is
+         * a C string from here on, so a NUL would cut it silently; refusing is the only honest answer). */
+        if (strstr(jerr.text, "\\u0000"))
+            snprintf(msg, sizeof msg,
+                     "body is not valid for oprm (line %d, column %d): a string contains \\u0000 (a NUL "
+                     "character), which texts may not contain",
+                     jerr.line, jerr.column);
+        else
+            snprintf(msg, sizeof msg, "body is not valid JSON (line %d, column %d): %s", jerr.line, jerr.column,
+                     jerr.text);
         return send_error(s, c, rq, 400, msg);
     }
     RouteError e = {0, ""};
@@ -193,6 +220,78 @@ static enum MHD_Result answer_post(Server *s, struct MHD_Connection *c, Request 
     json_decref(body);
     if (!out) return send_error(s, c, rq, e.code ? e.code : 500, e.msg[0] ? e.msg : "could not build the response");
     return send_json(s, c, rq, 200, out);
+}
+
+/* ---- stalled bodies (Server.mu held) ---- */
+
+static void list_add(Server *s, Request *rq) {
+    rq->prev = NULL;
+    rq->next = s->waiting;
+    if (s->waiting) s->waiting->prev = rq;
+    s->waiting = rq;
+    rq->listed = 1;
+}
+
+static void list_remove(Server *s, Request *rq) {
+    if (!rq->listed) return;
+    if (rq->prev) rq->prev->next = rq->next;
+    else s->waiting = rq->next;
+    if (rq->next) rq->next->prev = rq->prev;
+    rq->prev = rq->next = NULL;
+    rq->listed = 0;
+}
+
+/* Answers 400 on the socket itself and shuts it down: MHD then sees the
+ * connection end and closes it (on_completed records the 400). The handler
+ * never queues a response for such a request (it checks timed_out under mu). */
+static void answer_stalled(Server *s, Request *rq) {
+    char msg[256], head[256];
+    snprintf(msg, sizeof msg,
+             "request body incomplete: %zu bytes received, then nothing for %d ms (shorter than its "
+             "Content-Length?)",
+             rq->body.n, s->cfg.body_timeout_ms);
+    json_t *j = json_pack("{s:s, s:i}", "error", msg, "code", 400);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    size_t n = text ? strlen(text) : 0;
+    int hn = snprintf(head, sizeof head,
+                      "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                      "Connection: close\r\n\r\n",
+                      n);
+    /* A few hundred bytes into an idle socket's send buffer: never blocks. */
+    if (send(rq->fd, head, (size_t)hn, MSG_NOSIGNAL | MSG_DONTWAIT) == hn && n)
+        (void)send(rq->fd, text, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    free(text);
+    shutdown(rq->fd, SHUT_RDWR);
+    rq->timed_out = 1;
+    rq->code = 400;
+    metrics_body_timeout(&s->metrics);
+}
+
+static void *watchdog_main(void *arg) {
+    Server *s = arg;
+    int period_ms = s->cfg.body_timeout_ms / 4;
+    if (period_ms < 10) period_ms = 10;
+    if (period_ms > 250) period_ms = 250;
+    pthread_mutex_lock(&s->mu);
+    while (!atomic_load(&s->stopping)) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        long ns = until.tv_nsec + period_ms * 1000000L;
+        until.tv_sec += ns / 1000000000L;
+        until.tv_nsec = ns % 1000000000L;
+        pthread_cond_timedwait(&s->wake, &s->mu, &until); /* serve_shutdown signals it */
+        if (atomic_load(&s->stopping)) break;
+        double now = now_s();
+        for (Request *rq = s->waiting, *next; rq; rq = next) {
+            next = rq->next;
+            if ((now - rq->last_data) * 1e3 < s->cfg.body_timeout_ms) continue;
+            list_remove(s, rq);
+            answer_stalled(s, rq);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
@@ -210,7 +309,28 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             rq->arriving = 1;
             atomic_fetch_add(&s->arriving, 1);
         }
+        if (!rq->code && s->cfg.body_timeout_ms > 0) {
+            const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+            if (ci) {
+                rq->fd = ci->connect_fd;
+                rq->last_data = now_s();
+                pthread_mutex_lock(&s->mu);
+                list_add(s, rq);
+                pthread_mutex_unlock(&s->mu);
+            }
+        }
         return MHD_YES;
+    }
+    if (s->cfg.body_timeout_ms > 0) {
+        pthread_mutex_lock(&s->mu);
+        int dead = rq->timed_out;
+        if (!dead && *upload_data_size > 0) rq->last_data = now_s();
+        else if (!dead) list_remove(s, rq); /* the whole body is here: no longer watched */
+        pthread_mutex_unlock(&s->mu);
+        if (dead) { /* answered 400 by the watchdog: close */
+            *upload_data_size = 0;
+            return MHD_NO;
+        }
     }
     if (rq->code) { /* answered from the headers; discard whatever body arrives */
         *upload_data_size = 0;
@@ -243,6 +363,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     Server *s = cls;
     Request *rq = *con_cls;
     if (!rq) return;
+    pthread_mutex_lock(&s->mu);
+    list_remove(s, rq);
+    pthread_mutex_unlock(&s->mu);
     end_arrival(s, rq); /* e.g. the client went away mid-body */
     if (rq->code) metrics_request(&s->metrics, rq->route, rq->code, now_s() - rq->t0);
     sb_free(&rq->body);
@@ -259,6 +382,8 @@ Server *serve_start(const ServeConfig *cfg, const ServeBackend *backend, OprmErr
     s->cfg.api_key = s->api_key;
     s->cfg.model_name = s->model_name;
     metrics_init(&s->metrics);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->wake, NULL);
 
     const char *host = cfg->host && cfg->host[0] ? cfg->host : "127.0.0.1";
     if (!strcmp(host, "localhost")) host = "127.0.0.1";
@@ -312,9 +437,19 @@ Server *serve_start(const ServeConfig *cfg, const ServeBackend *backend, OprmErr
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
     s->port = info ? info->port : cfg->port;
+    if (cfg->body_timeout_ms > 0) {
+        if (pthread_create(&s->watchdog, NULL, watchdog_main, s)) {
+            MHD_stop_daemon(s->daemon);
+            oprm_fail(err, "cannot start the body-timeout thread");
+            goto fail;
+        }
+        s->watchdog_started = 1;
+    }
     return s;
 fail:
     batcher_stop(s->batcher);
+    pthread_cond_destroy(&s->wake);
+    pthread_mutex_destroy(&s->mu);
     metrics_destroy(&s->metrics);
     free(s->api_key);
     free(s->model_name);
@@ -340,9 +475,17 @@ void serve_shutdown(Server *s, int drain_timeout_ms) {
     MHD_socket listen_fd = MHD_quiesce_daemon(s->daemon);
     double until = now_s() + drain_timeout_ms * 1e-3;
     while (atomic_load(&s->in_flight) > 0 && now_s() < until) usleep(2000);
+    /* The watchdog stops first: MHD_stop_daemon frees the requests it watches. */
+    pthread_mutex_lock(&s->mu);
+    atomic_store(&s->stopping, 1);
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->mu);
+    if (s->watchdog_started) pthread_join(s->watchdog, NULL);
     MHD_stop_daemon(s->daemon); /* closes idle keep-alive connections, joins their threads */
     if (listen_fd != MHD_INVALID_SOCKET) close(listen_fd);
     batcher_stop(s->batcher);
+    pthread_cond_destroy(&s->wake);
+    pthread_mutex_destroy(&s->mu);
     metrics_destroy(&s->metrics);
     free(s->api_key);
     free(s->model_name);

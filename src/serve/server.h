@@ -23,6 +23,8 @@ typedef struct {
     int batch_window_ms;       /* wait for more items after the first; 0 = score at once */
     int max_connections;       /* concurrent connections (each has a thread) */
     int connection_timeout_s;  /* idle connections are closed after this */
+    int body_timeout_ms;       /* a request whose body stops arriving (shorter than its
+                                  Content-Length) for this long is answered 400 and closed */
     int retry_after_s;         /* Retry-After of a 503 */
 } ServeConfig;
 

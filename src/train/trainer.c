@@ -362,6 +362,7 @@ static int run_micro_batch(Trainer *t, MicroBatch *b, int train, double scale, S
 typedef struct {
     double loss, acc;
     int records;
+    int64_t prompts, truncated; /* scoring prompts built / cut to --max_length */
 } EvalResult;
 
 static int evaluate(Trainer *t, EvalResult *out, OprmError *err) {
@@ -369,7 +370,7 @@ static int evaluate(Trainer *t, EvalResult *out, OprmError *err) {
     StepStats ss = {0};
     MicroBatch b = {0};
     int rc = 0;
-    int64_t contradictions = 0;
+    int64_t contradictions = 0, truncated = 0, prompts = 0;
     /* Data parallel: rank r scores records r, r + K, ...; the sums are reduced. */
     size_t k = (size_t)dist_size();
     for (size_t i = (size_t)dist_rank(); i < n && rc == 0; i += k) {
@@ -388,6 +389,8 @@ static int evaluate(Trainer *t, EvalResult *out, OprmError *err) {
         if (added < 0) rc = -1;
         if (rc == 0 && (b.n_items >= t->cfg->batch_size || i + k >= n)) {
             int bad;
+            truncated += b.truncated;
+            prompts += b.nseq;
             rc = run_micro_batch(t, &b, 0, 1.0, &ss, &bad, err);
             if (rc == 0 && bad >= 0)
                 rc = oprm_fail(err, "evaluation: record %s gives non-finite logits or loss", b.items[bad].id);
@@ -397,15 +400,19 @@ static int evaluate(Trainer *t, EvalResult *out, OprmError *err) {
     }
     micro_batch_free(&b);
     if (dist_agree(rc, err)) return -1;
-    double sums[4] = {ss.loss_sum, ss.items, ss.pairs, ss.correct};
-    dist_allreduce_sum_f64(sums, 4);
+    double sums[6] = {ss.loss_sum, ss.items, ss.pairs, ss.correct, (double)prompts, (double)truncated};
+    dist_allreduce_sum_f64(sums, 6);
     ss.loss_sum = sums[0];
     ss.items = (int)sums[1];
     ss.pairs = (int)sums[2];
     ss.correct = (int)sums[3];
+    prompts = (int64_t)sums[4];
+    truncated = (int64_t)sums[5];
     out->records = ss.items;
     out->loss = ss.items ? ss.loss_sum / ss.items : NAN;
     out->acc = ss.pairs ? (double)ss.correct / ss.pairs : NAN;
+    out->prompts = prompts;
+    out->truncated = truncated;
     (void)contradictions;
     return 0;
 }
@@ -420,10 +427,14 @@ static int log_eval(Trainer *t, const EvalResult *e, OprmError *err) {
     json_object_set_new(o, "eval_loss", num_or_null(e->loss));
     json_object_set_new(o, "eval_acc", num_or_null(e->acc));
     json_object_set_new(o, "eval_records", json_integer(e->records));
+    json_object_set_new(o, "eval_truncated", json_integer(e->truncated));
     progress_break(&t->bar);
     if (!t->cfg->quiet)
-        fprintf(stderr, "eval at step %lld: loss %.6f, pair accuracy %.4f (%d records)\n",
-                (long long)t->st.global_step, e->loss, e->acc, e->records);
+        fprintf(stderr,
+                "eval at step %lld: loss %.6f, pair accuracy %.4f (%d records of --eval-data; %lld of %lld "
+                "scoring prompts truncated to %d tokens)\n",
+                (long long)t->st.global_step, e->loss, e->acc, e->records, (long long)e->truncated,
+                (long long)e->prompts, t->cfg->max_length);
     return train_log_write(&t->log, o, err);
 }
 
@@ -436,7 +447,12 @@ static int open_data(Trainer *t, OprmError *err) {
         DataReport rep;
         t->files[i] = data_open(c->data[i], &c->data_opt, &rep, err);
         if (!t->files[i]) return -1;
-        if (!c->quiet) data_report_print(&rep, c->data[i], stderr);
+        if (!c->quiet) {
+            /* Labelled, so that it is not taken for the --eval-data report below. */
+            char label[1100];
+            snprintf(label, sizeof label, "training data %s", c->data[i]);
+            data_report_print(&rep, label, stderr);
+        }
         t->file_start[i] = t->total;
         t->total += data_count(t->files[i]);
         points += rep.by_kind[REC_POINT];
@@ -447,8 +463,15 @@ static int open_data(Trainer *t, OprmError *err) {
                          "use --loss oprm with --rgft-mode triangle or hard, or remove them", points);
     if (c->eval_data) {
         DataOptions eo = c->data_opt;
-        t->eval = data_open(c->eval_data, &eo, NULL, err);
+        DataReport rep;
+        t->eval = data_open(c->eval_data, &eo, &rep, err);
         if (!t->eval) return oprm_prefix(err, "--eval-data: ");
+        /* Its own report: records skipped with --skip-invalid there are not silent either. */
+        if (!c->quiet) {
+            char label[1100];
+            snprintf(label, sizeof label, "eval data (--eval-data) %s", c->eval_data);
+            data_report_print(&rep, label, stderr);
+        }
     }
     return 0;
 }
@@ -1008,7 +1031,7 @@ int train_run(const TrainConfig *cfg_in, TrainResult *result, OprmError *err) {
     }
     if (!cfg->quiet)
         fprintf(stderr,
-                "done: %lld steps, final loss %.6f; %lld scoring prompts truncated to %d tokens, %lld pairs "
+                "done: %lld steps, final loss %.6f; %lld scoring prompts truncated to %d tokens (training data), %lld pairs "
                 "skipped (contradicting labels); %.0f tokens/s (engine alone %.0f tokens/s; building prompts "
                 "took %.1f%% of the step time, the engine waited for data %.1f%%); model saved to %s\n",
                 (long long)t.st.global_step, res.last_loss, (long long)t.truncated, cfg->max_length,
