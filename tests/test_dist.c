@@ -75,10 +75,12 @@ static int sh(const char *cmd, char **err_text) {
 
 /* mpirun as CI runs it: as root, 2 ranks on 2 (shared) cores, one thread
  * each, a wall-clock bound so that no failure can hang the suite. LSan is
- * off inside the ranks: Open MPI keeps allocations until exit by design. */
+ * off inside the ranks: Open MPI keeps allocations until exit by design.
+ * No CMA single-copy in shared memory: containers without CAP_SYS_PTRACE
+ * refuse process_vm_readv, and Open MPI then fails large messages. */
 #define MPIRUN                                                                                                     \
     "OMP_NUM_THREADS=1 timeout -k 5 180 mpirun --allow-run-as-root --oversubscribe --bind-to none -x OMP_NUM_THREADS " \
-    "-x ASAN_OPTIONS=detect_leaks=0 "
+    "-x ASAN_OPTIONS=detect_leaks=0 --mca btl_vader_single_copy_mechanism none "
 
 /* Short hhh pairs (cheap under ASan); every 7th gets labels the reader
  * accepts but the trainer skips (chosen normal, rejected rated 6: spec §3). */
