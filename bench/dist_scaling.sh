@@ -25,8 +25,8 @@ if [ ! -f "$model/config.json" ]; then
 fi
 echo "# $(date -u +%FT%TZ) $(hostname) $(nproc) cores, config=$cfg steps=$steps max_len=$maxlen global batch=$gb ($(git rev-parse --short HEAD 2>/dev/null || echo ?))"
 echo
-echo "| run | tokens/s | step s | comm s/step | optimizer MiB/rank | peak RSS MiB/rank |"
-echo "|---|---|---|---|---|---|"
+echo "| run | tokens/s | step s | comm s/step | wait s/step | optimizer MiB/rank | peak RSS MiB/rank |"
+echo "|---|---|---|---|---|---|---|"
 run() { # label ranks threads extra...
   local label=$1 ranks=$2 threads=$3; shift 3
   local slug; slug=$(printf '%s' "$label" | tr -c 'A-Za-z0-9' '_')
@@ -47,7 +47,7 @@ run() { # label ranks threads extra...
 import json, sys
 path, label, rss_kb, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 s = [json.loads(l) for l in open(path) if '"summary"' in l][-1]
-print(f"| {label} | {s['tokens_per_s']:.0f} | {s['step_s'] / steps:.2f} | {s['comm_s'] / steps:.3f} | "
+print(f"| {label} | {s['tokens_per_s']:.0f} | {s['step_s'] / steps:.2f} | {s['comm_s'] / steps:.3f} | {s.get('comm_wait_s', 0) / steps:.3f} | "
       f"{s['optimizer_bytes_per_rank'] / 2**20:.0f} | {rss_kb / 1024:.0f} |")
 EOF
 }

@@ -163,6 +163,17 @@ void dist_allgather_f32(const float *mine, float *all, const size_t *counts) {
     if (all != mine) memmove(all, mine, counts[0] * sizeof *all);
 }
 
+double dist_barrier(void) {
+#ifdef OPRM_MPI
+    if (g_size < 2) return 0;
+    double t0 = now_s();
+    MPI_Barrier(MPI_COMM_WORLD);
+    return now_s() - t0;
+#else
+    return 0;
+#endif
+}
+
 void dist_bcast(void *buf, size_t bytes, int root) {
 #ifdef OPRM_MPI
     if (g_size < 2) return;

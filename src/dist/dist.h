@@ -44,6 +44,10 @@ void dist_reduce_scatter_sum_f32(const float *send, float *recv, const size_t *c
  * every rank's piece back to back. */
 void dist_allgather_f32(const float *mine, float *all, const size_t *counts);
 
+/* Waits until every rank reaches it; returns the seconds waited (how far
+ * this rank was ahead of the slowest). */
+double dist_barrier(void);
+
 /* Copies root's bytes to every rank. */
 void dist_bcast(void *buf, size_t bytes, int root);
 

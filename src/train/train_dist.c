@@ -103,6 +103,9 @@ static size_t n_buckets(const TrainDist *d) {
 
 double train_dist_grads(TrainDist *d, ModelParam *params, int nparams, double max_norm) {
     if (d->size < 2) return clip_grad_norm(params, nparams, max_norm);
+    /* A barrier first separates waiting for the slowest rank (load imbalance,
+     * a busy core) from the transfer itself; it costs one latency. */
+    d->wait_s += dist_barrier();
     double t0 = dist_comm_seconds();
     if (!d->zero) {
         for (size_t a = 0; a < d->total; a += d->bucket) {

@@ -33,7 +33,8 @@ typedef struct {
     int nviews;
     float *buf;         /* communication bucket */
     size_t bucket;      /* floats per rank per bucket */
-    double comm_s;      /* seconds in gradient/weight collectives */
+    double comm_s;      /* seconds in gradient/weight collectives (transfer) */
+    double wait_s;      /* seconds waiting for the slowest rank before them */
 } TrainDist;
 
 /* zero: 1 = shard the optimizer state (ignored with one rank). */

@@ -1026,6 +1026,7 @@ int train_run(const TrainConfig *cfg_in, TrainResult *result, OprmError *err) {
         json_object_set_new(o, "step_s", json_real(step_time_total));
         json_object_set_new(o, "ranks", json_integer(dist_size()));
         json_object_set_new(o, "comm_s", json_real(t.dist.comm_s));
+        json_object_set_new(o, "comm_wait_s", json_real(t.dist.wait_s));
         json_object_set_new(o, "optimizer_bytes_per_rank", json_integer((json_int_t)train_dist_opt_bytes(t.opt)));
         if (train_log_write(&t.log, o, err)) goto done;
     }
