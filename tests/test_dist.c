@@ -9,7 +9,7 @@
  *  - score / eval / bon / audit with 2 ranks write the same bytes as 1;
  *  - kill -9 of one rank stops the job within a bounded time and leaves a
  *    resumable checkpoint; a data file one rank cannot read stops every rank
- *    with the file and line;
+ *    with the file and line; a rank failing on its own aborts the job;
  *  - two ranks as two hosts in network namespaces (Open MPI's TCP path),
  *    where the sandbox allows it (else reported as SKIP).
  * Without mpirun, or with an oprm built without MPI, every part is a SKIP. */
@@ -425,6 +425,27 @@ static void test_unreadable_data_on_one_rank(void) {
     free(bad);
 }
 
+/* A rank that fails where the others cannot learn of it (a usage error on
+ * rank 1 only, before any collective) aborts the job instead of leaving rank
+ * 0 waiting: exit 2, both messages, within the time bound. */
+static void test_lone_failure_aborts(void) {
+    char *out = tmp("lone_out");
+    StrBuf cmd = {0};
+    sb_printf(&cmd, MPIRUN "-np 1 %s train --model %s --data %s --output %s --max_steps 2 --threads 1 --quiet : "
+                    "-np 1 %s train --model %s --data %s --output %s --max_steps 2 --threads 1 --quiet "
+                    "--learning_rate abc", bin(), model_dir, data_pairs, out, bin(), model_dir, data_pairs, out);
+    time_t t0 = time(NULL);
+    char *log = NULL;
+    int rc = sh(cmd.s, &log);
+    CHECK(rc == 2);
+    CHECK(time(NULL) - t0 < 60);
+    CHECK_STR_CONTAINS(log, "--learning_rate expects a number");
+    CHECK_STR_CONTAINS(log, "rank 1 of 2: exited with status 2 on its own");
+    free(log);
+    sb_free(&cmd);
+    free(out);
+}
+
 /* kill -9 of rank 1 in the middle of a run: mpirun stops the other rank and
  * says which rank died, within a bounded time; the last checkpoint on disk
  * is complete and resumes. */
@@ -604,7 +625,7 @@ int main(void) {
     snprintf(model_dir, sizeof model_dir, "%s/models/story-llama", shared_data_dir());
     const char *parts[] = {"train_full", "train_zero", "train_lora", "train_lora_zero", "train_bt", "train_accum",
                            "resume_other_rank_count", "scoring_commands", "unreadable_data_on_one_rank",
-                           "kill_one_rank", "two_hosts_netns"};
+                           "lone_failure_aborts", "kill_one_rank", "two_hosts_netns"};
     const int nparts = (int)(sizeof parts / sizeof *parts);
     char *probe = NULL;
     int have_mpirun = sh("mpirun --version", &probe) == 0;
@@ -633,6 +654,7 @@ int main(void) {
     RUN(test_resume_other_rank_count);
     RUN(test_scoring_commands);
     RUN(test_unreadable_data_on_one_rank);
+    RUN(test_lone_failure_aborts);
     RUN(test_kill_one_rank);
     RUN(test_two_hosts_netns);
     StrBuf rm = {0};
