@@ -522,6 +522,72 @@ static void test_kill_one_rank(void) {
     free(errf);
 }
 
+/* SIGTERM to mpirun (forwarded to every rank): all ranks stop after the same
+ * step, rank 0 saves one checkpoint, and it resumes. */
+static void test_sigterm_stops_together(void) {
+    char *out = tmp("term_out"), *errf = tmp("term.err");
+    StrBuf cmd = {0};
+    /* exec: the pid is timeout's, which forwards SIGTERM to mpirun. */
+    const char *mpirun = MPIRUN + strlen("OMP_NUM_THREADS=1 "); /* from "timeout" on */
+    sb_printf(&cmd, "export OMP_NUM_THREADS=1; exec %s-np 2 %s train --model %s --data %s --output %s "
+                    "--per_device_train_batch_size 4 " TRAIN_FLAGS "--max_steps 100000 >/dev/null 2>%s",
+              mpirun, bin(), model_dir, data_pairs, out, errf);
+    pid_t pid = fork();
+    if (pid == 0) {
+        setpgid(0, 0);
+        execl("/bin/sh", "sh", "-c", cmd.s, (char *)NULL);
+        _exit(127);
+    }
+    char *logp = path_join(out, "train_log.jsonl");
+    int waited = 0;
+    for (; waited < 1200; waited++) { /* until 3 steps are logged */
+        char *t = slurp(logp);
+        int lines = 0;
+        for (char *c = t; *c; c++) lines += *c == '\n';
+        free(t);
+        if (lines >= 3) break;
+        usleep(100000);
+    }
+    CHECK(waited < 1200);
+    kill(pid, SIGTERM);
+    time_t t0 = time(NULL);
+    int st = 0;
+    pid_t w = 0;
+    while ((w = waitpid(pid, &st, WNOHANG)) == 0 && time(NULL) - t0 < 60) usleep(100000);
+    CHECK(w == pid);
+    if (w != pid) {
+        kill(-pid, SIGKILL);
+        waitpid(pid, &st, 0);
+    }
+    char *e = slurp(errf);
+    CHECK_STR_CONTAINS(e, "interrupted at step ");
+    CHECK(e && !strstr(e, "MPI_ABORT")); /* an agreed stop, not an abort */
+    long step = 0;
+    const char *at = e ? strstr(e, "interrupted at step ") : NULL;
+    if (at) step = strtol(at + strlen("interrupted at step "), NULL, 10);
+    CHECK(step >= 3);
+    char name[64];
+    snprintf(name, sizeof name, "checkpoint-%ld", step);
+    char *ck = path_join(out, name);
+    CHECK(file_exists(ck));
+    char steps[96];
+    snprintf(steps, sizeof steps, "--max_steps 100000 --resume latest --max_steps %ld", step + 1);
+    char *log = NULL;
+    CHECK(train(1, steps, 8, out, &log) == 0);
+    double ls[4];
+    json_t *sum = NULL;
+    read_log(out, ls, 4, &sum);
+    CHECK(sum && json_integer_value(json_object_get(sum, "step")) == step + 1);
+    json_decref(sum);
+    free(log);
+    free(ck);
+    free(e);
+    free(logp);
+    sb_free(&cmd);
+    free(out);
+    free(errf);
+}
+
 /* Two ranks as two hosts: network namespaces made here (veth pair with
  * 10.77.x addresses, only between these namespaces), Open MPI's rsh launcher
  * entering the other namespace, byte transport forced to TCP. */
@@ -625,7 +691,7 @@ int main(void) {
     snprintf(model_dir, sizeof model_dir, "%s/models/story-llama", shared_data_dir());
     const char *parts[] = {"train_full", "train_zero", "train_lora", "train_lora_zero", "train_bt", "train_accum",
                            "resume_other_rank_count", "scoring_commands", "unreadable_data_on_one_rank",
-                           "lone_failure_aborts", "kill_one_rank", "two_hosts_netns"};
+                           "lone_failure_aborts", "kill_one_rank", "sigterm_stops_together", "two_hosts_netns"};
     const int nparts = (int)(sizeof parts / sizeof *parts);
     char *probe = NULL;
     int have_mpirun = sh("mpirun --version", &probe) == 0;
@@ -656,6 +722,7 @@ int main(void) {
     RUN(test_unreadable_data_on_one_rank);
     RUN(test_lone_failure_aborts);
     RUN(test_kill_one_rank);
+    RUN(test_sigterm_stops_together);
     RUN(test_two_hosts_netns);
     StrBuf rm = {0};
     sb_printf(&rm, "rm -rf %s", tmpdir);

@@ -250,6 +250,16 @@ int dist_agree(int rc, OprmError *err) {
     return rc ? -1 : 0;
 }
 
+int64_t dist_agree_stop(int64_t v) {
+#ifdef OPRM_MPI
+    if (g_size > 1) {
+        dist_allreduce_max_i64(&v, 1);
+        if (v) g_agreed_failure = 1;
+    }
+#endif
+    return v;
+}
+
 void dist_abort(int code, const char *msg) {
     if (g_size > 1)
         fprintf(stderr, "oprm: rank %d of %d: %s; stopping every rank\n", g_rank, g_size, msg);

@@ -61,6 +61,10 @@ void dist_gather_bytes(const void *buf, size_t len, char **out, size_t *out_len)
  * runs), so that a failure on one rank stops all of them with its message. */
 int dist_agree(int rc, OprmError *err);
 
+/* A stop decision: the maximum of v over ranks. Non-zero means every rank
+ * stops here (e.g. a signal number), which makes a non-zero exit agreed. */
+int64_t dist_agree_stop(int64_t v);
+
 /* Stops the whole job now: prints msg (with the rank) and calls MPI_Abort
  * (exit(code) when single). For failures the other ranks cannot learn of at
  * a point of agreement. */

@@ -984,11 +984,7 @@ int train_run(const TrainConfig *cfg_in, TrainResult *result, OprmError *err) {
         int sig = interrupt_requested();
         if (!sig && cfg->hook && cfg->hook(cfg->hook_ctx, t.st.global_step, t.model)) sig = SIGINT;
         if (!sig) sig = interrupt_requested();
-        if (dist_size() > 1) { /* all ranks stop at the same step, or none */
-            int64_t s64 = sig;
-            dist_allreduce_max_i64(&s64, 1);
-            sig = (int)s64;
-        }
+        sig = (int)dist_agree_stop(sig); /* all ranks stop at the same step, or none */
         if (sig) {
             progress_break(&t.bar);
             if (saved_step != t.st.global_step && save_checkpoint(&t, 0, err)) goto done;
