@@ -15,24 +15,13 @@
 #include "eval/score_data.h"
 #include "io/fileio.h"
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: oprm audit --model DIR --data FILE [--flipped-key K] [--top N] [options]\n\n"
-            "Scores every pair of FILE and writes them ranked by suspicion, most suspicious first,\n"
-            "one JSON line each: rank, id, line, suspicion = P(r>c) + max(bimodality_c, bimodality_r),\n"
-            "p_chosen_better, p_tie, p_rejected_better, mean and bimodality of both sides, bimodal flags.\n"
-            "A summary goes to stderr (and --summary FILE as JSON): how many pairs look flipped\n"
-            "(P(r>c) > P(c>r)) and how many have a bimodal side.\n\n"
-            "  --flipped-key K         a record field marking pairs known to be flipped (true/false,\n"
-            "                          1/0; absent or null = not flipped): the summary reports the AUROC\n"
-            "                          of the suspicion score (and of P(r>c) alone) for finding them\n"
-            "  --top N                 write only the N most suspicious pairs [all]\n"
-            "  --summary FILE          also write the summary as JSON\n"
-            "  --output FILE, -o FILE  write the ranking here [stdout]\n"
-            "  -h, --help              show this help\n\n"
-            "%s\n%s",
-            SCORE_ARGS_HELP, DATA_FLAGS_HELP);
-}
+static const char USAGE[] =
+    "usage: oprm audit --model DIR --data FILE [--flipped-key K] [--top N] [options]\n\n"
+    "Scores every pair of FILE and writes them ranked by suspicion, most suspicious first,\n"
+    "one JSON line each: rank, id, line, suspicion = P(r>c) + max(bimodality_c, bimodality_r),\n"
+    "p_chosen_better, p_tie, p_rejected_better, mean and bimodality of both sides, bimodal flags.\n"
+    "A summary goes to stderr (and --summary FILE as JSON): how many pairs look flipped\n"
+    "(P(r>c) > P(c>r)) and how many have a bimodal side.\n\n";
 
 typedef struct {
     AuditRow *rows;
@@ -174,27 +163,19 @@ int cmd_audit(int argc, char **argv) {
     score_args_init(&a, "audit", 0);
     const char *flipped_key = NULL, *summary_path = NULL;
     double top = -1;
-    for (int i = 1; i < argc;) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return EXIT_OK;
-        }
-        int used = 0;
-        const char *v;
-        if ((v = flag_value("audit", argc, argv, i, "--flipped-key", &used)) || used < 0) {
-            if (used < 0) return EXIT_USAGE;
-            flipped_key = v;
-        } else if ((v = flag_value("audit", argc, argv, i, "--summary", &used)) || used < 0) {
-            if (used < 0) return EXIT_USAGE;
-            summary_path = v;
-        } else if ((v = flag_value("audit", argc, argv, i, "--top", &used)) || used < 0) {
-            if (used < 0 || arg_double("audit", "--top", v, 1, 1e15, &top)) return EXIT_USAGE;
-        } else {
-            used = score_args_parse(&a, argc, argv, i);
-            if (used < 0) return EXIT_USAGE;
-        }
-        i += used;
-    }
+    Options o;
+    options_init(&o, "audit");
+    o.usage = USAGE;
+    options_add(&o, OPT("--flipped-key", "K",
+                             "a record field marking pairs known to be flipped (true/false,\n"
+                             "1/0; absent or null = not flipped): the summary reports the AUROC\n"
+                             "of the suspicion score (and of P(r>c) alone) for finding them",
+                             OPT_STRING, &flipped_key));
+    options_add(&o, OPT("--top", "N", "write only the N most suspicious pairs [all]", OPT_DOUBLE, &top, 1, 1e15));
+    options_add(&o, OPT("--summary", "FILE", "also write the summary as JSON", OPT_STRING, &summary_path));
+    score_args_options(&a, &o);
+    int prc = options_parse_or_help(&o, argc, argv);
+    if (prc) return prc == OPTIONS_HELP ? EXIT_OK : EXIT_USAGE;
     if (score_args_check(&a)) return EXIT_USAGE;
     DataReport rep;
     DataFile *df = score_args_open_data(&a, a.data[0], &rep);

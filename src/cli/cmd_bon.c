@@ -15,23 +15,15 @@
 #include "eval/score_data.h"
 #include "io/fileio.h"
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: oprm bon --model DIR --data FILE [--risk LAMBDA] [--output FILE] [options]\n\n"
-            "Best-of-N selection. FILE holds best-of-N sets {\"prompt\", \"best\", \"others\": [...]}\n"
-            "(a pair counts as a set of two, chosen = best). For each set one JSON line: the chosen\n"
-            "candidate (argmax mean - LAMBDA * std; ties -> lowest index; index 0 = best), its mean,\n"
-            "std and utility, whether it is the file's best, P(best) of every candidate (the exact\n"
-            "probability that its score is strictly above all others) and P(tie at top)\n"
-            "(= 1 - sum P(best)). A summary goes to stderr (and --summary FILE as JSON): how often\n"
-            "the chosen candidate is the true best.\n\n"
-            "  --risk LAMBDA           risk aversion lambda >= 0 [0: plain argmax of the mean]\n"
-            "  --summary FILE          also write the summary as JSON\n"
-            "  --output FILE, -o FILE  write the JSONL here [stdout]\n"
-            "  -h, --help              show this help\n\n"
-            "%s\n%s",
-            SCORE_ARGS_HELP, DATA_FLAGS_HELP);
-}
+static const char USAGE[] =
+    "usage: oprm bon --model DIR --data FILE [--risk LAMBDA] [--output FILE] [options]\n\n"
+    "Best-of-N selection. FILE holds best-of-N sets {\"prompt\", \"best\", \"others\": [...]}\n"
+    "(a pair counts as a set of two, chosen = best). For each set one JSON line: the chosen\n"
+    "candidate (argmax mean - LAMBDA * std; ties -> lowest index; index 0 = best), its mean,\n"
+    "std and utility, whether it is the file's best, P(best) of every candidate (the exact\n"
+    "probability that its score is strictly above all others) and P(tie at top)\n"
+    "(= 1 - sum P(best)). A summary goes to stderr (and --summary FILE as JSON): how often\n"
+    "the chosen candidate is the true best.\n\n";
 
 typedef struct {
     FILE *out;
@@ -86,30 +78,15 @@ int cmd_bon(int argc, char **argv) {
     score_args_init(&a, "bon", 0);
     BonCtx c = {0};
     const char *summary_path = NULL;
-    for (int i = 1; i < argc;) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return EXIT_OK;
-        }
-        int used = 0;
-        const char *v = flag_value("bon", argc, argv, i, "--risk", &used);
-        if (used < 0) return EXIT_USAGE;
-        if (v) {
-            if (arg_double("bon", "--risk", v, 0, 1e6, &c.lambda)) return EXIT_USAGE;
-            i += used;
-            continue;
-        }
-        v = flag_value("bon", argc, argv, i, "--summary", &used);
-        if (used < 0) return EXIT_USAGE;
-        if (v) {
-            summary_path = v;
-            i += used;
-            continue;
-        }
-        used = score_args_parse(&a, argc, argv, i);
-        if (used < 0) return EXIT_USAGE;
-        i += used;
-    }
+    Options o;
+    options_init(&o, "bon");
+    o.usage = USAGE;
+    options_add(&o, OPT("--risk", "LAMBDA", "risk aversion lambda >= 0 [0: plain argmax of the mean]",
+                             OPT_DOUBLE, &c.lambda, 0, 1e6));
+    options_add(&o, OPT("--summary", "FILE", "also write the summary as JSON", OPT_STRING, &summary_path));
+    score_args_options(&a, &o);
+    int prc = options_parse_or_help(&o, argc, argv);
+    if (prc) return prc == OPTIONS_HELP ? EXIT_OK : EXIT_USAGE;
     if (score_args_check(&a)) return EXIT_USAGE;
     DataReport rep;
     DataFile *df = score_args_open_data(&a, a.data[0], &rep);

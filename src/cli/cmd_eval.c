@@ -15,28 +15,18 @@
 #include "eval/rewardbench.h"
 #include "eval/score_data.h"
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: oprm eval --model DIR --data FILE... [--report FILE.html] [--rewardbench] [options]\n\n"
-            "Scores every response of the files and prints a JSON summary on stdout:\n"
-            "  accuracy          pairs with mean(chosen) > mean(rejected); a tie counts as wrong\n"
-            "  accuracy_by_prob  pairs with P(chosen > rejected) > P(rejected > chosen)\n"
-            "  ece               ECE of P(c>r), each pair (P(c>r), 1), 10 bins (= 1 - mean P(c>r))\n"
-            "  ece_symmetric     ECE over both orders (P(c>r), 1) and (P(r>c), 0), 10 bins\n"
-            "  mean_p_chosen_better, mean_p_tie, truncated counts, n\n"
-            "  subsets / files   the same per `subset` field and per file\n"
-            "  best_of_n         fraction of best-of-N sets where best's mean beats every other's\n"
-            "  labels            labelled responses per label: mean score, P(label region), mode in region\n"
-            "See docs/eval.md for every field.\n\n"
-            "  --data FILE...          one or more data files (pairs, labelled responses, best-of-N)\n"
-            "  --report FILE.html      also write a self-contained HTML report with SVG plots\n"
-            "  --rewardbench           add RewardBench v1 section scores and leaderboard score for\n"
-            "                          records whose subset is a RewardBench subset name\n"
-            "  --output FILE, -o FILE  write the summary here instead of stdout\n"
-            "  -h, --help              show this help\n\n"
-            "%s\n%s",
-            SCORE_ARGS_HELP, DATA_FLAGS_HELP);
-}
+static const char USAGE[] =
+    "usage: oprm eval --model DIR --data FILE... [--report FILE.html] [--rewardbench] [options]\n\n"
+    "Scores every response of the files and prints a JSON summary on stdout:\n"
+    "  accuracy          pairs with mean(chosen) > mean(rejected); a tie counts as wrong\n"
+    "  accuracy_by_prob  pairs with P(chosen > rejected) > P(rejected > chosen)\n"
+    "  ece               ECE of P(c>r), each pair (P(c>r), 1), 10 bins (= 1 - mean P(c>r))\n"
+    "  ece_symmetric     ECE over both orders (P(c>r), 1) and (P(r>c), 0), 10 bins\n"
+    "  mean_p_chosen_better, mean_p_tie, truncated counts, n\n"
+    "  subsets / files   the same per `subset` field and per file\n"
+    "  best_of_n         fraction of best-of-N sets where best's mean beats every other's\n"
+    "  labels            labelled responses per label: mean score, P(label region), mode in region\n"
+    "See docs/eval.md for every field.\n\n";
 
 typedef struct {
     char **names;
@@ -153,28 +143,18 @@ int cmd_eval(int argc, char **argv) {
     score_args_init(&a, "eval", 1);
     const char *report = NULL;
     int rewardbench = 0;
-    for (int i = 1; i < argc;) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return EXIT_OK;
-        }
-        if (!strcmp(argv[i], "--rewardbench")) {
-            rewardbench = 1;
-            i++;
-            continue;
-        }
-        int used = 0;
-        const char *v = flag_value("eval", argc, argv, i, "--report", &used);
-        if (used < 0) return EXIT_USAGE;
-        if (v) {
-            report = v;
-            i += used;
-            continue;
-        }
-        used = score_args_parse(&a, argc, argv, i);
-        if (used < 0) return EXIT_USAGE;
-        i += used;
-    }
+    Options o;
+    options_init(&o, "eval");
+    o.usage = USAGE;
+    options_add(&o, OPT("--report", "FILE.html", "also write a self-contained HTML report with SVG plots",
+                             OPT_STRING, &report));
+    options_add(&o, OPT("--rewardbench", NULL,
+                             "add RewardBench v1 section scores and leaderboard score for\n"
+                             "records whose subset is a RewardBench subset name",
+                             OPT_FLAG, &rewardbench, .ival = 1));
+    score_args_options(&a, &o);
+    int prc = options_parse_or_help(&o, argc, argv);
+    if (prc) return prc == OPTIONS_HELP ? EXIT_OK : EXIT_USAGE;
     if (score_args_check(&a)) return EXIT_USAGE;
     /* Every file is opened (and validated) before the model is loaded. */
     DataFile *files[SCORE_ARGS_MAX_DATA] = {0};

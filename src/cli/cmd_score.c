@@ -11,19 +11,14 @@
 #include "dist/dist.h"
 #include "eval/score_data.h"
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: oprm score --model DIR --data FILE [--output FILE] [options]\n\n"
-            "Scores every response of FILE and writes one JSON line per response (to stdout or\n"
-            "--output): pairs give two lines (chosen, then rejected), labelled responses and\n"
-            "{\"prompt\", \"response\"} records one, best-of-N sets one per candidate (best first).\n"
-            "Each line: id, line, record, kind, side, index, subset, label, distribution (p(1..9)),\n"
-            "mean, std, entropy, mode, bimodality, bimodal, truncated, n_tokens (see docs/eval.md).\n\n"
-            "  --output FILE, -o FILE  write here (atomically: the file appears when complete) [stdout]\n"
-            "  -h, --help              show this help\n\n"
-            "%s\n%s",
-            SCORE_ARGS_HELP, DATA_FLAGS_HELP);
-}
+static const char USAGE[] =
+    "usage: oprm score --model DIR --data FILE [--output FILE] [options]\n\n"
+    "Scores every response of FILE and writes one JSON line per response (to stdout or\n"
+    "--output, atomically: the file appears when complete): pairs give two lines (chosen,\n"
+    "then rejected), labelled responses and {\"prompt\", \"response\"} records one, best-of-N\n"
+    "sets one per candidate (best first). Each line: id, line, record, kind, side, index,\n"
+    "subset, label, distribution (p(1..9)), mean, std, entropy, mode, bimodality, bimodal,\n"
+    "truncated, n_tokens (see docs/eval.md).\n\n";
 
 typedef struct {
     FILE *out;
@@ -60,15 +55,12 @@ static int on_record(void *vctx, const DataRecord *rec, size_t index, const Scor
 int cmd_score(int argc, char **argv) {
     ScoreArgs a;
     score_args_init(&a, "score", 0);
-    for (int i = 1; i < argc;) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return EXIT_OK;
-        }
-        int used = score_args_parse(&a, argc, argv, i);
-        if (used < 0) return EXIT_USAGE;
-        i += used;
-    }
+    Options o;
+    options_init(&o, "score");
+    o.usage = USAGE;
+    score_args_options(&a, &o);
+    int prc = options_parse_or_help(&o, argc, argv);
+    if (prc) return prc == OPTIONS_HELP ? EXIT_OK : EXIT_USAGE;
     if (score_args_check(&a)) return EXIT_USAGE;
     DataReport rep;
     DataFile *df = score_args_open_data(&a, a.data[0], &rep);

@@ -13,45 +13,17 @@
 
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "cli/options.h"
 #include "eval/scorer.h"
 #include "serve/http_client.h"
 #include "serve/loadgen.h"
 #include "serve/server.h"
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: oprm serve --model DIR [options]\n\n"
-            "HTTP reward server. Routes: POST /get_reward (OpenRLHF), POST /v1/score/evaluation\n"
-            "(LlamaFactory), POST /v1/score, POST /v1/compare, GET /health, GET /metrics.\n"
-            "See docs/serving.md for the request and response shapes.\n\n"
-            "options:\n"
-            "  --model DIR              model directory (Hugging Face layout, oprm.json optional)\n"
-            "  --host ADDR              address to bind (default 127.0.0.1)\n"
-            "  --port N                 port (default 8000; 0 = pick a free one and print it)\n"
-            "  --api-key KEY            require 'Authorization: Bearer KEY' (default: env OPRM_API_KEY)\n"
-            "  --model-name NAME        name reported by /health and /v1/score/evaluation\n"
-            "  --max-len N              scoring-prompt token limit (truncation; default from the model)\n"
-            "  --threads N              compute threads (default: all cores)\n"
-            "  --chat-format NAME       chat format of the scoring prompt (default from the model)\n"
-            "  --template FILE          scoring-prompt template file\n"
-            "batching and limits:\n"
-            "  --batch-window-ms N      wait up to N ms for more items after the first (default 5; 0 = off)\n"
-            "  --max-batch-items N      items per forward pass (default 64; alias --batch-size)\n"
-            "  --max-batch-tokens N     tokens per forward pass (default 32768)\n"
-            "  --max-queue-items N      queued items before 503 + Retry-After (default 4096)\n"
-            "  --max-request-items N    items per request, else 413 (default 512)\n"
-            "  --max-request-tokens N   scoring-prompt tokens per request, else 413 (default 1048576)\n"
-            "  --max-body-bytes N       request body size, else 413 (default 8388608)\n"
-            "  --max-connections N      concurrent connections (default 256)\n"
-            "  --drain-timeout-s N      on SIGTERM, wait up to N s for in-flight requests (default 30)\n"
-            "load test (loopback only; alternates the server with batching as set and off):\n"
-            "  --load-test              measure instead of serving; prints a table\n"
-            "  --clients N              concurrent clients (default 16)\n"
-            "  --requests N             requests per run (default 512)\n"
-            "  --items-per-request N    items in each /v1/score request (default 1)\n"
-            "  --max-seconds N          stop starting requests after N s per run (default 120)\n"
-            "  --rounds N               alternate the two modes N times, report the median (default 3)\n");
-}
+static const char USAGE[] =
+    "usage: oprm serve --model DIR [options]\n\n"
+    "HTTP reward server. Routes: POST /get_reward (OpenRLHF), POST /v1/score/evaluation\n"
+    "(LlamaFactory), POST /v1/score, POST /v1/compare, GET /health, GET /metrics.\n"
+    "See docs/serving.md for the request and response shapes.\n\n";
 
 typedef struct {
     const char *model_dir;
@@ -60,10 +32,6 @@ typedef struct {
     int drain_timeout_s;
     int load_test, clients, requests, items_per_request, max_seconds, rounds;
 } Args;
-
-static int parse_int(const char *flag, const char *v, long lo, long hi, long *out) {
-    return arg_long("serve", flag, v, lo, hi, out);
-}
 
 /* Returns 0 to go on, 1 after --help, -1 on a usage error. */
 static int parse_args(int argc, char **argv, Args *a) {
@@ -76,56 +44,65 @@ static int parse_args(int argc, char **argv, Args *a) {
     a->items_per_request = 1;
     a->max_seconds = 120;
     a->rounds = 3;
-    for (int i = 1; i < argc; i++) {
-        const char *f = argv[i];
-        if (!strcmp(f, "--help") || !strcmp(f, "-h")) {
-            usage(stdout);
-            return 1;
-        }
-        if (!strcmp(f, "--load-test")) {
-            a->load_test = 1;
-            continue;
-        }
-        if (strncmp(f, "--", 2) || i + 1 >= argc) {
-            fprintf(stderr, "oprm serve: %s: unknown option or missing value (see --help)\n", f);
-            return -1;
-        }
-        const char *v = argv[++i];
-        long x = 0;
-#define INT_FLAG(name, lo, hi, dst)                                   \
-    if (!strcmp(f, name)) {                                           \
-        if (parse_int(f, v, lo, hi, &x) < 0) return -1;               \
-        dst = x;                                                      \
-        continue;                                                     \
-    }
-        if (!strcmp(f, "--model")) { a->model_dir = v; continue; }
-        if (!strcmp(f, "--host")) { a->cfg.host = v; continue; }
-        if (!strcmp(f, "--api-key")) { a->cfg.api_key = v; continue; }
-        if (!strcmp(f, "--model-name")) { a->cfg.model_name = v; continue; }
-        if (!strcmp(f, "--chat-format")) { a->sopt.chat_format = v; continue; }
-        if (!strcmp(f, "--template")) { a->sopt.template_path = v; continue; }
-        INT_FLAG("--port", 0, 65535, a->cfg.port)
-        INT_FLAG("--max-len", 1, INT_MAX, a->sopt.max_len)
-        INT_FLAG("--threads", 0, 1024, a->sopt.threads)
-        INT_FLAG("--batch-window-ms", 0, 10000, a->cfg.batch_window_ms)
-        INT_FLAG("--max-batch-items", 1, 1 << 20, a->cfg.max_batch_items)
-        INT_FLAG("--batch-size", 1, 1 << 20, a->cfg.max_batch_items)
-        INT_FLAG("--max-batch-tokens", 1, INT_MAX, a->cfg.max_batch_tokens)
-        INT_FLAG("--max-queue-items", 1, 1 << 24, a->cfg.max_queue_items)
-        INT_FLAG("--max-request-items", 1, 1 << 24, a->cfg.max_request_items)
-        INT_FLAG("--max-request-tokens", 1, LONG_MAX, a->cfg.max_request_tokens)
-        INT_FLAG("--max-body-bytes", 1, 1L << 32, a->cfg.max_body_bytes)
-        INT_FLAG("--max-connections", 1, 65536, a->cfg.max_connections)
-        INT_FLAG("--drain-timeout-s", 0, 3600, a->drain_timeout_s)
-        INT_FLAG("--clients", 1, 1024, a->clients)
-        INT_FLAG("--requests", 1, 1 << 24, a->requests)
-        INT_FLAG("--items-per-request", 1, 1 << 16, a->items_per_request)
-        INT_FLAG("--max-seconds", 1, 86400, a->max_seconds)
-        INT_FLAG("--rounds", 1, 32, a->rounds)
-#undef INT_FLAG
-        fprintf(stderr, "oprm serve: unknown option %s (see --help)\n", f);
-        return -1;
-    }
+    int64_t body = (int64_t)a->cfg.max_body_bytes, req_tokens = a->cfg.max_request_tokens,
+            batch_tokens = a->cfg.max_batch_tokens;
+    Options o;
+    options_init(&o, "serve");
+    o.usage = USAGE;
+    options_section(&o, "options:");
+    options_add(&o, OPT(OPT_NAMES_MODEL, "DIR", "model directory (Hugging Face layout, oprm.json optional)",
+                             OPT_STRING, &a->model_dir));
+    options_add(&o, OPT("--host", "ADDR", "address to bind [127.0.0.1]", OPT_STRING, &a->cfg.host));
+    options_add(&o, OPT("--port", "N", "port [8000; 0 = pick a free one and print it]", OPT_INT, &a->cfg.port, 0,
+                             65535));
+    options_add(&o, OPT("--api-key", "KEY", "require 'Authorization: Bearer KEY' [env OPRM_API_KEY]", OPT_STRING,
+                             &a->cfg.api_key));
+    options_add(&o, OPT("--model-name", "NAME", "name reported by /health and /v1/score/evaluation", OPT_STRING,
+                             &a->cfg.model_name));
+    options_add(&o, OPT(OPT_NAMES_MAX_LEN, "N",
+                             "scoring-prompt token limit (truncation) [oprm.json's max_length,\n"
+                             "else min(1024, max_position_embeddings); above it is refused]",
+                             OPT_INT, &a->sopt.max_len, 1, INT_MAX));
+    options_add(&o, OPT(OPT_NAMES_THREADS, "N", "compute threads [all cores]", OPT_INT, &a->sopt.threads, 0, 1024));
+    options_add(&o, OPT(OPT_NAMES_CHAT_FORMAT, "NAME", "chat format of the scoring prompt [from the model]",
+                             OPT_STRING, &a->sopt.chat_format));
+    options_add(&o, OPT(OPT_NAMES_TEMPLATE, "FILE", "scoring-prompt template file", OPT_STRING,
+                             &a->sopt.template_path));
+    options_section(&o, "batching and limits:");
+    options_add(&o, OPT("--batch-window-ms", "N", "wait up to N ms for more items after the first [5; 0 = off]",
+                             OPT_INT, &a->cfg.batch_window_ms, 0, 10000));
+    options_add(&o, OPT("--max-batch-items|" OPT_NAMES_BATCH_SIZE, "N", "items per forward pass [64]", OPT_INT,
+                             &a->cfg.max_batch_items, 1, 1 << 20));
+    options_add(&o, OPT(OPT_NAMES_MAX_BATCH_TOKENS, "N", "tokens per forward pass [32768]", OPT_I64,
+                             &batch_tokens, 1, LONG_MAX));
+    options_add(&o, OPT("--max-queue-items", "N", "queued items before 503 + Retry-After [4096]", OPT_INT,
+                             &a->cfg.max_queue_items, 1, 1 << 24));
+    options_add(&o, OPT("--max-request-items", "N", "items per request, else 413 [512]", OPT_INT,
+                             &a->cfg.max_request_items, 1, 1 << 24));
+    options_add(&o, OPT("--max-request-tokens", "N", "scoring-prompt tokens per request, else 413 [1048576]",
+                             OPT_I64, &req_tokens, 1, LONG_MAX));
+    options_add(&o, OPT("--max-body-bytes", "N", "request body size, else 413 [8388608]", OPT_I64, &body, 1,
+                             (double)(1L << 32)));
+    options_add(&o, OPT("--max-connections", "N", "concurrent connections [256]", OPT_INT,
+                             &a->cfg.max_connections, 1, 65536));
+    options_add(&o, OPT("--drain-timeout-s", "N", "on SIGTERM, wait up to N s for in-flight requests [30]",
+                             OPT_INT, &a->drain_timeout_s, 0, 3600));
+    options_section(&o, "load test (loopback only; alternates the server with batching as set and off):");
+    options_add(&o, OPT("--load-test", NULL, "measure instead of serving; prints a table", OPT_FLAG,
+                             &a->load_test, .ival = 1));
+    options_add(&o, OPT("--clients", "N", "concurrent clients [16]", OPT_INT, &a->clients, 1, 1024));
+    options_add(&o, OPT("--requests", "N", "requests per run [512]", OPT_INT, &a->requests, 1, 1 << 24));
+    options_add(&o, OPT("--items-per-request", "N", "items in each /v1/score request [1]", OPT_INT,
+                             &a->items_per_request, 1, 1 << 16));
+    options_add(&o, OPT("--max-seconds", "N", "stop starting requests after N s per run [120]", OPT_INT,
+                             &a->max_seconds, 1, 86400));
+    options_add(&o, OPT("--rounds", "N", "alternate the two modes N times, report the median [3]", OPT_INT,
+                             &a->rounds, 1, 32));
+    int prc = options_parse_or_help(&o, argc, argv);
+    if (prc) return prc == OPTIONS_HELP ? 1 : -1;
+    a->cfg.max_body_bytes = (size_t)body;
+    a->cfg.max_request_tokens = (long)req_tokens;
+    a->cfg.max_batch_tokens = (long)batch_tokens;
     if (!a->model_dir) {
         fprintf(stderr, "oprm serve: --model DIR is required (see --help)\n");
         return -1;

@@ -13,18 +13,6 @@
 #include "io/fileio.h"
 #include "tok/chat.h"
 
-const char *const SCORE_ARGS_HELP =
-    "Model and scoring:\n"
-    "  --model DIR             model directory (Hugging Face layout; oprm.json when trained by oprm)\n"
-    "  --max-len N             scoring-prompt token limit; longer prompts are truncated and counted\n"
-    "                          [oprm.json, else 2048, at most the model's max_position_embeddings]\n"
-    "  --chat-format NAME      chatml, llama3, llama2, mistral or plain [from the model]\n"
-    "  --template FILE         scoring-prompt template (docs/data.md) [the default prompt]\n"
-    "  --threads N             compute threads [all cores]\n"
-    "  --batch-size N          responses per scoring call [64]\n"
-    "  --max-batch-tokens N    tokens per packed forward pass [8192]\n"
-    "  --progress / --no-progress  progress bar on stderr [only when stderr is a terminal]\n";
-
 void score_args_init(ScoreArgs *a, const char *cmd, int multi_data) {
     memset(a, 0, sizeof *a);
     a->cmd = cmd;
@@ -54,89 +42,58 @@ missing:
     return NULL;
 }
 
-static int parse_int_flag(const char *cmd, const char *flag, const char *v, long lo, long hi, int *out) {
-    long x;
-    if (arg_long(cmd, flag, v, lo, hi, &x)) return -1;
-    *out = (int)x;
+/* --chat-format: the name is checked while parsing. */
+static int parse_chat_format(void *ctx, const char *flag, const char *v) {
+    ScoreArgs *a = ctx;
+    ChatFormat fmt;
+    OprmError err = {{0}};
+    if (chat_format_parse(v, &fmt, &err) != 0) {
+        fprintf(stderr, "oprm %s: %s: %s\n", a->cmd, flag, err.msg);
+        return -1;
+    }
+    a->sopt.chat_format = v;
     return 0;
 }
 
-
-int score_args_parse(ScoreArgs *a, int argc, char **argv, int i) {
-    const char *arg = argv[i], *v;
-    int used = 0;
-    if (!strcmp(arg, "--progress")) {
-        a->progress = 1;
-        return 1;
-    }
-    if (!strcmp(arg, "--no-progress")) {
-        a->progress = 0;
-        return 1;
-    }
-    if ((v = flag_value(a->cmd, argc, argv, i, "--model", &used)) || used < 0) {
-        a->model_dir = v;
-        return used;
-    }
-    if ((v = flag_value(a->cmd, argc, argv, i, "--output", &used)) || used < 0 ||
-        (v = flag_value(a->cmd, argc, argv, i, "-o", &used)) || used < 0) {
-        a->output = v;
-        return used;
-    }
-    if ((v = flag_value(a->cmd, argc, argv, i, "--data", &used)) || used < 0) {
-        if (used < 0) return -1;
-        int k = i + used; /* eval: --data A B C takes files until the next flag */
-        for (;;) {
-            if (!a->multi_data && a->n_data > 0) {
-                fprintf(stderr, "oprm %s: one --data file only (got %s and %s)\n", a->cmd, a->data[0], v);
-                return -1;
-            }
-            if (a->n_data == SCORE_ARGS_MAX_DATA) {
-                fprintf(stderr, "oprm %s: at most %d data files\n", a->cmd, SCORE_ARGS_MAX_DATA);
-                return -1;
-            }
-            a->data[a->n_data++] = v;
-            if (!a->multi_data || k >= argc || !strncmp(argv[k], "-", 1)) break;
-            v = argv[k++];
-            used++;
-        }
-        return used;
-    }
-    if ((v = flag_value(a->cmd, argc, argv, i, "--chat-format", &used)) || used < 0) {
-        ChatFormat fmt;
-        OprmError err = {{0}};
-        if (v && chat_format_parse(v, &fmt, &err) != 0) {
-            fprintf(stderr, "oprm %s: --chat-format: %s\n", a->cmd, err.msg);
-            return -1;
-        }
-        a->sopt.chat_format = v;
-        return used;
-    }
-    if ((v = flag_value(a->cmd, argc, argv, i, "--template", &used)) || used < 0) {
-        a->sopt.template_path = v;
-        return used;
-    }
-    static const struct {
-        const char *flag;
-        long lo, hi;
-    } ints[] = {{"--max-len", 1, INT_MAX}, {"--threads", 0, 4096}, {"--batch-size", 1, 1 << 20}, {"--max-batch-tokens", 1, INT_MAX}};
-    for (int k = 0; k < 4; k++) {
-        if ((v = flag_value(a->cmd, argc, argv, i, ints[k].flag, &used)) || used < 0) {
-            if (used < 0) return -1;
-            int *dst = k == 0 ? &a->sopt.max_len : k == 1 ? &a->sopt.threads : k == 2 ? &a->batch_size : &a->sopt.max_batch_tokens;
-            return parse_int_flag(a->cmd, ints[k].flag, v, ints[k].lo, ints[k].hi, dst) ? -1 : used;
-        }
-    }
+int options_data_flags(void *ctx, int argc, char **argv, int i) {
+    DataFlagsCtx *d = ctx;
     OprmError err = {{0}};
-    int d = data_flag_parse(&a->dopt, argc, argv, i, &err);
-    if (d < 0) {
-        fprintf(stderr, "oprm %s: %s (see oprm %s --help)\n", a->cmd, err.msg, a->cmd);
-        return -1;
-    }
-    if (d == 0) {
-        fprintf(stderr, "oprm %s: unknown option %s (see oprm %s --help)\n", a->cmd, arg, a->cmd);
-        return -1;
-    }
-    return d;
+    int used = data_flag_parse(d->opt, argc, argv, i, &err);
+    if (used < 0) fprintf(stderr, "oprm %s: %s (see oprm %s --help)\n", d->cmd, err.msg, d->cmd);
+    return used;
+}
+
+void score_args_options(ScoreArgs *a, Options *o) {
+    options_add(o, OPT(OPT_NAMES_DATA, "FILE", a->multi_data ? "data files (several after one --data, or repeat it)"
+                                                                  : "data file (JSONL or a JSON array; docs/data.md)",
+                            OPT_LIST, a->data, .ival = a->multi_data ? SCORE_ARGS_MAX_DATA : 1, .count = &a->n_data,
+                            .greedy = a->multi_data));
+    options_add(o, OPT(OPT_NAMES_OUTPUT, "FILE", "write the output here [stdout]", OPT_STRING, &a->output));
+    options_section(o, "Model and scoring:");
+    options_add(o, OPT(OPT_NAMES_MODEL, "DIR",
+                            "model directory (Hugging Face layout; oprm.json when trained by oprm)", OPT_STRING,
+                            &a->model_dir));
+    options_add(o, OPT(OPT_NAMES_MAX_LEN, "N",
+                            "scoring-prompt token limit; longer prompts are truncated and counted\n"
+                            "[oprm.json's max_length, else min(1024, max_position_embeddings);\n"
+                            "above max_position_embeddings is refused]",
+                            OPT_INT, &a->sopt.max_len, 1, INT_MAX));
+    options_add(o, OPT(OPT_NAMES_CHAT_FORMAT, "NAME", "chatml, llama3, llama2, mistral or plain [from the model]",
+                            OPT_CUSTOM, .parse = parse_chat_format, .ctx = a));
+    options_add(o, OPT(OPT_NAMES_TEMPLATE, "FILE", "scoring-prompt template (docs/data.md) [the default prompt]",
+                            OPT_STRING, &a->sopt.template_path));
+    options_add(o, OPT(OPT_NAMES_THREADS, "N", "compute threads [all cores]", OPT_INT, &a->sopt.threads, 0, 4096));
+    options_add(o, OPT(OPT_NAMES_BATCH_SIZE, "N", "responses per scoring call [64]", OPT_INT, &a->batch_size, 1,
+                            1 << 20));
+    options_add(o, OPT(OPT_NAMES_MAX_BATCH_TOKENS, "N", "tokens per packed forward pass [8192]", OPT_INT,
+                            &a->sopt.max_batch_tokens, 1, INT_MAX));
+    options_add(o, OPT(OPT_NAMES_PROGRESS, NULL, "progress bar on stderr [only when stderr is a terminal]",
+                            OPT_FLAG, &a->progress, .ival = 1));
+    options_add(o, OPT(OPT_NAMES_NO_PROGRESS, NULL, "no progress bar", OPT_FLAG, &a->progress, .ival = 0));
+    a->data_ctx = (DataFlagsCtx){a->cmd, &a->dopt};
+    o->fallback = options_data_flags;
+    o->fallback_ctx = &a->data_ctx;
+    o->fallback_help = DATA_FLAGS_HELP;
 }
 
 int score_args_check(ScoreArgs *a) {

@@ -7,10 +7,18 @@
 
 #include <stdio.h>
 
+#include "cli/options.h"
 #include "data/reader.h"
 #include "eval/scorer.h"
 
 #define SCORE_ARGS_MAX_DATA 64
+
+/* The data readers' flags (data/flags.h) as an Options fallback. */
+typedef struct {
+    const char *cmd;
+    DataOptions *opt;
+} DataFlagsCtx;
+int options_data_flags(void *ctx, int argc, char **argv, int i);
 
 typedef struct {
     const char *cmd; /* "score", ... for messages */
@@ -23,14 +31,15 @@ typedef struct {
     DataOptions dopt;
     int batch_size; /* responses per scorer call */
     int progress;   /* -1 when stderr is a terminal, 0 off, 1 on */
+    DataFlagsCtx data_ctx;
 } ScoreArgs;
 
 void score_args_init(ScoreArgs *a, const char *cmd, int multi_data);
 
-/* Looks at argv[i], after the subcommand's own flags: returns how many
- * entries it used (>= 1), or -1 after printing a usage error (a bad value, or
- * an option no one knows). */
-int score_args_parse(ScoreArgs *a, int argc, char **argv, int i);
+/* Adds the shared rows (data, output, model and scoring settings, batching,
+ * progress bar) to a command's options, and the data readers' flags as its
+ * fallback; a command adds its own rows before calling this. */
+void score_args_options(ScoreArgs *a, Options *o);
 
 /* After parsing: --model and --data are required. Prints and returns -1. */
 int score_args_check(ScoreArgs *a);
@@ -39,9 +48,6 @@ int score_args_check(ScoreArgs *a);
  * value and sets *used (1 or 2), or NULL when argv[i] is not `name`; prints a
  * usage error and sets *used = -1 when the value is missing. */
 const char *flag_value(const char *cmd, int argc, char **argv, int i, const char *name, int *used);
-
-/* Help text of the shared flags. */
-extern const char *const SCORE_ARGS_HELP;
 
 /* Opens the model; prints the error with a hint and returns NULL. */
 Scorer *score_args_open_model(const ScoreArgs *a);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "io/fileio.h"
+#include "model/max_length.h"
 #include "model/model.h"
 #include "ordinal/ordinal.h"
 #include "tok/chat.h"
@@ -11,7 +12,6 @@
 #include "tok/tokenizer.h"
 #include "train/oprm_meta.h"
 
-#define SCORER_DEFAULT_MAX_LEN 2048
 #define SCORER_DEFAULT_BATCH_TOKENS 8192
 
 struct Scorer {
@@ -95,8 +95,8 @@ Scorer *scorer_open(const char *model_dir, const ScorerOptions *opt_in, OprmErro
                       k + 1, s->digits[k], cfg->vocab);
             goto fail;
         }
-    s->max_len = opt.max_len > 0 ? opt.max_len : s->meta_max_len > 0 ? s->meta_max_len : SCORER_DEFAULT_MAX_LEN;
-    if (cfg->max_pos > 0 && s->max_len > cfg->max_pos && opt.max_len <= 0) s->max_len = cfg->max_pos;
+    if (max_length_resolve(opt.max_len, s->meta_max_len, cfg->max_pos, "--max-len", &s->max_len, err) != 0)
+        goto fail;
     s->max_batch_tokens = opt.max_batch_tokens > 0 ? opt.max_batch_tokens : SCORER_DEFAULT_BATCH_TOKENS;
     if (s->max_batch_tokens < s->max_len) s->max_batch_tokens = s->max_len;
     return s;

@@ -32,7 +32,7 @@ typedef struct {
 } ScoreResult;
 
 typedef struct {
-    int max_len;             /* 0 = the default (oprm.json or 2048) */
+    int max_len;             /* 0 = the default (model/max_length.h); above the model's positions: refused */
     int threads;             /* 0 = all cores */
     int max_batch_tokens;    /* packing budget per forward; 0 = default */
     const char *chat_format; /* NULL = from oprm.json / tokenizer_config.json */

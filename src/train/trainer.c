@@ -31,6 +31,8 @@
 #include "train/train_log.h"
 #include "util/progress.h"
 #include "train/trainer_state.h"
+#include "train/train_args.h"
+#include "model/max_length.h"
 
 void train_config_default(TrainConfig *c) {
     memset(c, 0, sizeof *c);
@@ -39,7 +41,7 @@ void train_config_default(TrainConfig *c) {
     c->num_train_epochs = 1;
     c->batch_size = 8;
     c->grad_accum = 1;
-    c->max_length = 1024;
+    c->max_length = 0; /* min(1024, max_position_embeddings) */
     c->scheduler = SCHED_LINEAR;
     c->max_grad_norm = 1.0;
     c->seed = 42;
@@ -66,7 +68,8 @@ int train_config_check(const TrainConfig *c, OprmError *err) {
         return oprm_fail(err, "--num_train_epochs must be > 0 when --max_steps is not given");
     if (c->batch_size < 1) return oprm_fail(err, "--per_device_train_batch_size must be >= 1");
     if (c->grad_accum < 1) return oprm_fail(err, "--gradient_accumulation_steps must be >= 1");
-    if (c->max_length < 16) return oprm_fail(err, "--max_length must be >= 16 (got %d)", c->max_length);
+    if (c->max_length != 0 && c->max_length < 16)
+        return oprm_fail(err, "--max_length must be >= 16 (got %d)", c->max_length);
     if (c->warmup_steps < 0 || c->warmup_ratio < 0 || c->warmup_ratio > 1)
         return oprm_fail(err, "--warmup_steps must be >= 0 and --warmup_ratio in [0, 1]");
     if (c->weight_decay < 0) return oprm_fail(err, "--weight_decay must be >= 0");
@@ -96,7 +99,9 @@ static double now_s(void) {
 
 /* Everything one run holds. */
 typedef struct {
-    const TrainConfig *cfg;
+    TrainConfig *cfg; /* train_run's copy: a resume fills it from the run, setup resolves max_length */
+    char *resume_dir; /* the checkpoint resumed from, NULL for a fresh run */
+    const OprmMeta *resume_meta; /* its oprm.json */
     Tokenizer *tok;
     ChatFormat format;
     ScoringTemplate tpl;
@@ -223,42 +228,6 @@ static int load_bt_head(Trainer *t, const char *dir, OprmError *err) {
     }
     free(p);
     return rc;
-}
-
-static json_t *training_args_json(const TrainConfig *c) {
-    json_t *a = json_object();
-    json_t *data = json_array();
-    for (int i = 0; i < c->n_data; i++) json_array_append_new(data, json_string(c->data[i]));
-    json_object_set_new(a, "model", json_string(c->model_dir));
-    json_object_set_new(a, "data", data);
-    json_object_set_new(a, "eval_data", c->eval_data ? json_string(c->eval_data) : json_null());
-    json_object_set_new(a, "learning_rate", json_real(c->learning_rate));
-    json_object_set_new(a, "num_train_epochs", json_real(c->num_train_epochs));
-    json_object_set_new(a, "max_steps", json_integer(c->max_steps));
-    json_object_set_new(a, "per_device_train_batch_size", json_integer(c->batch_size));
-    json_object_set_new(a, "gradient_accumulation_steps", json_integer(c->grad_accum));
-    json_object_set_new(a, "max_length", json_integer(c->max_length));
-    json_object_set_new(a, "warmup_steps", json_integer(c->warmup_steps));
-    json_object_set_new(a, "warmup_ratio", json_real(c->warmup_ratio));
-    json_object_set_new(a, "lr_scheduler_type", json_string(schedule_kind_name(c->scheduler)));
-    json_object_set_new(a, "weight_decay", json_real(c->weight_decay));
-    json_object_set_new(a, "max_grad_norm", json_real(c->max_grad_norm));
-    json_object_set_new(a, "seed", json_integer((json_int_t)c->seed));
-    json_object_set_new(a, "adam_beta1", json_real(c->adam_beta1));
-    json_object_set_new(a, "adam_beta2", json_real(c->adam_beta2));
-    json_object_set_new(a, "adam_epsilon", json_real(c->adam_epsilon));
-    json_object_set_new(a, "loss", json_string(c->loss == TRAIN_LOSS_BT ? "bt" : "oprm"));
-    json_object_set_new(a, "rgft_mode", json_string(!c->rgft_enabled ? "none"
-                                                    : c->rgft.mode == RGFT_HARD ? "hard" : "triangle"));
-    json_object_set_new(a, "rgft_halfwidth", json_real(c->rgft.halfwidth));
-    json_object_set_new(a, "rgft_floor", json_real(c->rgft.floor));
-    json_object_set_new(a, "label_fraction", json_real(c->label_fraction));
-    if (c->lora_rank > 0) {
-        json_object_set_new(a, "lora_rank", json_integer(c->lora_rank));
-        json_object_set_new(a, "lora_alpha", json_real(c->lora_alpha > 0 ? c->lora_alpha : 2.0 * c->lora_rank));
-        json_object_set_new(a, "lora_targets", json_string(c->lora_targets ? c->lora_targets : "all-linear"));
-    }
-    return a;
 }
 
 static int save_checkpoint_rank0(Trainer *t, int final, AdamW *opt, OprmError *err);
@@ -488,35 +457,6 @@ static int output_has_run(const char *dir) {
     return has;
 }
 
-/* --lora-targets: "all-linear" or a comma list of q,k,v,o,gate,up,down (the
- * HF module names q_proj ... down_proj are accepted too). */
-static int parse_lora_targets(const char *list, unsigned *mask, OprmError *err) {
-    static const struct {
-        const char *name;
-        unsigned bit;
-    } names[] = {{"q", LORA_Q}, {"k", LORA_K}, {"v", LORA_V}, {"o", LORA_O},
-                 {"gate", LORA_GATE}, {"up", LORA_UP}, {"down", LORA_DOWN}};
-    *mask = 0;
-    if (!list || !strcmp(list, "all-linear") || !strcmp(list, "all")) {
-        *mask = LORA_Q | LORA_K | LORA_V | LORA_O | LORA_GATE | LORA_UP | LORA_DOWN;
-        return 0;
-    }
-    const char *p = list;
-    while (*p) {
-        size_t n = strcspn(p, ",");
-        size_t base = n > 5 && !strncmp(p + n - 5, "_proj", 5) ? n - 5 : n;
-        unsigned bit = 0;
-        for (size_t i = 0; i < sizeof names / sizeof *names; i++)
-            if (strlen(names[i].name) == base && !strncmp(p, names[i].name, base)) bit = names[i].bit;
-        if (!bit)
-            return oprm_fail(err, "--lora-targets: unknown module '%.*s' (use all-linear or a comma list of "
-                             "q,k,v,o,gate,up,down)", (int)n, p);
-        *mask |= bit;
-        p += n + (p[n] == ',');
-    }
-    return 0;
-}
-
 /* Whether a model directory stores its weights in BF16: LoRA keeps the frozen
  * base in its stored precision. */
 static int stored_as_bf16(const char *dir) {
@@ -548,11 +488,40 @@ static int lora_options(const TrainConfig *c, ModelOptions *mo, OprmError *err) 
     mo->lora_alpha = c->lora_alpha > 0 ? c->lora_alpha : 2.0 * c->lora_rank;
     mo->lora_seed = c->seed;
     mo->frozen_storage = stored_as_bf16(c->model_dir) ? WEIGHTS_BF16 : WEIGHTS_F32;
-    return parse_lora_targets(c->lora_targets, &mo->lora_targets, err);
+    return train_lora_targets_parse(c->lora_targets, &mo->lora_targets, err);
+}
+
+/* A resumed run scores with the template it was trained with: the one in its
+ * oprm.json, unless --template is given, which must then be the same. */
+static int resume_template(Trainer *t, OprmError *err) {
+    const OprmMeta *m = t->resume_meta;
+    if (!t->cfg->template_path) {
+        if (m->system_prompt) {
+            free(t->tpl.system);
+            t->tpl.system = xstrdup(m->system_prompt);
+        }
+        if (m->user_template) {
+            free(t->tpl.user);
+            t->tpl.user = xstrdup(m->user_template);
+        }
+        if (m->cue) {
+            free(t->tpl.cue);
+            t->tpl.cue = xstrdup(m->cue);
+        }
+        return 0;
+    }
+    int same = (!m->system_prompt || !strcmp(m->system_prompt, t->tpl.system)) &&
+               (!m->user_template || !strcmp(m->user_template, t->tpl.user)) &&
+               (!m->cue || !strcmp(m->cue, t->tpl.cue));
+    if (!same)
+        return oprm_fail(err, "--template %s contradicts the run being resumed: %s was trained with another scoring "
+                         "template (the one in its oprm.json). Leave --template out when resuming",
+                         t->cfg->template_path, t->resume_dir);
+    return 0;
 }
 
 static int setup(Trainer *t, OprmError *err) {
-    const TrainConfig *c = t->cfg;
+    TrainConfig *c = t->cfg;
     ModelOptions mo = {0};
     if (c->lora_rank > 0 && lora_options(c, &mo, err) != 0) return -1;
     if (open_data(t, err)) return -1;
@@ -564,31 +533,16 @@ static int setup(Trainer *t, OprmError *err) {
     } else {
         scoring_template_default(&t->tpl);
     }
+    if (t->resume_meta && resume_template(t, err)) return -1;
     if (tok_digit_ids(t->tok, t->digits, err)) return -1;
-    t->setup.scoring = (ScoringConfig){.tok = t->tok, .format = t->format, .tpl = &t->tpl,
-                                       .max_len = (size_t)c->max_length};
+    t->setup.scoring = (ScoringConfig){.tok = t->tok, .format = t->format, .tpl = &t->tpl};
     t->setup.rgft_enabled = c->rgft_enabled;
     t->setup.rgft = c->rgft;
     t->setup.label_fraction = c->label_fraction;
     t->setup.seed = c->seed;
 
-    char *resume_dir = NULL;
-    if (c->resume) {
-        resume_dir = checkpoint_resolve_resume(c->output_dir, c->resume, err);
-        if (!resume_dir) return oprm_prefix(err, "--resume: ");
-        OprmMeta meta = {0};
-        char *mp = path_join(resume_dir, OPRM_META_FILE);
-        int rc = oprm_meta_read(mp, &meta, err);
-        free(mp);
-        if (rc == 0 && strcmp(meta.head, c->loss == TRAIN_LOSS_BT ? "bt" : "oprm") != 0)
-            rc = oprm_fail(err, "%s was trained with --loss %s; resume it with the same --loss", resume_dir,
-                           meta.head);
-        oprm_meta_free(&meta);
-        if (rc) {
-            free(resume_dir);
-            return -1;
-        }
-    } else if (!c->overwrite_output_dir && output_has_run(c->output_dir)) {
+    const char *resume_dir = t->resume_dir;
+    if (!resume_dir && !c->overwrite_output_dir && output_has_run(c->output_dir)) {
         return oprm_fail(err, "%s already holds a training run (checkpoints or a final model); pass --resume to "
                          "continue it, --overwrite_output_dir to start over, or choose another --output",
                          c->output_dir);
@@ -610,15 +564,13 @@ static int setup(Trainer *t, OprmError *err) {
     } else {
         t->model = model_load(resume_dir ? resume_dir : c->model_dir, NULL, err);
     }
-    if (!t->model) {
-        free(resume_dir);
-        return -1;
-    }
+    if (!t->model) return -1;
     const ModelConfig *mc = model_config(t->model);
     t->hidden = mc->hidden;
+    if (max_length_resolve(c->max_length, 0, mc->max_pos, "--max_length", &c->max_length, err)) return -1;
+    t->setup.scoring.max_len = (size_t)c->max_length;
     for (int k = 0; k < 9; k++)
         if (t->digits[k] >= mc->vocab) {
-            free(resume_dir);
             return oprm_fail(err, "digit '%d' has token id %d outside the model's vocabulary (%d)", k + 1,
                              t->digits[k], mc->vocab);
         }
@@ -674,7 +626,7 @@ static int setup(Trainer *t, OprmError *err) {
         }
         if (rc == 0 && !c->quiet)
             fprintf(stderr, "resuming from %s at step %lld\n", resume_dir, (long long)t->st.global_step);
-        t->last_checkpoint = resume_dir;
+        t->last_checkpoint = xstrdup(resume_dir);
         if (rc) return -1;
     } else {
         t->st.seed = c->seed;
@@ -685,7 +637,7 @@ static int setup(Trainer *t, OprmError *err) {
     }
     t->st.max_steps = total;
     if (dist_rank() != 0) { /* rank 0 alone writes the output directory */
-        t->args = training_args_json(c);
+        t->args = train_args_json(c);
         return 0;
     }
     if (make_dirs(c->output_dir, err)) return -1;
@@ -693,7 +645,7 @@ static int setup(Trainer *t, OprmError *err) {
     checkpoint_cleanup_stale(c->output_dir, &ignored);
     if (train_log_open(&t->log, c->output_dir, TRAIN_LOG_FILE, resume_dir ? t->st.global_step : -1, err))
         return -1;
-    t->args = training_args_json(c);
+    t->args = train_args_json(c);
     return 0;
 }
 
@@ -815,25 +767,108 @@ static int stop_on_bad_loss(Trainer *t, MicroBatch *mbs, int m, int bad, const c
     return -1;
 }
 
-int train_run(const TrainConfig *cfg_in, TrainResult *result, OprmError *err) {
-    /* Rank 0 alone talks to the terminal (data reports, step lines, bar). */
-    TrainConfig cfg_rank = *cfg_in;
-    if (dist_rank() != 0) {
-        cfg_rank.quiet = 1;
-        cfg_rank.progress = 0;
+/* --resume: which checkpoint to continue from, with the run's settings put
+ * into c (train_args_resume). A run that has already trained every planned
+ * step sets *finished_step instead (and *dir stays NULL): nothing is to be
+ * done and nothing may change. "latest" looks at the final model in OUTPUT
+ * first: it holds no optimizer state, so training past it needs the
+ * checkpoint of the same step. */
+static int prepare_resume(TrainConfig *c, OprmMeta *meta, char **dir, int64_t *finished_step, OprmError *err) {
+    *dir = NULL;
+    *finished_step = -1;
+    if (!c->output_dir) return oprm_fail(err, "--output DIR is required (the run to resume)");
+    char *cand = NULL;
+    int cand_final = 0;
+    OprmError ignored;
+    if (!strcmp(c->resume, "latest")) {
+        char *st = path_join(c->output_dir, TRAINER_STATE_FILE);
+        if (file_exists(st) && checkpoint_verify(c->output_dir, 0, &ignored) == 0) {
+            cand = xstrdup(c->output_dir);
+            cand_final = 1;
+        }
+        free(st);
+        if (!cand && !(cand = checkpoint_resolve_resume(c->output_dir, "latest", err))) return -1;
+    } else if (!(cand = checkpoint_resolve_resume(c->output_dir, c->resume, err))) {
+        return -1;
     }
-    const TrainConfig *cfg = &cfg_rank;
+    char *mp = path_join(cand, OPRM_META_FILE);
+    int rc = oprm_meta_read(mp, meta, err);
+    free(mp);
+    if (rc == 0) rc = train_args_resume(c, meta, cand, err);
+    TrainerState st = {0};
+    char *sp = path_join(cand, TRAINER_STATE_FILE);
+    if (rc == 0) rc = trainer_state_read(sp, &st, err);
+    free(sp);
+    if (rc) {
+        free(cand);
+        return -1;
+    }
+    int64_t per_step = (int64_t)(c->batch_size > 0 ? c->batch_size : 1) * (c->grad_accum > 0 ? c->grad_accum : 1) *
+                       dist_size();
+    int64_t total = c->max_steps > 0 ? c->max_steps
+                                     : (int64_t)ceil(c->num_train_epochs * (double)st.data_count / (double)per_step);
+    if (total < 1) total = 1;
+    int64_t step = st.global_step;
+    trainer_state_free(&st);
+    if (step >= total) {
+        fprintf(stderr, "%s has already finished: it is at step %lld of %lld planned steps. Nothing was trained and "
+                        "nothing in %s was changed (give a larger --max_steps or --num_train_epochs to train it "
+                        "further)\n", cand, (long long)step, (long long)total, c->output_dir);
+        *finished_step = step;
+        free(cand);
+        return 0;
+    }
+    if (cand_final) {
+        char *ck = NULL;
+        int64_t ck_step = -1;
+        int found = checkpoint_find_latest(c->output_dir, &ck, &ck_step, &ignored);
+        free(cand);
+        if (found == 1 && ck_step == step) {
+            *dir = ck;
+            return 0;
+        }
+        free(ck);
+        return oprm_fail(err, "%s holds a final model at step %lld; training it further (to step %lld) needs "
+                         "checkpoint-%lld with its optimizer state, which %s does not hold. Resume from an earlier "
+                         "checkpoint with --resume DIR (it redoes the later steps) or start over with "
+                         "--overwrite_output_dir", c->output_dir, (long long)step, (long long)total,
+                         (long long)step, c->output_dir);
+    }
+    *dir = cand;
+    return 0;
+}
+
+int train_run(const TrainConfig *cfg_in, TrainResult *result, OprmError *err) {
     TrainResult res;
     memset(&res, 0, sizeof res);
     res.first_loss = res.last_loss = NAN;
     res.eval_loss_start = res.eval_loss_end = res.eval_acc_start = res.eval_acc_end = NAN;
-    if (train_config_check(cfg, err)) {
+    /* A copy: a resume fills it from the run, setup resolves max_length. */
+    TrainConfig cfg_copy = *cfg_in;
+    TrainConfig *cfg = &cfg_copy;
+    if (dist_rank() != 0) { /* rank 0 alone talks to the terminal (reports, step lines, bar) */
+        cfg->quiet = 1;
+        cfg->progress = 0;
+    }
+    OprmMeta resume_meta = {0};
+    char *resume_dir = NULL;
+    int64_t finished_step = -1;
+    if (cfg->resume && prepare_resume(cfg, &resume_meta, &resume_dir, &finished_step, err)) {
+        oprm_meta_free(&resume_meta);
         if (result) *result = res;
         return 1;
+    }
+    if (finished_step >= 0 || train_config_check(cfg, err)) {
+        oprm_meta_free(&resume_meta);
+        res.steps = finished_step >= 0 ? finished_step : 0;
+        if (result) *result = res;
+        return finished_step >= 0 ? 0 : 1;
     }
     Trainer t;
     memset(&t, 0, sizeof t);
     t.cfg = cfg;
+    t.resume_dir = resume_dir;
+    t.resume_meta = resume_dir ? &resume_meta : NULL;
     t.progress = cfg->progress < 0 ? isatty(STDERR_FILENO) : cfg->progress;
     int status = 1;
     int64_t tokens_here = 0;
@@ -920,6 +955,7 @@ int train_run(const TrainConfig *cfg_in, TrainResult *result, OprmError *err) {
             step_contra = (int64_t)sums[6];
         }
         double loss = ss.loss_sum / ss.items;
+        if (cfg->grad_hook) cfg->grad_hook(cfg->hook_ctx, t.st.global_step + 1, t.params, t.nparams);
         double grad_norm = train_dist_grads(&t.dist, t.params, t.nparams, cfg->max_grad_norm);
         if (!isfinite(loss) || !isfinite(grad_norm)) {
             stop_on_bad_loss(&t, mbs, cfg->grad_accum - 1, -1,
@@ -1056,6 +1092,8 @@ done:
     for (int m = 0; m < cfg->grad_accum; m++) micro_batch_free(&mbs[m]);
     free(mbs);
     teardown(&t);
+    free(resume_dir);
+    oprm_meta_free(&resume_meta);
     if (result) *result = res;
     return status;
 }

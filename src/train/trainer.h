@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "data/record.h"
+#include "model/model.h"
 #include "ordinal/rgft.h"
 #include "train/schedule.h"
 #include "util/err.h"
@@ -23,6 +24,20 @@
 typedef enum { TRAIN_LOSS_OPRM = 0, TRAIN_LOSS_BT = 1 } TrainLoss;
 
 typedef struct TrainConfig TrainConfig;
+
+/* The settings a run records (oprm.json "training_args", the chat format and
+ * scoring template) and a resumed run takes back from it: one bit each in
+ * TrainConfig.unset. */
+typedef enum {
+    TRAIN_SET_MODEL, TRAIN_SET_DATA, TRAIN_SET_LEARNING_RATE, TRAIN_SET_EPOCHS, TRAIN_SET_MAX_STEPS,
+    TRAIN_SET_BATCH_SIZE, TRAIN_SET_GRAD_ACCUM, TRAIN_SET_MAX_LENGTH, TRAIN_SET_WARMUP_STEPS, TRAIN_SET_WARMUP_RATIO,
+    TRAIN_SET_SCHEDULER, TRAIN_SET_WEIGHT_DECAY, TRAIN_SET_MAX_GRAD_NORM, TRAIN_SET_SEED, TRAIN_SET_ADAM_BETA1,
+    TRAIN_SET_ADAM_BETA2, TRAIN_SET_ADAM_EPSILON, TRAIN_SET_LOSS, TRAIN_SET_RGFT_MODE, TRAIN_SET_RGFT_HALFWIDTH,
+    TRAIN_SET_RGFT_FLOOR, TRAIN_SET_LABEL_FRACTION, TRAIN_SET_LORA_RANK, TRAIN_SET_LORA_ALPHA, TRAIN_SET_LORA_TARGETS,
+    TRAIN_SET_CHAT_FORMAT, TRAIN_SET_TEMPLATE, TRAIN_SET_COUNT
+} TrainSetting;
+#define TRAIN_SET_BIT(s) (UINT64_C(1) << (s))
+#define TRAIN_SET_ALL (TRAIN_SET_BIT(TRAIN_SET_COUNT) - 1)
 
 /* Called after every completed optimizer step (after its log line and any
  * checkpoint of that step). Tests use it to raise SIGINT, poison weights or
@@ -42,7 +57,7 @@ struct TrainConfig {
     int64_t max_steps;        /* 0 = from epochs */
     int batch_size;           /* records per micro-batch (per_device_train_batch_size), 8 */
     int grad_accum;           /* micro-batches per optimizer step, 1 */
-    int max_length;           /* tokens per scoring prompt, 1024 */
+    int max_length;           /* tokens per scoring prompt; 0 = min(1024, max_position_embeddings) */
     int64_t warmup_steps;     /* 0 */
     double warmup_ratio;      /* 0 */
     SchedKind scheduler;      /* linear */
@@ -56,6 +71,11 @@ struct TrainConfig {
     int64_t save_steps;       /* 500; 0 = no intermediate checkpoints */
     int save_total_limit;     /* 0 = keep all */
     const char *resume;       /* NULL = fresh; "latest" or a checkpoint dir */
+    /* Resume: the settings left unset (bits TRAIN_SET_BIT(TrainSetting)) are
+     * taken from the run; a set one that contradicts the run is refused
+     * (a larger max_steps / num_train_epochs extends it). 0 = every setting
+     * counts as set (callers then repeat the run's settings). */
+    uint64_t unset;
     int overwrite_output_dir; /* start over in an output dir that holds a run */
 
     TrainLoss loss;
@@ -76,6 +96,10 @@ struct TrainConfig {
 
     TrainStepHook hook;       /* tests */
     void *hook_ctx;
+    /* Tests: called once per optimizer step with the accumulated gradients
+     * (every micro-batch of the step, before clipping); params are the
+     * trainable tensors (the BT head last with --loss bt). */
+    void (*grad_hook)(void *ctx, int64_t step, const ModelParam *params, int n);
 };
 
 void train_config_default(TrainConfig *c);
@@ -95,7 +119,9 @@ typedef struct {
     int interrupted;           /* signal number that stopped the run, 0 if none */
 } TrainResult;
 
-/* Runs training. Returns 0 on success, 1 on a runtime error (err set: bad
+/* Runs training. Resuming a run that has already trained every planned
+ * step prints so, changes nothing and returns 0 (result->steps = its step).
+ * Returns 0 on success, 1 on a runtime error (err set: bad
  * data, NaN loss, failed save, ...), 130/143 when stopped by SIGINT/SIGTERM
  * (or a hook) after saving a checkpoint. result may be NULL. */
 int train_run(const TrainConfig *cfg, TrainResult *result, OprmError *err);
