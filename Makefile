@@ -9,6 +9,23 @@ WARN    := -Wall -Wextra -Werror -Wno-unused-parameter
 BASE    := -std=c11 -D_GNU_SOURCE -fopenmp -fno-math-errno -Isrc -I/usr/include/x86_64-linux-gnu/openblas-openmp $(PKG_CFLAGS) $(WARN)
 LIBS    := -fopenmp -lopenblas $(PKG_LIBS) -lm -lpthread
 
+# MPI (src/dist, docs/distributed.md): with mpicc on the PATH (Debian:
+# libopenmpi-dev) oprm is built against Open MPI and runs under mpirun/srun;
+# without it, or with NO_MPI=1, the same sources build the single-process oprm.
+ifeq ($(NO_MPI),)
+MPICC   := $(shell command -v mpicc 2>/dev/null)
+endif
+ifneq ($(MPICC),)
+BASE    += -DOPRM_MPI $(shell $(MPICC) --showme:compile)
+LIBS    += $(shell $(MPICC) --showme:link)
+endif
+# NCCL (src/dist/dist_nccl.c): compiled (not linked into oprm) when the CUDA
+# toolkit and nccl.h are present; the CUDA engine will link it. NO_NCCL=1 skips.
+CUDA_HOME ?= /usr/local/cuda
+ifeq ($(NO_NCCL),)
+NCCL_OK := $(shell test -x $(CUDA_HOME)/bin/nvcc && test -f $(CUDA_HOME)/include/nccl.h && echo 1)
+endif
+
 RELEASE_FLAGS := -O3 -march=native -g
 ASAN_FLAGS    := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
@@ -46,7 +63,12 @@ CLI_CMDS := $(wildcard src/cli/cmd_*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 HDRS     := $(wildcard src/*/*.h tests/*.h)
 
-all: build/release/oprm $(if $(CUDA_OBJ),build/release/cuda_check)
+all: build/release/oprm $(if $(CUDA_OBJ),build/release/cuda_check) $(if $(NCCL_OK),build/release/nccl/dist_nccl.o)
+
+# NCCL variant of the communication module, bootstrapped through MPI.
+build/release/nccl/dist_nccl.o: src/dist/dist_nccl.c src/dist/dist_nccl.h src/dist/dist.h
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) $(RELEASE_FLAGS) -DOPRM_NCCL -I$(CUDA_HOME)/include -c $< -o $@
 
 # $(1) name, $(2) compiler flags, $(3) library objects, $(4) extra libraries.
 define variant

@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 #include "cli/score_args.h"
 #include "data/flags.h"
+#include "dist/dist.h"
 #include "eval/audit.h"
 #include "eval/score_data.h"
 #include "io/fileio.h"
@@ -197,10 +198,14 @@ int cmd_audit(int argc, char **argv) {
     Progress prog;
     progress_start(&prog, "pairs", data_count(df), a.progress);
     OprmError err = {{0}};
-    int ok = score_data_file(s, df, a.batch_size, &prog, on_record, &c, &err) == 0;
+    int r = score_data_file(s, df, a.batch_size, &prog, on_record, &c, &err);
     progress_finish(&prog);
-    if (!ok) {
-        fprintf(stderr, "oprm audit: %s: %s\n", a.data[0], err.msg);
+    if (r < 0) {
+        if (dist_rank() == 0) fprintf(stderr, "oprm audit: %s: %s\n", a.data[0], err.msg);
+        goto done;
+    }
+    if (r == SCORE_DATA_WORKER) { /* mpirun: this rank scored its share, rank 0 reports */
+        rc = EXIT_OK;
         goto done;
     }
     if (flipped_key) {

@@ -11,6 +11,7 @@
 #include "cli/cli.h"
 #include "cli/score_args.h"
 #include "data/flags.h"
+#include "dist/dist.h"
 #include "eval/bon.h"
 #include "eval/score_data.h"
 #include "io/fileio.h"
@@ -106,19 +107,21 @@ int cmd_bon(int argc, char **argv) {
         return EXIT_RUNTIME;
     }
     char *tmp = NULL;
-    int rc = EXIT_RUNTIME;
+    int rc = EXIT_RUNTIME, worker = 0;
     c.out = output_open("bon", a.output, &tmp);
     if (c.out) {
         Progress prog;
         progress_start(&prog, "sets", data_count(df), a.progress);
         OprmError err = {{0}};
-        int ok = score_data_file(s, df, a.batch_size, &prog, on_record, &c, &err) == 0;
+        int r = score_data_file(s, df, a.batch_size, &prog, on_record, &c, &err);
+        int ok = r >= 0;
+        worker = r == SCORE_DATA_WORKER; /* mpirun: rank 0 reports */
         progress_finish(&prog);
         if (!ok && c.write_errno) output_write_failed("bon", a.output, c.write_errno);
-        else if (!ok) fprintf(stderr, "oprm bon: %s: %s\n", a.data[0], err.msg);
+        else if (!ok && dist_rank() == 0) fprintf(stderr, "oprm bon: %s: %s\n", a.data[0], err.msg);
         if (output_close("bon", c.out, a.output, tmp, ok) == 0 && ok) rc = EXIT_OK;
     }
-    if (rc == EXIT_OK) {
+    if (rc == EXIT_OK && !worker) {
         double n = (double)c.sets;
         json_t *sum = json_pack("{s:I, s:I, s:I, s:i, s:f, s:I, s:f, s:f, s:f, s:f, s:f}", "sets", (json_int_t)c.sets,
                                 "truncated", (json_int_t)c.truncated, "max_len", scorer_max_len(s),

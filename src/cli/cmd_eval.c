@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 #include "cli/score_args.h"
 #include "data/flags.h"
+#include "dist/dist.h"
 #include "eval/eval_pairs.h"
 #include "eval/report_html.h"
 #include "eval/rewardbench.h"
@@ -173,17 +174,23 @@ int cmd_eval(int argc, char **argv) {
     for (int f = 0; f < a.n_data; f++)
         if (!(files[f] = score_args_open_data(&a, a.data[f], &reps[f]))) goto done;
     if (!(s = score_args_open_model(&a))) goto done;
+    int worker = 0; /* mpirun: this rank scored its share, rank 0 reports */
     for (int f = 0; f < a.n_data; f++) {
         Progress prog;
         progress_start(&prog, "records", data_count(files[f]), a.progress);
         OprmError err = {{0}};
         c.file = f;
-        int ok = score_data_file(s, files[f], a.batch_size, &prog, on_record, &c, &err) == 0;
+        int r = score_data_file(s, files[f], a.batch_size, &prog, on_record, &c, &err);
         progress_finish(&prog);
-        if (!ok) {
-            fprintf(stderr, "oprm eval: %s: %s\n", a.data[f], err.msg);
+        if (r < 0) {
+            if (dist_rank() == 0) fprintf(stderr, "oprm eval: %s: %s\n", a.data[f], err.msg);
             goto done;
         }
+        worker |= r == SCORE_DATA_WORKER;
+    }
+    if (worker) {
+        rc = EXIT_OK;
+        goto done;
     }
     root = json_object();
     json_object_set_new(root, "model", json_string(a.model_dir));

@@ -9,6 +9,7 @@
 #include "cli/cli.h"
 #include "cli/score_args.h"
 #include "data/flags.h"
+#include "dist/dist.h"
 #include "eval/score_data.h"
 
 static const char USAGE[] =
@@ -81,11 +82,15 @@ int cmd_score(int argc, char **argv) {
         progress_start(&prog, "records", data_count(df), a.progress);
         OprmError err = {{0}};
         double t0 = progress_now();
-        int ok = score_data_file(s, df, a.batch_size, &prog, on_record, &c, &err) == 0;
+        int r = score_data_file(s, df, a.batch_size, &prog, on_record, &c, &err);
+        int ok = r >= 0, worker = r == SCORE_DATA_WORKER; /* mpirun: rank 0 writes it all */
         progress_finish(&prog);
         if (!ok && c.write_errno) output_write_failed("score", a.output, c.write_errno);
-        else if (!ok) fprintf(stderr, "oprm score: %s: %s\n", a.data[0], err.msg);
-        if (output_close("score", out, a.output, tmp, ok) == 0 && ok) {
+        else if (!ok && dist_rank() == 0) fprintf(stderr, "oprm score: %s: %s\n", a.data[0], err.msg);
+        int closed = output_close("score", out, a.output, tmp, ok) == 0;
+        if (closed && ok && worker) {
+            rc = EXIT_OK;
+        } else if (closed && ok) {
             double dt = progress_now() - t0;
             fprintf(stderr, "oprm score: %zu responses of %zu records in %.1f s (%.1f responses/s); %zu truncated to "
                             "--max-len %d\n", c.responses, data_count(df), dt, dt > 0 ? (double)c.responses / dt : 0,

@@ -11,6 +11,7 @@
 #include "cli/options.h"
 #include "cli/score_args.h"
 #include "data/flags.h"
+#include "dist/dist.h"
 #include "train/trainer.h"
 
 static const char USAGE[] =
@@ -128,6 +129,7 @@ static void add_rows(Options *o, TrainConfig *c, int64_t *seed) {
                             "compute a pair's common prompt once per sequence instead\n"
                             "of once per pair (same results; docs/engine.md) [shared]",
                             OPT_FLAG, &c->no_prefix_sharing, .ival = 1));
+    options_add(o, OPT("--zero", "1", "ZeRO-1 under mpirun: shard the AdamW state over ranks [0]", OPT_INT, &c->zero, 0, 1));
     options_add(o, OPT("--dataloader_num_workers", "N",
                             "0: build batches inline; 1: prefetch the next step's\n"
                             "batches in a thread while the engine runs [1]",
@@ -198,6 +200,6 @@ int cmd_train(int argc, char **argv) {
     if (!c.quiet) fprintf(stderr, "oprm train: device cpu\n");
     TrainResult res;
     int rc = train_run(&c, &res, &err);
-    if (rc == 1) fprintf(stderr, "oprm train: %s\n", err.msg);
+    if (rc == 1 && dist_rank() == 0) fprintf(stderr, "oprm train: %s\n", err.msg);
     return rc;
 }

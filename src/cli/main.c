@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "dist/dist.h"
 
 /* Subcommands are linked in from their own files; a weak default keeps the
  * binary building while a subcommand is still being written. */
@@ -85,7 +86,13 @@ int main(int argc, char **argv) {
         return EXIT_OK;
     }
     for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++)
-        if (!strcmp(name, COMMANDS[i].name)) return COMMANDS[i].fn(argc - 1, argv + 1);
+        if (!strcmp(name, COMMANDS[i].name)) {
+            /* Under mpirun/srun every rank joins the job (docs/distributed.md). */
+            dist_init(&argc, &argv);
+            int rc = COMMANDS[i].fn(argc - 1, argv + 1);
+            dist_finalize(rc);
+            return rc;
+        }
     fprintf(stderr, "oprm: unknown command '%s'\n\n", name);
     usage(stderr);
     return EXIT_USAGE;

@@ -1,4 +1,5 @@
 #include "cli/score_args.h"
+#include "dist/dist.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -117,7 +118,8 @@ void score_args_options(ScoreArgs *a, Options *o) {
     o->fallback_help = DATA_FLAGS_HELP;
 }
 
-int score_args_check(const ScoreArgs *a) {
+int score_args_check(ScoreArgs *a) {
+    if (dist_rank() != 0) a->progress = 0; /* under mpirun rank 0 alone shows progress */
     if (!a->model_dir) {
         fprintf(stderr, "oprm %s: --model DIR is required (a model directory with config.json, model.safetensors "
                         "and tokenizer.json; see oprm %s --help)\n", a->cmd, a->cmd);
@@ -133,6 +135,12 @@ int score_args_check(const ScoreArgs *a) {
 Scorer *score_args_open_model(const ScoreArgs *a) {
     OprmError err = {{0}};
     Scorer *s = scorer_open(a->model_dir, &a->sopt, &err);
+    /* Under mpirun: every rank stops if one cannot load the model, rank 0 says why. */
+    if (dist_agree(s ? 0 : -1, &err) && s) {
+        scorer_close(s);
+        s = NULL;
+    }
+    if (!s && dist_rank() != 0) return NULL;
     if (!s) {
         /* Errors of --template / --chat-format already name the flag. */
         fprintf(stderr, "oprm %s: %s%s\n", a->cmd, strncmp(err.msg, "--", 2) ? "cannot load the model: " : "", err.msg);
@@ -150,6 +158,12 @@ Scorer *score_args_open_model(const ScoreArgs *a) {
 DataFile *score_args_open_data(const ScoreArgs *a, const char *path, DataReport *rep) {
     OprmError err = {{0}};
     DataFile *f = data_open(path, &a->dopt, rep, &err);
+    /* Under mpirun: a file one rank cannot read stops every rank. */
+    if (dist_agree(f ? 0 : -1, &err) && f) {
+        data_close(f);
+        f = NULL;
+    }
+    if (!f && dist_rank() != 0) return NULL;
     if (!f) {
         fprintf(stderr, "oprm %s: %s\n", a->cmd, err.msg);
         size_t n = strlen(path);
@@ -161,12 +175,14 @@ DataFile *score_args_open_data(const ScoreArgs *a, const char *path, DataReport 
                             "counted); field names can be changed with --prompt-key, --chosen-key, ...\n");
         return NULL;
     }
-    if (rep->skipped) data_report_print(rep, path, stderr);
+    if (rep->skipped && dist_rank() == 0) data_report_print(rep, path, stderr);
     return f;
 }
 
 FILE *output_open(const char *cmd, const char *path, char **tmp_path) {
     *tmp_path = NULL;
+    /* Under mpirun rank 0 alone writes; the others write nowhere. */
+    if (dist_rank() != 0) return fopen("/dev/null", "w");
     if (!path || !strcmp(path, "-")) return stdout;
     size_t n = strlen(path) + 16;
     *tmp_path = xmalloc(n);
@@ -201,6 +217,7 @@ int output_close(const char *cmd, FILE *f, const char *path, char *tmp_path, int
         }
         return rc;
     }
+    if (!tmp_path) return fclose(f) == 0 ? 0 : -1; /* a worker rank's /dev/null */
     if (fclose(f) != 0 && ok) {
         output_write_failed(cmd, path, errno);
         ok = 0;

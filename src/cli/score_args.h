@@ -44,7 +44,7 @@ void score_args_init(ScoreArgs *a, const char *cmd, int multi_data);
 void score_args_options(ScoreArgs *a, Options *o);
 
 /* After parsing: --model and --data are required. Prints and returns -1. */
-int score_args_check(const ScoreArgs *a);
+int score_args_check(ScoreArgs *a);
 
 /* For flags of one subcommand: "--flag value" or "--flag=value". Returns the
  * value and sets *used (1 or 2), or NULL when argv[i] is not `name`; prints a

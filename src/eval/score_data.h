@@ -17,7 +17,12 @@
 typedef int (*ScoredRecordFn)(void *ctx, const DataRecord *rec, size_t index, const ScoreResult *res,
                               OprmError *err);
 
-/* batch_responses: responses per scorer call (0 = 64); progress may be NULL. */
+/* batch_responses: responses per scorer call (0 = 64); progress may be NULL.
+ * Under mpirun (dist_size() > 1) the batches are shared out over the ranks
+ * and rank 0 alone calls fn, for every record in file order; the other ranks
+ * get SCORE_DATA_WORKER on success (their part is done, they write nothing).
+ * Every rank must call it for the same files in the same order. */
+#define SCORE_DATA_WORKER 1
 int score_data_file(Scorer *s, DataFile *f, int batch_responses, Progress *progress, ScoredRecordFn fn,
                     void *ctx, OprmError *err);
 

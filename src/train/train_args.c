@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist/dist.h"
 #include "model/model.h"
 #include "tok/chat.h"
 
@@ -104,6 +105,8 @@ json_t *train_args_json(const TrainConfig *c) {
                                                 : json_integer((json_int_t) * (const uint64_t *)p);
         json_object_set_new(a, numeric[i].key, v);
     }
+    /* MPI ranks: the global batch is per_device_train_batch_size x accumulation x world_size. */
+    json_object_set_new(a, "world_size", json_integer(dist_size()));
     json_object_set_new(a, "lr_scheduler_type", json_string(schedule_kind_name(c->scheduler)));
     json_object_set_new(a, "loss", json_string(c->loss == TRAIN_LOSS_BT ? "bt" : "oprm"));
     json_object_set_new(a, "rgft_mode", json_string(rgft_mode_name(c)));
@@ -160,6 +163,17 @@ static int resume_numeric(TrainConfig *c, const json_t *args, const char *dir, O
         /* max_length 0 is "the default", which for a resumed run is the run's. */
         int take = !is_set(c, numeric[i].setting) ||
                    (numeric[i].setting == TRAIN_SET_MAX_LENGTH && *(int *)p == 0);
+        /* Another rank count keeps the global batch (docs/distributed.md). */
+        json_t *ws = json_object_get(args, "world_size");
+        int64_t saved_world = json_is_integer(ws) ? json_integer_value(ws) : 1;
+        if (numeric[i].setting == TRAIN_SET_BATCH_SIZE && saved_world != dist_size()) {
+            int64_t global = (int64_t)s * saved_world;
+            if (take && global % dist_size() == 0) {
+                *(int *)p = (int)(global / dist_size());
+                continue;
+            }
+            if (!take && (int64_t)*(int *)p * dist_size() == global) continue;
+        }
         if (take) {
             if (k == K_DOUBLE) *(double *)p = s;
             else if (k == K_INT) *(int *)p = (int)s;

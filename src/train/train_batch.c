@@ -52,21 +52,25 @@ static OprmLabel to_rgft_label(QualityLabel q) {
     return l;
 }
 
+/* Spec §3: a pair whose labels contradict its preference is reported and
+ * skipped (checked before --label-fraction drops any label). */
+int batch_record_contradicts(const DataRecord *rec) {
+    if (rec->kind == REC_POINT || rec->n_responses < 2) return 0;
+    OprmLabel best = to_rgft_label(rec->responses[0].label);
+    for (size_t j = 1; j < rec->n_responses; j++) {
+        OprmLabel other = to_rgft_label(rec->responses[j].label);
+        if (rgft_labels_contradict(&best, &other)) return 1;
+    }
+    return 0;
+}
+
 int micro_batch_add(MicroBatch *b, const BatchSetup *s, const DataRecord *rec, int64_t index,
                     const char *where, OprmError *err) {
     int n = (int)rec->n_responses;
     if (n < 1) return oprm_fail(err, "%s: record has no response", where);
-    /* Spec §3: a pair whose labels contradict its preference is reported and
-     * skipped (checked before --label-fraction drops any label). */
-    if (rec->kind != REC_POINT) {
-        OprmLabel best = to_rgft_label(rec->responses[0].label);
-        for (int j = 1; j < n; j++) {
-            OprmLabel other = to_rgft_label(rec->responses[j].label);
-            if (rgft_labels_contradict(&best, &other)) {
-                b->contradictions++;
-                return 1;
-            }
-        }
+    if (batch_record_contradicts(rec)) {
+        b->contradictions++;
+        return 1;
     }
     int keep = rec->kind == REC_POINT ? 1 : batch_keeps_labels(s, index);
     BatchItem item = {0};

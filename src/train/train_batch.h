@@ -49,6 +49,11 @@ void micro_batch_free(MicroBatch *b);
  * after a resume, and no draw is taken from the run's RNG). */
 int batch_keeps_labels(const BatchSetup *s, int64_t index);
 
+/* 1 if the record would be skipped: its labels contradict its preference
+ * (what micro_batch_add returns 1 for, without tokenizing; data-parallel
+ * ranks use it on the records other ranks own). */
+int batch_record_contradicts(const DataRecord *rec);
+
 /* Appends a record. Returns 0 (added), 1 (skipped: its labels contradict the
  * preference; counted in b->contradictions), -1 on error. where = "FILE:LINE". */
 int micro_batch_add(MicroBatch *b, const BatchSetup *s, const DataRecord *rec, int64_t index,

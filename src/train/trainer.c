@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "data/reader.h"
+#include "dist/dist.h"
 #include "io/fileio.h"
 #include "io/safetensors.h"
 #include "model/model.h"
@@ -26,6 +27,7 @@
 #include "train/oprm_meta.h"
 #include "train/rng.h"
 #include "train/train_batch.h"
+#include "train/train_dist.h"
 #include "train/train_log.h"
 #include "util/progress.h"
 #include "train/trainer_state.h"
@@ -85,6 +87,7 @@ int train_config_check(const TrainConfig *c, OprmError *err) {
     if (c->threads < 0) return oprm_fail(err, "--threads must be >= 0");
     if (c->dataloader_num_workers < 0) return oprm_fail(err, "--dataloader_num_workers must be >= 0");
     if (c->lora_rank < 0) return oprm_fail(err, "--lora-rank must be >= 0");
+    if (c->zero != 0 && c->zero != 1) return oprm_fail(err, "--zero must be 0 or 1 (got %d)", c->zero);
     return 0;
 }
 
@@ -110,6 +113,7 @@ typedef struct {
     int nparams;
     float *bt_w, *bt_g;
     AdamW *opt;
+    TrainDist dist; /* data parallel (src/dist): gradient sum, ZeRO-1 shards */
     DataFile *files[TRAIN_MAX_DATA_FILES];
     size_t file_start[TRAIN_MAX_DATA_FILES + 1];
     size_t total;
@@ -228,7 +232,18 @@ static int load_bt_head(Trainer *t, const char *dir, OprmError *err) {
     return rc;
 }
 
+static int save_checkpoint_rank0(Trainer *t, int final, AdamW *opt, OprmError *err);
+
+/* Rank 0 alone writes (with the optimizer state gathered from every ZeRO
+ * shard first); every rank learns whether the save worked. */
 static int save_checkpoint(Trainer *t, int final, OprmError *err) {
+    AdamW *full = final ? NULL : train_dist_full_opt(&t->dist, t->opt, t->params, t->nparams);
+    int rc = dist_rank() == 0 ? save_checkpoint_rank0(t, final, full, err) : 0;
+    if (full && full != t->opt) adamw_free(full);
+    return dist_agree(rc, err);
+}
+
+static int save_checkpoint_rank0(Trainer *t, int final, AdamW *opt, OprmError *err) {
     OprmMeta meta = {0};
     meta.head = t->cfg->loss == TRAIN_LOSS_BT ? "bt" : "oprm";
     meta.chat_format = (char *)chat_format_name(t->format);
@@ -249,7 +264,7 @@ static int save_checkpoint(Trainer *t, int final, OprmError *err) {
                            .tokenizer_dir = t->cfg->model_dir,
                            .meta = &meta,
                            .state = &t->st,
-                           .opt = final ? NULL : t->opt};
+                           .opt = final ? NULL : opt};
     if (final) {
         if (checkpoint_save_final(t->cfg->output_dir, &c, err) != 0) return -1;
         /* The final save moves files one by one and keeps no subdirectory. */
@@ -329,7 +344,9 @@ static int evaluate(Trainer *t, EvalResult *out, OprmError *err) {
     MicroBatch b = {0};
     int rc = 0;
     int64_t contradictions = 0, truncated = 0, prompts = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
+    /* Data parallel: rank r scores records r, r + K, ...; the sums are reduced. */
+    size_t k = (size_t)dist_size();
+    for (size_t i = (size_t)dist_rank(); i < n && rc == 0; i += k) {
         DataRecord rec;
         char where[512];
         if (data_read(t->eval, i, &rec, err) != 0) {
@@ -343,7 +360,7 @@ static int evaluate(Trainer *t, EvalResult *out, OprmError *err) {
         int added = micro_batch_add(&b, &es, &rec, (int64_t)i, where, err);
         record_free(&rec);
         if (added < 0) rc = -1;
-        if (rc == 0 && (b.n_items >= t->cfg->batch_size || i + 1 == n)) {
+        if (rc == 0 && (b.n_items >= t->cfg->batch_size || i + k >= n)) {
             int bad;
             truncated += b.truncated;
             prompts += b.nseq;
@@ -355,7 +372,15 @@ static int evaluate(Trainer *t, EvalResult *out, OprmError *err) {
         }
     }
     micro_batch_free(&b);
-    if (rc) return -1;
+    if (dist_agree(rc, err)) return -1;
+    double sums[6] = {ss.loss_sum, ss.items, ss.pairs, ss.correct, (double)prompts, (double)truncated};
+    dist_allreduce_sum_f64(sums, 6);
+    ss.loss_sum = sums[0];
+    ss.items = (int)sums[1];
+    ss.pairs = (int)sums[2];
+    ss.correct = (int)sums[3];
+    prompts = (int64_t)sums[4];
+    truncated = (int64_t)sums[5];
     out->records = ss.items;
     out->loss = ss.items ? ss.loss_sum / ss.items : NAN;
     out->acc = ss.pairs ? (double)ss.correct / ss.pairs : NAN;
@@ -580,16 +605,24 @@ static int setup(Trainer *t, OprmError *err) {
                                      .numel = (size_t)t->hidden, .ndim = 2, .shape = {1, t->hidden}};
     }
     AdamWConfig ac = {c->adam_beta1, c->adam_beta2, c->adam_epsilon, c->weight_decay};
-    t->opt = adamw_new(t->params, t->nparams, &ac);
+    train_dist_init(&t->dist, t->params, t->nparams, c->zero);
+    t->opt = train_dist_new_opt(&t->dist, t->params, t->nparams, &ac);
 
-    int64_t per_step = (int64_t)c->batch_size * c->grad_accum;
+    /* The global batch (TRL/accelerate): per-device batch x accumulation x ranks. */
+    int64_t per_step = (int64_t)c->batch_size * c->grad_accum * dist_size();
     int64_t total = c->max_steps > 0 ? c->max_steps
                                      : (int64_t)ceil(c->num_train_epochs * (double)t->total / (double)per_step);
     if (total < 1) total = 1;
     t->sched = (Schedule){c->scheduler, schedule_warmup_steps(c->warmup_steps, c->warmup_ratio, total), total};
 
     if (resume_dir) {
-        int rc = checkpoint_load(resume_dir, &t->st, t->opt, NULL, err);
+        /* Checkpoints hold the whole optimizer state; a ZeRO rank keeps its shard. */
+        AdamW *full = t->dist.zero ? adamw_new(t->params, t->nparams, &ac) : t->opt;
+        int rc = checkpoint_load(resume_dir, &t->st, full, NULL, err);
+        if (full != t->opt) {
+            if (rc == 0) train_dist_take_shard(&t->dist, full, t->opt);
+            adamw_free(full);
+        }
         if (rc == 0 && t->bt_w) rc = load_bt_head(t, resume_dir, err);
         if (rc == 0 && t->st.data_count != t->total)
             rc = oprm_fail(err, "%s was trained on %zu records but --data now holds %zu; resume with the same data",
@@ -617,6 +650,10 @@ static int setup(Trainer *t, OprmError *err) {
         rng_permutation(&t->st.rng, t->st.data_order, t->total);
     }
     t->st.max_steps = total;
+    if (dist_rank() != 0) { /* rank 0 alone writes the output directory */
+        t->args = train_args_json(c);
+        return 0;
+    }
     if (make_dirs(c->output_dir, err)) return -1;
     OprmError ignored;
     checkpoint_cleanup_stale(c->output_dir, &ignored);
@@ -631,6 +668,7 @@ static void teardown(Trainer *t) {
         if (t->files[i]) data_close(t->files[i]);
     if (t->eval) data_close(t->eval);
     adamw_free(t->opt);
+    train_dist_free(&t->dist);
     free(t->params);
     free(t->bt_w);
     free(t->bt_g);
@@ -655,14 +693,21 @@ static int collect_step(Trainer *t, Stream *stream, MicroBatch *mbs, int *n_item
     const TrainConfig *c = t->cfg;
     *n_items = 0;
     size_t skipped_in_row = 0;
+    /* Data parallel: every rank walks the same stream; global micro-batch m
+     * is the next batch_size x K accepted records and rank r trains on its
+     * r-th block of batch_size, so K ranks see what one process with a K
+     * times larger batch sees. Records of other ranks are only parsed, to
+     * know whether they are skipped. */
+    const int nranks = dist_size(), me = dist_rank();
     for (int m = 0; m < c->grad_accum; m++) {
         micro_batch_clear(&mbs[m]);
-        while (mbs[m].n_items < c->batch_size) {
+        for (int filled = 0; filled < c->batch_size * nranks;) {
             int64_t idx = stream_next(stream, t->total);
             DataRecord rec;
             char where[512];
             if (read_record(t, idx, &rec, where, sizeof where, err)) return -1;
-            int added = micro_batch_add(&mbs[m], &t->setup, &rec, idx, where, err);
+            int added = filled / c->batch_size == me ? micro_batch_add(&mbs[m], &t->setup, &rec, idx, where, err)
+                                                     : batch_record_contradicts(&rec);
             record_free(&rec);
             if (added < 0) return -1;
             if (added == 1) {
@@ -674,6 +719,7 @@ static int collect_step(Trainer *t, Stream *stream, MicroBatch *mbs, int *n_item
                 continue;
             }
             skipped_in_row = 0;
+            filled++;
         }
         *n_items += mbs[m].n_items;
     }
@@ -771,7 +817,8 @@ static int prepare_resume(TrainConfig *c, OprmMeta *meta, char **dir, int64_t *f
         free(cand);
         return -1;
     }
-    int64_t per_step = (int64_t)(c->batch_size > 0 ? c->batch_size : 1) * (c->grad_accum > 0 ? c->grad_accum : 1);
+    int64_t per_step = (int64_t)(c->batch_size > 0 ? c->batch_size : 1) * (c->grad_accum > 0 ? c->grad_accum : 1) *
+                       dist_size();
     int64_t total = c->max_steps > 0 ? c->max_steps
                                      : (int64_t)ceil(c->num_train_epochs * (double)st.data_count / (double)per_step);
     if (total < 1) total = 1;
@@ -813,6 +860,10 @@ int train_run(const TrainConfig *cfg_in, TrainResult *result, OprmError *err) {
     /* A copy: a resume fills it from the run, setup resolves max_length. */
     TrainConfig cfg_copy = *cfg_in;
     TrainConfig *cfg = &cfg_copy;
+    if (dist_rank() != 0) { /* rank 0 alone talks to the terminal (reports, step lines, bar) */
+        cfg->quiet = 1;
+        cfg->progress = 0;
+    }
     OprmMeta resume_meta = {0};
     char *resume_dir = NULL;
     int64_t finished_step = -1;
@@ -842,7 +893,7 @@ int train_run(const TrainConfig *cfg_in, TrainResult *result, OprmError *err) {
     pf.mbs = xcalloc((size_t)cfg->grad_accum, sizeof *pf.mbs);
     int have_next = 0;
     interrupt_install();
-    if (setup(&t, err)) goto done;
+    if (dist_agree(setup(&t, err), err)) goto done;
 
     EvalResult ev;
     if (t.eval && t.st.global_step == 0) {
@@ -859,7 +910,7 @@ int train_run(const TrainConfig *cfg_in, TrainResult *result, OprmError *err) {
     progress_start_at(&t.bar, "steps", (size_t)t.sched.total_steps, (size_t)t.st.global_step, t.progress);
     while (t.st.global_step < t.sched.total_steps) {
         double s0 = now_s();
-        int n_items;
+        int n_items, brc = 0;
         if (have_next) {
             /* The prefetched batches; the stream moves to after them. */
             prefetch_join(&pf);
@@ -868,9 +919,9 @@ int train_run(const TrainConfig *cfg_in, TrainResult *result, OprmError *err) {
             tok_time += pf.seconds;
             if (pf.rc) {
                 stream_discard(&pf.stream);
-                oprm_fail(err, "%s", pf.err.msg);
-                goto done;
+                brc = oprm_fail(err, "%s", pf.err.msg);
             }
+            if (dist_agree(brc, err)) goto done;
             stream_adopt(&t.st, &pf.stream);
             MicroBatch *tmp = mbs;
             mbs = pf.mbs;
@@ -878,7 +929,7 @@ int train_run(const TrainConfig *cfg_in, TrainResult *result, OprmError *err) {
             n_items = pf.n_items;
         } else {
             Stream stream = stream_from_state(&t.st);
-            int rc = collect_step(&t, &stream, mbs, &n_items, err);
+            int rc = dist_agree(collect_step(&t, &stream, mbs, &n_items, err), err);
             if (rc) {
                 stream_discard(&stream);
                 goto done;
@@ -893,20 +944,33 @@ int train_run(const TrainConfig *cfg_in, TrainResult *result, OprmError *err) {
         }
         StepStats ss = {0};
         int64_t step_tokens = 0, step_trunc = 0, step_contra = 0;
-        for (int m = 0; m < cfg->grad_accum; m++) {
+        /* Every rank holds n_items of the step's n_items x K records: the
+         * gradient of the global mean loss is the sum of the ranks' parts. */
+        double scale = 1.0 / ((double)n_items * dist_size());
+        int mrc = 0;
+        for (int m = 0; m < cfg->grad_accum && !mrc; m++) {
             int bad;
-            if (run_micro_batch(&t, &mbs[m], 1, 1.0 / n_items, &ss, &bad, err)) goto done;
-            if (bad >= 0) {
-                stop_on_bad_loss(&t, mbs, m, bad, "the loss is NaN or infinite", err);
-                goto done;
-            }
+            mrc = run_micro_batch(&t, &mbs[m], 1, scale, &ss, &bad, err);
+            if (!mrc && bad >= 0) mrc = stop_on_bad_loss(&t, mbs, m, bad, "the loss is NaN or infinite", err);
             step_tokens += mbs[m].tokens;
             step_trunc += mbs[m].truncated;
             step_contra += mbs[m].contradictions;
         }
+        if (dist_agree(mrc, err)) goto done;
+        if (dist_size() > 1) { /* the step's metrics over every rank */
+            double sums[7] = {ss.loss_sum, ss.items, ss.pairs, ss.correct, step_tokens, step_trunc, step_contra};
+            dist_allreduce_sum_f64(sums, 7);
+            ss.loss_sum = sums[0];
+            ss.items = (int)sums[1];
+            ss.pairs = (int)sums[2];
+            ss.correct = (int)sums[3];
+            step_tokens = (int64_t)sums[4];
+            step_trunc = (int64_t)sums[5];
+            step_contra = (int64_t)sums[6];
+        }
         double loss = ss.loss_sum / ss.items;
         if (cfg->grad_hook) cfg->grad_hook(cfg->hook_ctx, t.st.global_step + 1, t.params, t.nparams);
-        double grad_norm = clip_grad_norm(t.params, t.nparams, cfg->max_grad_norm);
+        double grad_norm = train_dist_grads(&t.dist, t.params, t.nparams, cfg->max_grad_norm);
         if (!isfinite(loss) || !isfinite(grad_norm)) {
             stop_on_bad_loss(&t, mbs, cfg->grad_accum - 1, -1,
                              isfinite(loss) ? "the gradient norm is NaN or infinite" : "the loss is NaN or infinite",
@@ -914,7 +978,7 @@ int train_run(const TrainConfig *cfg_in, TrainResult *result, OprmError *err) {
             goto done;
         }
         double lr = schedule_lr(&t.sched, cfg->learning_rate, t.st.global_step);
-        if (adamw_step_zero_grad(t.opt, t.params, t.nparams, lr, err)) goto done;
+        if (train_dist_step(&t.dist, t.opt, t.params, t.nparams, lr, err)) goto done;
         t.st.global_step++;
         trainer_state_push_loss(&t.st, loss);
         t.truncated += step_trunc;
@@ -970,10 +1034,12 @@ int train_run(const TrainConfig *cfg_in, TrainResult *result, OprmError *err) {
         int sig = interrupt_requested();
         if (!sig && cfg->hook && cfg->hook(cfg->hook_ctx, t.st.global_step, t.model)) sig = SIGINT;
         if (!sig) sig = interrupt_requested();
+        sig = (int)dist_agree_stop(sig); /* all ranks stop at the same step, or none */
         if (sig) {
             progress_break(&t.bar);
             if (saved_step != t.st.global_step && save_checkpoint(&t, 0, err)) goto done;
-            fprintf(stderr, "interrupted at step %lld: saved %s; continue with --resume\n",
+            if (dist_rank() == 0)
+                fprintf(stderr, "interrupted at step %lld: saved %s; continue with --resume\n",
                     (long long)t.st.global_step, t.last_checkpoint);
             interrupt_clear();
             res.interrupted = sig;
@@ -1007,6 +1073,10 @@ int train_run(const TrainConfig *cfg_in, TrainResult *result, OprmError *err) {
         json_object_set_new(o, "pairs_skipped_at_load", json_pack("{s:I, s:I}", "labels_contradict",
                                                                   (json_int_t)t.load_contradicting, "identical",
                                                                   (json_int_t)t.load_identical));
+        json_object_set_new(o, "ranks", json_integer(dist_size()));
+        json_object_set_new(o, "comm_s", json_real(t.dist.comm_s));
+        json_object_set_new(o, "comm_wait_s", json_real(t.dist.wait_s));
+        json_object_set_new(o, "optimizer_bytes_per_rank", json_integer((json_int_t)train_dist_opt_bytes(t.opt)));
         if (train_log_write(&t.log, o, err)) goto done;
     }
     if (!cfg->quiet)

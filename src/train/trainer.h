@@ -91,6 +91,7 @@ struct TrainConfig {
     double lora_alpha;        /* 0 = 2 x rank */
     const char *lora_targets; /* NULL = all-linear */
 
+    int zero;                 /* 1: ZeRO-1, the AdamW state sharded over MPI ranks [0] */
     int dataloader_num_workers; /* 0: build batches inline; >= 1: one prefetch thread [1] */
     int progress;             /* -1 auto (isatty(stderr)), 0 off, 1 on */
     int quiet;                /* no per-step lines on a non-terminal */
