@@ -347,7 +347,9 @@ static int cuda_head_rows(void *impl, const int32_t *rows, int nrows, float *log
     return e == cudaSuccess ? 0 : fail_cuda(err, c, e, "the head rows failed");
 }
 
-static const EngineOps CUDA_OPS = {cuda_forward, cuda_head_rows, NULL, cuda_free_impl};
+// Training (issue 14) fills the remaining entries.
+static const EngineOps CUDA_OPS = {cuda_forward, cuda_head_rows, NULL, cuda_free_impl, NULL, 0, NULL, NULL, NULL, NULL,
+                                   NULL};
 
 extern "C" int engine_cuda_init(Engine *e, const Model *m, const EngineOptions *opt, OprmError *err) {
     CudaEngine *c = (CudaEngine *)xcalloc(1, sizeof *c);

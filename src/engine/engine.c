@@ -116,3 +116,48 @@ int engine_backward(Engine *e, const float *dh_last, OprmError *err) {
     }
     return e->ops->backward(e->impl, dh_last, err);
 }
+
+int engine_head_backward(Engine *e, const int32_t *rows, int nrows, const float *dlogits, OprmError *err) {
+    if (e->nseq_last <= 0) return oprm_fail(err, "engine_head_backward: no forward pass to differentiate");
+    if (!e->ops->head_backward) {
+        char d[32];
+        return oprm_fail(err, "backward is not available on %s; use --device cpu", device_str(e->device, d, sizeof d));
+    }
+    return e->ops->head_backward(e->impl, rows, nrows, dlogits, err);
+}
+
+int engine_params_on_host(const Engine *e) {
+    return e->ops->params_on_host;
+}
+
+static int no_device_params(const Engine *e, const char *what, OprmError *err) {
+    char d[32];
+    return oprm_fail(err, "%s: %s keeps its parameters on the host (the trainer steps them itself)", what,
+                     device_str(e->device, d, sizeof d));
+}
+
+int engine_grad_sqnorm(Engine *e, double *sqnorm, OprmError *err) {
+    if (!e->ops->grad_sqnorm) return no_device_params(e, "engine_grad_sqnorm", err);
+    return e->ops->grad_sqnorm(e->impl, sqnorm, err);
+}
+
+int engine_adamw_step(Engine *e, const EngineAdamWStep *s, OprmError *err) {
+    if (!e->ops->adamw_step) return no_device_params(e, "engine_adamw_step", err);
+    if (s->step < 1) return oprm_fail(err, "engine_adamw_step: step %lld (the count is 1-based)", (long long)s->step);
+    return e->ops->adamw_step(e->impl, s, err);
+}
+
+void engine_zero_grad(Engine *e) {
+    if (e->ops->zero_grad) e->ops->zero_grad(e->impl);
+}
+
+int engine_params_download(Engine *e, ModelParam *params, int n, float *const *m1, float *const *v1, OprmError *err) {
+    if (e->ops->params_on_host || !e->ops->params_download) return 0;
+    return e->ops->params_download(e->impl, params, n, m1, v1, err);
+}
+
+int engine_params_upload(Engine *e, const ModelParam *params, int n, const float *const *m1, const float *const *v1,
+                         OprmError *err) {
+    if (e->ops->params_on_host || !e->ops->params_upload) return 0;
+    return e->ops->params_upload(e->impl, params, n, m1, v1, err);
+}

@@ -45,6 +45,20 @@ static int cpu_backward(void *impl, const float *dh_last, OprmError *err) {
     return model_backward(((CpuEngine *)impl)->m, dh_last, err);
 }
 
+static int cpu_head_backward(void *impl, const int32_t *rows, int nrows, const float *dlogits, OprmError *err) {
+    CpuEngine *c = impl;
+    size_t n = (size_t)c->nseq * (size_t)model_config(c->m)->hidden;
+    float *dh = xcalloc(n ? n : 1, sizeof *dh);
+    model_head_rows_backward(c->m, c->h, c->nseq, rows, nrows, dlogits, dh);
+    int rc = model_backward(c->m, dh, err);
+    free(dh);
+    return rc;
+}
+
+static void cpu_zero_grad(void *impl) {
+    model_zero_grad(((CpuEngine *)impl)->m);
+}
+
 static void cpu_free(void *impl) {
     CpuEngine *c = impl;
     if (c->own) model_free(c->m);
@@ -52,7 +66,14 @@ static void cpu_free(void *impl) {
     free(c);
 }
 
-static const EngineOps CPU_OPS = {cpu_forward, cpu_head_rows, cpu_backward, cpu_free};
+/* Host parameters: the trainer steps m's tensors itself (src/train/adamw.c). */
+static const EngineOps CPU_OPS = {.forward = cpu_forward,
+                                  .head_rows = cpu_head_rows,
+                                  .backward = cpu_backward,
+                                  .free = cpu_free,
+                                  .head_backward = cpu_head_backward,
+                                  .params_on_host = 1,
+                                  .zero_grad = cpu_zero_grad};
 
 int engine_cpu_init(Engine *e, Model *m, int own, const EngineOptions *opt, OprmError *err) {
     (void)err;
