@@ -1,3 +1,5 @@
+#include <string.h>
+
 #include "cuda/gemm.cuh"
 
 cublasStatus_t gemm_init(Gemm *g, void *workspace, size_t workspace_size) {
@@ -35,7 +37,8 @@ cublasStatus_t gemm_bf16(Gemm *g, bf16 *C, const bf16 *A, const bf16 *W, int T, 
     LT_TRY(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, K, T, K));
     LT_TRY(cublasLtMatrixLayoutCreate(&lc, CUDA_R_16BF, N, T, N));
     for (int i = 0; i < g->n_cache; i++)
-        if (g->cache[i].T == T && g->cache[i].N == N && g->cache[i].K == K) algo = &g->cache[i].algo;
+        if (g->cache[i].T == T && g->cache[i].N == N && g->cache[i].K == K && g->cache[i].key[0] == 0)
+            algo = &g->cache[i].algo;
     if (!algo) {
         LT_TRY(cublasLtMatmulPreferenceCreate(&pref));
         LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &g->workspace_size,
@@ -51,6 +54,7 @@ cublasStatus_t gemm_bf16(Gemm *g, bf16 *C, const bf16 *A, const bf16 *W, int T, 
         slot->T = T;
         slot->N = N;
         slot->K = K;
+        memset(slot->key, 0, sizeof slot->key);
         slot->algo = heur.algo;
         algo = &slot->algo;
     }
@@ -61,6 +65,64 @@ done:
     if (lc) cublasLtMatrixLayoutDestroy(lc);
     if (la) cublasLtMatrixLayoutDestroy(la);
     if (lw) cublasLtMatrixLayoutDestroy(lw);
+    if (op) cublasLtMatmulDescDestroy(op);
+    return st;
+}
+
+// Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: cuBLASLt
+// gets B's storage first (op T when tb), then A's (op T when ta), m = N,
+// n = M. A row-major [r, c] buffer with leading dimension ld is a
+// column-major [c, r] one with the same ld.
+cublasStatus_t gemm_ex(Gemm *g, int ta, int tb, int M, int N, int K, float alpha, const bf16 *A, int lda,
+                       const bf16 *B, int ldb, float beta, void *C, int c_f32, int ldc, cudaStream_t stream) {
+    cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
+    cublasLtMatmulDesc_t op = NULL;
+    cublasLtMatrixLayout_t lb = NULL, la = NULL, lc = NULL;
+    cublasLtMatmulPreference_t pref = NULL;
+    cublasOperation_t opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N, opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cudaDataType_t ct = c_f32 ? CUDA_R_32F : CUDA_R_16BF;
+    cublasLtMatmulHeuristicResult_t heur;
+    const cublasLtMatmulAlgo_t *algo = NULL;
+    int found = 0;
+    int key[8] = {1, ta, tb, lda, ldb, ldc, c_f32, beta != 0.0f};
+    if (M <= 0 || N <= 0) return CUBLAS_STATUS_SUCCESS;
+    LT_TRY(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &opb, sizeof opb));
+    LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &opa, sizeof opa));
+    // B^T as cuBLAS's first operand: [N, K] (no transpose) or stored [K, N].
+    LT_TRY(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, tb ? K : N, tb ? N : K, ldb));
+    LT_TRY(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, ta ? M : K, ta ? K : M, lda));
+    LT_TRY(cublasLtMatrixLayoutCreate(&lc, ct, N, M, ldc));
+    for (int i = 0; i < g->n_cache; i++)
+        if (g->cache[i].T == M && g->cache[i].N == N && g->cache[i].K == K &&
+            !memcmp(g->cache[i].key, key, sizeof key))
+            algo = &g->cache[i].algo;
+    if (!algo) {
+        LT_TRY(cublasLtMatmulPreferenceCreate(&pref));
+        LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &g->workspace_size,
+                                                    sizeof g->workspace_size));
+        LT_TRY(cublasLtMatmulAlgoGetHeuristic(g->lt, op, lb, la, lc, lc, pref, 1, &heur, &found));
+        if (found == 0) {
+            st = CUBLAS_STATUS_NOT_SUPPORTED;
+            goto done;
+        }
+        GemmAlgo *slot = &g->cache[g->next];
+        g->next = (g->next + 1) % GEMM_CACHE;
+        if (g->n_cache < GEMM_CACHE) g->n_cache++;
+        slot->T = M;
+        slot->N = N;
+        slot->K = K;
+        memcpy(slot->key, key, sizeof key);
+        slot->algo = heur.algo;
+        algo = &slot->algo;
+    }
+    LT_TRY(cublasLtMatmul(g->lt, op, &alpha, B, lb, A, la, &beta, C, lc, C, lc, algo, g->workspace,
+                          g->workspace_size, stream));
+done:
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (lc) cublasLtMatrixLayoutDestroy(lc);
+    if (la) cublasLtMatrixLayoutDestroy(la);
+    if (lb) cublasLtMatrixLayoutDestroy(lb);
     if (op) cublasLtMatmulDescDestroy(op);
     return st;
 }

@@ -58,6 +58,15 @@ int cuda_attn_tiles_qt(const int32_t *lens, int nseq, int qt, CudaAttnTile *tile
     return n;
 }
 
+int cuda_attn_ktiles(const int32_t *lens, int nseq, int kt, CudaAttnKTile *tiles) {
+    int n = 0, row = 0;
+    for (int s = 0; s < nseq; s++) {
+        for (int k = 0; k < lens[s]; k += kt) tiles[n++] = (CudaAttnKTile){row, k, lens[s] - k < kt ? lens[s] - k : kt, lens[s]};
+        row += lens[s];
+    }
+    return n;
+}
+
 int cuda_pack_index(const int32_t *lens, int nseq, int32_t *pos, int32_t *last) {
     int row = 0;
     for (int s = 0; s < nseq; s++) {

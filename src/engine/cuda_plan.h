@@ -69,6 +69,17 @@ int cuda_attn_tiles(const int32_t *lens, int nseq, CudaAttnTile *tiles);
 /* The same with qt queries per entry (qt >= CUDA_ATTN_QT: fits the same buffer). */
 int cuda_attn_tiles_qt(const int32_t *lens, int nseq, int qt, CudaAttnTile *tiles);
 
+/* The attention backward's key-side work list: one entry per block of up to
+ * kt consecutive key positions of one sequence, with the sequence's length
+ * (the block's keys are read by the queries [k_pos, seq_len)). Returns the
+ * count written (at most cuda_attn_tiles_max(total tokens, nseq) for
+ * kt >= CUDA_ATTN_QT). */
+#define CUDA_ATTN_KT_BWD 16
+typedef struct {
+    int32_t seq_row, k_pos, k_n, seq_len;
+} CudaAttnKTile;
+int cuda_attn_ktiles(const int32_t *lens, int nseq, int kt, CudaAttnKTile *tiles);
+
 /* For a packed batch: pos[t] (position in its sequence) and last[s] (packed
  * row of sequence s's last token). Returns total tokens. */
 int cuda_pack_index(const int32_t *lens, int nseq, int32_t *pos, int32_t *last);
