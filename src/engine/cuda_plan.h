@@ -80,6 +80,49 @@ typedef struct {
 } CudaAttnKTile;
 int cuda_attn_ktiles(const int32_t *lens, int nseq, int kt, CudaAttnKTile *tiles);
 
+/* ---- Training (issue 14) ----
+ * Full fine-tuning keeps every tensor's fp32 master copy, gradient and AdamW
+ * moments on the device in one flat index space each ("train layout"): the
+ * regions of the device buffers in order (per layer: CW_QKV .. CW_NORM2, then
+ * CW_EMBED, CW_LM_HEAD, CW_FINAL_NORM), each region laid out like its BF16 /
+ * fp32 compute buffer, so every Hugging Face tensor is one contiguous range
+ * and the fused q|k|v and gate|up gradients are single matrices. */
+size_t cuda_train_region(const ModelConfig *c, int layer, CudaWeightKind k); /* first element of a region */
+size_t cuda_train_numel(const ModelConfig *c);                              /* all of them */
+
+typedef struct {
+    int lora_rank;         /* 0: full fine-tuning */
+    unsigned lora_targets; /* LORA_* bits (model.h) */
+    int recompute;         /* --gradient_checkpointing */
+    int zero_ranks;        /* > 1: AdamW moments sharded over that many ranks (ZeRO-1), for planning */
+} CudaTrainMode;
+
+typedef struct {
+    CudaMemPlan base;   /* the scoring engine underneath (weights, forward buffers, workspace) */
+    size_t trainable;   /* parameters with a gradient */
+    size_t master;      /* fp32 master copies (LoRA: adapters, with their BF16 copies) */
+    size_t grads;       /* fp32 gradients */
+    size_t optimizer;   /* fp32 AdamW m and v (per rank with zero_ranks) */
+    size_t saved;       /* activations kept for backward: every layer's input + the layer sets */
+    size_t layer_set;   /* one layer's saved set (recomputation keeps one, else n_layers) */
+    size_t scratch;     /* backward buffers */
+    size_t total;
+} CudaTrainPlan;
+/* Bytes of one layer's saved activations for T rows (the carve of
+ * src/cuda/train_cuda.cu: h1, rstd1, qkv_raw, qkv, att, lse, x_mid, h2, rstd2,
+ * gu, a; each buffer 256-byte aligned). */
+size_t cuda_train_layer_bytes(const ModelConfig *c, int T);
+size_t cuda_train_scratch_bytes(const ModelConfig *c, int T, int lora_rank);
+void cuda_train_plan(const ModelConfig *c, int max_tokens, const CudaTrainMode *m, CudaTrainPlan *p);
+/* One line per part ("weights ... GiB, ..."), for the start of training. */
+void cuda_train_plan_describe(const CudaTrainPlan *p, const CudaTrainMode *m, int max_tokens, char *out, size_t n);
+/* 0 when the plan fits in avail bytes; else -1 and msg names the device, the
+ * bytes needed and available, and what would fit (a smaller
+ * --max_tokens_per_batch, --gradient_checkpointing, LoRA, --zero with more
+ * ranks), each with the bytes it would need. */
+int cuda_train_plan_check(const ModelConfig *c, int max_tokens, const CudaTrainMode *m, size_t avail,
+                          const char *device, char *msg, size_t n);
+
 /* For a packed batch: pos[t] (position in its sequence) and last[s] (packed
  * row of sequence s's last token). Returns total tokens. */
 int cuda_pack_index(const int32_t *lens, int nseq, int32_t *pos, int32_t *last);
