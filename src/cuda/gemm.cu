@@ -73,6 +73,15 @@ done:
 // gets B's storage first (op T when tb), then A's (op T when ta), m = N,
 // n = M. A row-major [r, c] buffer with leading dimension ld is a
 // column-major [c, r] one with the same ld.
+// Largest power of two (<= 256) dividing a pointer: sub-blocks of the fused
+// matrices (the k columns of q|k|v, LoRA's rank-r buffers) are less aligned
+// than cuBLASLt's default assumption of 256 bytes, so the heuristic is told.
+static uint32_t ptr_align(const void *p) {
+    uint32_t a = 256;
+    while (a > 1 && ((uintptr_t)p % a)) a >>= 1;
+    return a;
+}
+
 cublasStatus_t gemm_ex(Gemm *g, int ta, int tb, int M, int N, int K, float alpha, const bf16 *A, int lda,
                        const bf16 *B, int ldb, float beta, void *C, int c_f32, int ldc, cudaStream_t stream) {
     cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
@@ -84,7 +93,8 @@ cublasStatus_t gemm_ex(Gemm *g, int ta, int tb, int M, int N, int K, float alpha
     cublasLtMatmulHeuristicResult_t heur;
     const cublasLtMatmulAlgo_t *algo = NULL;
     int found = 0;
-    int key[8] = {1, ta, tb, lda, ldb, ldc, c_f32, beta != 0.0f};
+    uint32_t al_a = ptr_align(B), al_b = ptr_align(A), al_c = ptr_align(C); // cuBLAS's A is our B
+    int key[8] = {1 + (int)(al_a << 1 | al_b << 10 | al_c << 19), ta, tb, lda, ldb, ldc, c_f32, beta != 0.0f};
     if (M <= 0 || N <= 0) return CUBLAS_STATUS_SUCCESS;
     LT_TRY(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &opb, sizeof opb));
@@ -101,6 +111,10 @@ cublasStatus_t gemm_ex(Gemm *g, int ta, int tb, int M, int N, int K, float alpha
         LT_TRY(cublasLtMatmulPreferenceCreate(&pref));
         LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &g->workspace_size,
                                                     sizeof g->workspace_size));
+        LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof al_a));
+        LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof al_b));
+        LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c, sizeof al_c));
+        LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c, sizeof al_c));
         LT_TRY(cublasLtMatmulAlgoGetHeuristic(g->lt, op, lb, la, lc, lc, pref, 1, &heur, &found));
         if (found == 0) {
             st = CUBLAS_STATUS_NOT_SUPPORTED;

@@ -272,12 +272,19 @@ int cuda_train_plan_check(const ModelConfig *c, int max_tokens, const CudaTrainM
         CudaTrainPlan q;
         cuda_train_plan(c, max_tokens, &r, &q);
         if (q.total <= avail) ALT("; LoRA (--lora-rank 16 on all projections: %.2f GiB)", q.total / GIB_);
+        /* ZeRO-1 shards the AdamW moments; with recomputation too where that alone is not enough. */
         for (int k = m->zero_ranks > 1 ? m->zero_ranks * 2 : 2; k <= 64; k *= 2) {
             r = *m;
             r.zero_ranks = k;
             cuda_train_plan(c, max_tokens, &r, &q);
+            int with_rc = 0;
+            if (q.total > avail && !m->recompute) {
+                r.recompute = with_rc = 1;
+                cuda_train_plan(c, max_tokens, &r, &q);
+            }
             if (q.total <= avail) {
-                ALT("; --zero with %d ranks (AdamW moments sharded over %d GPUs: %.2f GiB each)", k, k, q.total / GIB_);
+                ALT("; --zero with %d ranks%s (AdamW moments sharded over %d GPUs: %.2f GiB each)", k,
+                    with_rc ? " and --gradient_checkpointing" : "", k, q.total / GIB_);
                 break;
             }
         }
