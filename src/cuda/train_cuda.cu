@@ -565,3 +565,16 @@ static int train_upload(void *impl, const ModelParam *p, int n, const float *con
 const EngineOps CUDA_TRAIN_OPS = {train_forward,    cuda_head_rows,     train_backward,    cuda_free_impl,
                                   train_head_backward, 0,               train_grad_sqnorm, train_adamw_step,
                                   train_zero_grad,  train_download,     train_upload};
+
+// For the device check (tests/cuda/cuda_check.c) only: the gradients of the
+// trainable tensors (model_params order) into g[i] (params[i].numel floats).
+extern "C" int cuda_engine_grad_download(Engine *e, const ModelParam *p, int n, float *const *g, OprmError *err) {
+    if (e->ops != &CUDA_TRAIN_OPS) return oprm_fail(err, "cuda_engine_grad_download: not a CUDA training engine");
+    CudaEngine *c = (CudaEngine *)e->impl;
+    if (check_params(c, p, n, err)) return -1;
+    cudaSetDevice(c->dev);
+    cudaError_t ce = cudaStreamSynchronize(c->st);
+    for (int i = 0; i < n && ce == cudaSuccess; i++)
+        ce = cudaMemcpy(g[i], c->tr.grad + c->tr.tt[i].off, 4 * c->tr.tt[i].numel, cudaMemcpyDeviceToHost);
+    return ce == cudaSuccess ? 0 : fail_cuda(err, c, ce, "cannot copy the gradients from the GPU");
+}
