@@ -17,7 +17,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: oprm bench --config FILE --seq N [--steps N] [--warmup N] [--threads N] [--mode train|score|both]\n"
             "                  [--weights f32|bf16] [--compute f32|bf16] [--lora-rank R] [--seed S]\n"
-            "                  [--device cpu|cuda|cuda:N] [--nseq N]\n\n"
+            "                  [--device cpu|cuda|cuda:N] [--nseq N] [--gradient_checkpointing 0|1]\n\n"
             "Random weights from a Hugging Face config.json; one chosen and one rejected sequence\n"
             "of N random tokens each, packed in one batch. The train step is forward, the nine\n"
             "digit logits (rows 16..24 of the LM head), the OPRM pair loss, backward and AdamW;\n"
@@ -39,8 +39,11 @@ static void usage(FILE *f) {
             "  --lora-rank R    LoRA of rank R on q,k,v,o,gate,up,down (alpha 2R) instead of\n"
             "                   full fine-tuning\n"
             "  --seed S         weights and tokens (default 0)\n"
-            "  --device D       scoring device: cpu (default) or cuda[:N] (BF16 weights; --mode score)\n"
-            "  --nseq N         sequences per scoring batch (default 2; --mode score)\n"
+            "  --device D       cpu (default) or cuda[:N]: --mode score (BF16 weights) or --mode train\n"
+            "                   (the CUDA training engine: fp32 master weights and AdamW on the GPU)\n"
+            "  --nseq N         sequences per batch (default 2; --mode score, or an even count for\n"
+            "                   --device cuda --mode train: pairs)\n"
+            "  --gradient_checkpointing B  1: recompute activations in backward (--device cuda --mode train)\n"
             "  -h, --help       show this help\n\n"
             "FLOPs: 6 x non-embedding params x tokens (train), 2 x (score), plus causal\n"
             "attention 2 x layers x heads x head_dim x T(T+1) per sequence (x3 for train).\n");
@@ -96,6 +99,9 @@ int cmd_bench(int argc, char **argv) {
         } else if (!strcmp(a, "--nseq")) {
             if (parse_int(a, val, 1, 1 << 20, &v)) return EXIT_USAGE;
             o.nseq = (int)v;
+        } else if (!strcmp(a, "--gradient_checkpointing") || !strcmp(a, "--gradient-checkpointing")) {
+            if (parse_int(a, val, 0, 1, &v)) return EXIT_USAGE;
+            o.recompute = (int)v;
         } else if (!strcmp(a, "--device")) {
             DeviceFlag df = {"bench", &o.device, 0};
             if (device_flag_parse(&df, a, val)) return EXIT_USAGE;
