@@ -109,6 +109,40 @@ static void norm_bwd(float *dx, float *dw, const float *dy, const float *x, cons
     }
 }
 
+/* cuBLASLt's column-major product as src/cuda/gemm.cu calls it, through the
+ * same mapping (cuda_gemm_map): D = alpha op1(first) op2(second) + beta C with
+ * first = our B, second = our A. The layouts must be what cuBLAS accepts. */
+static int lt_bad;
+static void lt_ref(const CudaLtCall *L, float alpha, const float *first, const float *second, float beta, float *C) {
+    if ((L->op1 ? L->rows1 != L->k || L->cols1 != L->m : L->rows1 != L->m || L->cols1 != L->k) ||
+        (L->op2 ? L->rows2 != L->n || L->cols2 != L->k : L->rows2 != L->k || L->cols2 != L->n) ||
+        L->rowsc != L->m || L->colsc != L->n || L->ld1 < L->rows1 || L->ld2 < L->rows2 || L->ldc < L->rowsc) {
+        lt_bad++;
+        return;
+    }
+    for (int j = 0; j < L->n; j++)
+        for (int i = 0; i < L->m; i++) {
+            float acc = 0;
+            for (int p = 0; p < L->k; p++) {
+                float a = L->op1 ? first[p + (size_t)i * L->ld1] : first[i + (size_t)p * L->ld1];
+                float b = L->op2 ? second[j + (size_t)p * L->ld2] : second[p + (size_t)j * L->ld2];
+                acc += a * b;
+            }
+            float *d = C + i + (size_t)j * L->ldc;
+            *d = alpha * acc + (beta != 0 ? beta * *d : 0.0f);
+        }
+}
+/* gemm_ex's signature; c_f32 = 0 rounds the result (a BF16 C). */
+static void gemm_ex_ref(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                        int ldb, float beta, float *C, int c_f32, int ldc) {
+    CudaLtCall L;
+    cuda_gemm_map(ta, tb, M, N, K, lda, ldb, ldc, &L);
+    lt_ref(&L, alpha, B, A, beta, C);
+    if (!c_f32)
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = rb(C[(size_t)i * ldc + j]);
+}
+
 typedef struct {
     float *h1, *rstd1, *qkv_raw, *qkv, *att, *lse, *x_mid, *h2, *rstd2, *gu, *a;
 } Acts;
@@ -125,7 +159,31 @@ typedef struct {
     float **x_in, *y, *pre, *h_last;
     Acts *A;
     float *grad; /* flat train layout */
+    /* LoRA (rank > 0): A [r, in], B [out, r] per (layer, slot) (BF16 copies), their gradients (fp32). */
+    int rank;
+    float scale;
+    float *lA[8][7], *lB[8][7], *gA[8][7], *gB[8][7];
+    int lin[8][7], lout[8][7];
+    float *xa, *dxa;
 } Replay;
+
+/* lora_fwd / lora_bwd of src/cuda/train_cuda.cu, the same gemm_ex arguments. */
+static void lora_fwd(Replay *r, int l, int slot, const float *X, int T, float *Y, int ldy) {
+    if (!r->rank || !r->lA[l][slot]) return;
+    int rk = r->rank, in = r->lin[l][slot], out = r->lout[l][slot];
+    gemm_ex_ref(0, 1, T, rk, in, 1.0f, X, in, r->lA[l][slot], in, 0.0f, r->xa, 0, rk);
+    gemm_ex_ref(0, 1, T, out, rk, r->scale, r->xa, rk, r->lB[l][slot], rk, 1.0f, Y, 0, ldy);
+}
+static void lora_bwd(Replay *r, int l, int slot, const float *dY, int ldy, const float *X, int T, float *dX) {
+    if (!r->rank || !r->lA[l][slot]) return;
+    int rk = r->rank, in = r->lin[l][slot], out = r->lout[l][slot];
+    const float *A = r->lA[l][slot], *B = r->lB[l][slot];
+    gemm_ex_ref(0, 1, T, rk, in, 1.0f, X, in, A, in, 0.0f, r->xa, 0, rk);
+    gemm_ex_ref(1, 0, out, rk, T, r->scale, dY, ldy, r->xa, rk, 1.0f, r->gB[l][slot], 1, rk);
+    gemm_ex_ref(0, 0, T, rk, out, r->scale, dY, ldy, B, rk, 0.0f, r->dxa, 0, rk);
+    gemm_ex_ref(1, 0, rk, in, T, 1.0f, r->dxa, rk, X, in, 1.0f, r->gA[l][slot], 1, in);
+    if (dX) gemm_ex_ref(0, 0, T, in, rk, 1.0f, r->dxa, rk, A, in, 1.0f, dX, 0, in);
+}
 
 static float *Gr(Replay *r, int layer, CudaWeightKind k) {
     return cuda_weight_numel(r->c, k) ? r->grad + cuda_train_region(r->c, layer, k) : NULL;
@@ -199,18 +257,26 @@ static void layer_fwd(Replay *r, int l, Acts *a) {
     const ModelConfig *c = r->c;
     int T = r->T, D = c->hidden, F = c->ffn, Wd = (int)cuda_qkv_width(c), Q = c->n_heads * c->head_dim;
     float **L = r->W->buf[l + 1], eps = (float)c->rms_eps;
+    int Kd = c->n_kv_heads * c->head_dim;
     norm_fwd(a->h1, a->rstd1, r->x_in[l], L[CW_NORM1], eps, T, D);
     gemm_nt(a->qkv_raw, a->h1, L[CW_QKV], T, Wd, D);
+    lora_fwd(r, l, 0, a->h1, T, a->qkv_raw, Wd);
+    lora_fwd(r, l, 1, a->h1, T, a->qkv_raw + Q, Wd);
+    lora_fwd(r, l, 2, a->h1, T, a->qkv_raw + Q + Kd, Wd);
     qkv_post(r, a->qkv, a->qkv_raw, L);
     attention_fwd(r, a->att, a->lse, a->qkv);
     gemm_nt(r->y, a->att, L[CW_O], T, D, Q);
+    lora_fwd(r, l, 3, a->att, T, r->y, D);
     for (size_t i = 0; i < (size_t)T * D; i++) a->x_mid[i] = r->x_in[l][i] + r->y[i];
     norm_fwd(a->h2, a->rstd2, a->x_mid, L[CW_NORM2], eps, T, D);
     gemm_nt(a->gu, a->h2, L[CW_GATE_UP], T, 2 * F, D);
+    lora_fwd(r, l, 4, a->h2, T, a->gu, 2 * F);
+    lora_fwd(r, l, 5, a->h2, T, a->gu + F, 2 * F);
     for (int t = 0; t < T; t++)
         for (int f = 0; f < F; f++)
             a->a[(size_t)t * F + f] = rb(dm_swiglu(a->gu[(size_t)t * 2 * F + f], a->gu[(size_t)t * 2 * F + F + f]));
     gemm_nt(r->y, a->a, L[CW_DOWN], T, D, F);
+    lora_fwd(r, l, 6, a->a, T, r->y, D);
 }
 
 static void forward(Replay *r) {
@@ -382,6 +448,7 @@ static void backward(Replay *r, const int32_t *rows, int nrows, const float *dlo
         for (size_t i = 0; i < (size_t)T * D; i++) dres[i] = rb(dx[i]);
         gemm_nn(da, dres, D, L[CW_DOWN], T, D, F);
         gemm_tn_acc(Gr(r, l, CW_DOWN), dres, D, a->a, T, D, F);
+        lora_bwd(r, l, 6, dres, D, a->a, T, da);
         for (int t = 0; t < T; t++)
             for (int f = 0; f < F; f++) {
                 float dg, du;
@@ -392,10 +459,13 @@ static void backward(Replay *r, const int32_t *rows, int nrows, const float *dlo
             }
         gemm_nn(dh, dgu, 2 * F, L[CW_GATE_UP], T, 2 * F, D);
         gemm_tn_acc(Gr(r, l, CW_GATE_UP), dgu, 2 * F, a->h2, T, 2 * F, D);
+        lora_bwd(r, l, 4, dgu, 2 * F, a->h2, T, dh);
+        lora_bwd(r, l, 5, dgu + F, 2 * F, a->h2, T, dh);
         norm_bwd(dx, Gr(r, l, CW_NORM2), dh, a->x_mid, L[CW_NORM2], a->rstd2, T, D);
         for (size_t i = 0; i < (size_t)T * D; i++) dres[i] = rb(dx[i]);
         gemm_nn(datt, dres, D, L[CW_O], T, D, Q);
         gemm_tn_acc(Gr(r, l, CW_O), dres, D, a->att, T, D, Q);
+        lora_bwd(r, l, 3, dres, D, a->att, T, datt);
         attention_bwd(r, dqkv, a->qkv, datt, a->att, a->lse);
         qkv_post_bwd(r, dqkv, draw, prod, a->qkv_raw, L);
         if (c->qkv_bias) colsum(Gr(r, l, CW_QKV_BIAS), dqkv, T, Wd, Wd, Wd);
@@ -404,8 +474,14 @@ static void backward(Replay *r, const int32_t *rows, int nrows, const float *dlo
             colsum(Gr(r, l, CW_K_NORM), prod + (size_t)H * hd, T, KV * hd, (H + KV) * hd, hd);
         }
         gemm_tn_acc(Gr(r, l, CW_QKV), draw, Wd, a->h1, T, Wd, D);
-        gemm_nn(dh, draw, Wd, L[CW_QKV], T, Wd, D);
-        norm_bwd(dx, Gr(r, l, CW_NORM1), dh, r->x_in[l], L[CW_NORM1], a->rstd1, T, D);
+        int need_dx = l > 0 || !r->rank; /* LoRA: a frozen embedding needs nothing below layer 0 */
+        float *dhx = need_dx ? dh : NULL;
+        if (need_dx) gemm_nn(dh, draw, Wd, L[CW_QKV], T, Wd, D);
+        int Kd = KV * hd;
+        lora_bwd(r, l, 0, draw, Wd, a->h1, T, dhx);
+        lora_bwd(r, l, 1, draw + Q, Wd, a->h1, T, dhx);
+        lora_bwd(r, l, 2, draw + Q + Kd, Wd, a->h1, T, dhx);
+        if (need_dx) norm_bwd(dx, Gr(r, l, CW_NORM1), dh, r->x_in[l], L[CW_NORM1], a->rstd1, T, D);
     }
     float *Ge = Gr(r, -1, CW_EMBED);
     for (int t = 0; t < T; t++)
@@ -413,40 +489,51 @@ static void backward(Replay *r, const int32_t *rows, int nrows, const float *dlo
     free(dh_last), free(dx), free(dres), free(dh), free(da), free(dgu), free(datt), free(dqkv), free(draw), free(prod);
 }
 
-static void check_arch(ModelArch arch, int llama3) {
-    ModelConfig c = {0};
-    c.arch = arch;
-    snprintf(c.architecture, sizeof c.architecture, "test");
-    c.hidden = 64, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = 16, c.ffn = 96, c.vocab = 50;
-    c.max_pos = 512, c.rope_theta = 10000, c.rms_eps = 1e-6, c.tie_embeddings = arch != ARCH_LLAMA;
-    c.qkv_bias = arch == ARCH_QWEN2, c.qk_norm = arch == ARCH_QWEN3, c.bos_id = c.eos_id = -1;
-    if (llama3) c.rope_factor = 8, c.rope_low_freq_factor = 1, c.rope_high_freq_factor = 4, c.rope_original_max_pos = 32;
+static const char *MODULES[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                                 "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
+/* PEFT name -> layer, slot, B? (-1: not an adapter). */
+static int adapter_of(const char *name, int *l, int *slot, int *is_b) {
+    int n = 0;
+    if (sscanf(name, "base_model.model.model.layers.%d.%n", l, &n) != 1 || !n) return -1;
+    for (int s = 0; s < 7; s++) {
+        size_t k = strlen(MODULES[s]);
+        if (!strncmp(name + n, MODULES[s], k) && !strncmp(name + n + k, ".lora_", 6)) {
+            *slot = s;
+            *is_b = name[n + k + 6] == 'B';
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Replays the training step of m (LoRA: the adapters' gradients, scale alpha / r) and compares every
+ * trainable tensor's gradient with the CPU engine's; BF16 bounds given by the caller. */
+static void replay_check(Model *m, int lora, float lora_scale, const char *label, double bf16_cos, double bf16_rel) {
+    const ModelConfig c = *model_config(m);
     OprmError err = {{0}};
-    Model *m = model_new_random(&c, NULL, 11, &err);
-    CHECK(m != NULL);
-    if (!m) return;
-    int np;
+    int np, rank = 0;
     ModelParam *ps = model_params(m, &np);
-    for (int i = 0; i < np; i++) /* larger weights than 0.02 so attention is not uniform; norms and biases vary */
-        for (size_t j = 0; j < ps[i].numel; j++)
-            ps[i].data[j] = ps[i].ndim == 2 ? ps[i].data[j] * 5.0f : ps[i].data[j] + 0.1f * sinf((float)(j * 7 + i));
+    for (int i = 0; i < np; i++)
+        if (strstr(ps[i].name, ".lora_A.")) rank = (int)ps[i].shape[0];
     int32_t lens[] = {70, 3, 41, 1}, nseq = 4, N = 115, rows[9];
     int32_t *ids = malloc(4 * N);
     for (int i = 0; i < N; i++) ids[i] = (i * 37 + 11) % c.vocab;
     for (int k = 0; k < 9; k++) rows[k] = 10 + k;
-    float dl[36], h_ref[4 * 64];
+    float dl[36], *h_ref = fz((size_t)4 * c.hidden);
     for (int i = 0; i < 36; i++) dl[i] = 0.3f * sinf(1.7f * i + 0.2f);
     SeqBatch b = {ids, lens, nseq, NULL};
     /* CPU reference: the same loss entry (dlogits at the head rows). */
     model_zero_grad(m);
     CHECK(model_forward(m, &b, 1, h_ref, &err) == 0);
-    float *dh = fz(4 * 64);
+    float *dh = fz((size_t)4 * c.hidden);
     model_head_rows_backward(m, h_ref, nseq, rows, 9, dl, dh);
     CHECK(model_backward(m, dh, &err) == 0);
     free(dh);
     for (ROUND = 0; ROUND < 2; ROUND++) {
         Weights W = place_all(m, &c);
-        Replay r = {&c, &W, N, nseq, 0, 0, 0, NULL, NULL, ids, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+        Replay r;
+        memset(&r, 0, sizeof r);
+        r.c = &c, r.W = &W, r.T = N, r.nseq = nseq, r.ids = ids;
         int D = c.hidden, F = c.ffn, Wd = (int)cuda_qkv_width(&c), Q = c.n_heads * c.head_dim, H = c.n_heads;
         r.pos = malloc(4 * N), r.last = malloc(4 * nseq);
         cuda_pack_index(lens, nseq, r.pos, r.last);
@@ -471,6 +558,18 @@ static void check_arch(ModelArch arch, int llama3) {
         }
         r.y = fz((size_t)N * D), r.pre = fz((size_t)nseq * D), r.h_last = fz((size_t)nseq * D);
         r.grad = fz(cuda_train_numel(&c));
+        if (lora) {
+            r.rank = rank, r.scale = lora_scale;
+            r.xa = fz((size_t)N * rank), r.dxa = fz((size_t)N * rank);
+            for (int i = 0; i < np; i++) {
+                int al, as, ab;
+                if (adapter_of(ps[i].name, &al, &as, &ab)) continue;
+                float *w = fz(ps[i].numel);
+                for (size_t j = 0; j < ps[i].numel; j++) w[j] = rb(ps[i].data[j]); /* the BF16 copies */
+                if (ab) r.lB[al][as] = w, r.gB[al][as] = fz(ps[i].numel), r.lout[al][as] = (int)ps[i].shape[0];
+                else r.lA[al][as] = w, r.gA[al][as] = fz(ps[i].numel), r.lin[al][as] = (int)ps[i].shape[1];
+            }
+        }
         forward(&r);
         backward(&r, rows, 9, dl);
         double dmax = 0;
@@ -478,10 +577,20 @@ static void check_arch(ModelArch arch, int llama3) {
         /* Per tensor: cosine and relative norm error against the CPU gradient. */
         double worst_cos = 1, worst_rel = 0;
         const char *worst = "";
+        int compared = 0;
         for (int i = 0; i < np; i++) {
             CudaWeightSlot s;
-            if (cuda_weight_slot(&c, ps[i].name, &s)) continue;
-            const float *g = r.grad + cuda_train_region(&c, s.layer, s.kind) + s.offset, *ref = ps[i].grad;
+            int al, as, ab;
+            const float *g;
+            if (lora) {
+                if (adapter_of(ps[i].name, &al, &as, &ab)) continue;
+                g = ab ? r.gB[al][as] : r.gA[al][as];
+            } else {
+                if (cuda_weight_slot(&c, ps[i].name, &s)) continue;
+                g = r.grad + cuda_train_region(&c, s.layer, s.kind) + s.offset;
+            }
+            const float *ref = ps[i].grad;
+            compared++;
             double dot = 0, ng = 0, nr = 0, nd = 0;
             for (size_t j = 0; j < ps[i].numel; j++) {
                 dot += (double)g[j] * ref[j], ng += (double)g[j] * g[j], nr += (double)ref[j] * ref[j];
@@ -492,16 +601,18 @@ static void check_arch(ModelArch arch, int llama3) {
             if (cs < worst_cos) worst_cos = cs;
             if (rel > worst_rel) worst_rel = rel, worst = ps[i].name;
         }
-        fprintf(stderr, "  arch %d llama3 %d bf16 %d: max |dh_last| %.2e, worst cosine %.6f, worst rel err %.2e (%s)\n",
-                arch, llama3, ROUND, dmax, worst_cos, worst_rel, worst);
+        fprintf(stderr, "  %s bf16 %d: max |dh_last| %.2e, %d tensors, worst cosine %.6f, worst rel err %.2e (%s)\n",
+                label, ROUND, dmax, compared, worst_cos, worst_rel, worst);
+        CHECK(compared == (lora ? 2 * 7 * c.n_layers : np));
+        CHECK(lt_bad == 0);
         if (!ROUND) { /* the same computation in another order */
             CHECK(dmax < 2e-5);
             CHECK(worst_cos > 0.999999);
             CHECK(worst_rel < 2e-5);
         } else { /* BF16 where the GPU stores BF16 */
             CHECK(dmax < 0.1);
-            CHECK(worst_cos > 0.9995);
-            CHECK(worst_rel < 0.03);
+            CHECK(worst_cos > bf16_cos);
+            CHECK(worst_rel < bf16_rel);
         }
         for (int l = 0; l < c.n_layers; l++) {
             Acts *a = &r.A[l];
@@ -509,18 +620,113 @@ static void check_arch(ModelArch arch, int llama3) {
             free(a->x_mid), free(a->h2), free(a->rstd2), free(a->gu), free(a->a);
         }
         free(r.x_in), free(r.A), free(r.y), free(r.pre), free(r.h_last), free(r.grad), free(r.pos), free(r.last);
-        free(r.tiles), free(r.tiles16), free(r.ktiles), free(r.inv);
+        free(r.tiles), free(r.tiles16), free(r.ktiles), free(r.inv), free(r.xa), free(r.dxa);
+        for (int l = 0; l < 8; l++)
+            for (int k = 0; k < 7; k++) free(r.lA[l][k]), free(r.lB[l][k]), free(r.gA[l][k]), free(r.gB[l][k]);
         for (int l = 0; l < 8; l++)
             for (int k = 0; k < CW_N_KINDS; k++)
                 if (!(l == 0 && k == CW_LM_HEAD && c.tie_embeddings)) free(W.buf[l][k]);
     }
     free(ids);
+    free(h_ref);
+}
+
+static void check_arch(ModelArch arch, int llama3, int lora) {
+    ModelConfig c = {0};
+    c.arch = arch;
+    snprintf(c.architecture, sizeof c.architecture, "test");
+    c.hidden = 64, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = 16, c.ffn = 96, c.vocab = 50;
+    c.max_pos = 512, c.rope_theta = 10000, c.rms_eps = 1e-6, c.tie_embeddings = arch != ARCH_LLAMA;
+    c.qkv_bias = arch == ARCH_QWEN2, c.qk_norm = arch == ARCH_QWEN3, c.bos_id = c.eos_id = -1;
+    if (llama3) c.rope_factor = 8, c.rope_low_freq_factor = 1, c.rope_high_freq_factor = 4, c.rope_original_max_pos = 32;
+    OprmError err = {{0}};
+    ModelOptions lo = {.lora_rank = 4, .lora_alpha = 8, .lora_seed = 3, .lora_targets = 127};
+    Model *m = model_new_random(&c, lora ? &lo : NULL, 11, &err);
+    CHECK(m != NULL);
+    if (!m) return;
+    int np;
+    ModelParam *ps = model_params(m, &np);
+    for (int i = 0; i < np; i++) { /* larger weights than 0.02 so attention is not uniform; norms and biases vary */
+        int al, as, ab;
+        int ad = adapter_of(ps[i].name, &al, &as, &ab) == 0;
+        for (size_t j = 0; j < ps[i].numel; j++)
+            ps[i].data[j] = ad && ab  ? 0.3f * sinf((float)(j * 3 + i)) /* B non-zero: every gradient flows */
+                            : ad      ? ps[i].data[j]
+                            : ps[i].ndim == 2 ? ps[i].data[j] * 5.0f
+                                             : ps[i].data[j] + 0.1f * sinf((float)(j * 7 + i));
+    }
+    replay_check(m, lora, 2.0f, lora ? (llama3 ? "llama3 lora" : "qwen2 lora") : arch == ARCH_QWEN2 ? "qwen2" :
+                 arch == ARCH_QWEN3 ? "qwen3" : "llama3", lora ? 0.998 : 0.9995, lora ? 0.08 : 0.03);
     model_free(m);
 }
 
-static void test_train_schedule_qwen2(void) { check_arch(ARCH_QWEN2, 0); }
-static void test_train_schedule_qwen3(void) { check_arch(ARCH_QWEN3, 0); }
-static void test_train_schedule_llama3(void) { check_arch(ARCH_LLAMA, 1); }
+static void test_train_schedule_qwen2(void) { check_arch(ARCH_QWEN2, 0, 0); }
+static void test_train_schedule_qwen3(void) { check_arch(ARCH_QWEN3, 0, 0); }
+static void test_train_schedule_llama3(void) { check_arch(ARCH_LLAMA, 1, 0); }
+static void test_train_schedule_lora_qwen2(void) { check_arch(ARCH_QWEN2, 0, 1); }
+static void test_train_schedule_lora_llama3(void) { check_arch(ARCH_LLAMA, 1, 1); }
+
+/* The committed PyTorch fixtures' models (O(1) activations, what tools/cuda_check.sh's grad check
+ * runs): the replay against the CPU engine predicts the device check's numbers. Measured in BF16
+ * (2026-12-04): worst cosine 0.99951..0.99993 (the device check asks >= 0.999), worst relative
+ * norm error 1.2e-2..3.1e-2 (it asks <= 1e-2: the replay predicts that part FAILS on the GPU;
+ * not from the gradients' BF16 storage, which moves it by < 3e-3, nor from P's rounding, but from
+ * BF16 weights and activations throughout, as in any BF16 forward). Bounds here: the device
+ * check's cosine, and 5e-2 for the norm error. */
+static void test_train_schedule_fixtures(void) {
+    static const struct {
+        const char *name;
+        double cos_b, rel_b;
+    } fx[] = {{"llama_gqa", 0.999, 5e-2},   {"qwen2_tied_bf16", 0.999, 5e-2}, {"qwen3_qknorm", 0.999, 5e-2},
+              {"llama3_rope", 0.999, 5e-2}, {"mistral_gqa", 0.999, 5e-2},     {"lora_qwen2", 0.999, 5e-2}};
+    for (size_t i = 0; i < sizeof fx / sizeof fx[0]; i++) {
+        char dir[256], ad[300];
+        snprintf(dir, sizeof dir, "tests/fixtures/engine/%s", fx[i].name);
+        snprintf(ad, sizeof ad, "%s/adapter", dir);
+        int lora = strstr(fx[i].name, "lora") != NULL;
+        ModelOptions lo = {.lora_rank = 4, .lora_alpha = 1, .lora_seed = 5, .lora_targets = 127};
+        OprmError err = {{0}};
+        Model *m = model_load(dir, lora ? &lo : NULL, &err);
+        if (m && lora && model_load_adapter(m, ad, &err)) model_free(m), m = NULL;
+        if (!m) {
+            fprintf(stderr, "%s: %s\n", dir, err.msg);
+            CHECK(m != NULL);
+            continue;
+        }
+        replay_check(m, lora, lora ? (float)(model_lora_alpha(m) / 4) : 0.0f, fx[i].name, fx[i].cos_b, fx[i].rel_b);
+        model_free(m);
+    }
+}
+
+/* The cuBLASLt mapping of gemm_ex against a direct row-major product: all four
+ * transpose cases, leading dimensions wider than the rows (sub-blocks), beta 0/1. */
+static void test_gemm_map(void) {
+    int save = ROUND;
+    ROUND = 0;
+    double worst = 0;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int beta = 0; beta < 2; beta++) {
+                int M = 7, N = 5, K = 9, pad = 3;
+                int lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
+                float A[(9 + 3) * 12], B[(9 + 3) * 12], C[7 * 8], R[7 * 8];
+                for (int i = 0; i < (int)(sizeof A / sizeof A[0]); i++) A[i] = sinf(i * 0.7f), B[i] = cosf(i * 0.3f);
+                for (int i = 0; i < 7 * 8; i++) C[i] = R[i] = 0.1f * i;
+                for (int i = 0; i < M; i++)
+                    for (int j = 0; j < N; j++) {
+                        float acc = 0;
+                        for (int p = 0; p < K; p++)
+                            acc += (ta ? A[p * lda + i] : A[i * lda + p]) * (tb ? B[j * ldb + p] : B[p * ldb + j]);
+                        R[i * ldc + j] = 1.5f * acc + (beta ? R[i * ldc + j] : 0.0f);
+                    }
+                gemm_ex_ref(ta, tb, M, N, K, 1.5f, A, lda, B, ldb, (float)beta, C, 1, ldc);
+                for (int i = 0; i < M; i++)
+                    for (int j = 0; j < ldc; j++) worst = fmax(worst, fabs(C[i * ldc + j] - R[i * ldc + j]));
+            }
+    CHECK(worst < 1e-5); /* the padding columns are left alone too (they start equal) */
+    CHECK(lt_bad == 0);
+    ROUND = save;
+}
 
 /* dm_adamw_update (the device kernel's arithmetic) against adamw_step, bit for bit. */
 static void test_devmath_adamw(void) {
@@ -573,5 +779,9 @@ int main(void) {
     RUN(test_train_schedule_qwen2);
     RUN(test_train_schedule_qwen3);
     RUN(test_train_schedule_llama3);
+    RUN(test_train_schedule_lora_qwen2);
+    RUN(test_train_schedule_lora_llama3);
+    RUN(test_train_schedule_fixtures);
+    RUN(test_gemm_map);
     return test_summary();
 }

@@ -96,13 +96,16 @@ cublasStatus_t gemm_ex(Gemm *g, int ta, int tb, int M, int N, int K, float alpha
     uint32_t al_a = ptr_align(B), al_b = ptr_align(A), al_c = ptr_align(C); // cuBLAS's A is our B
     int key[8] = {1 + (int)(al_a << 1 | al_b << 10 | al_c << 19), ta, tb, lda, ldb, ldc, c_f32, beta != 0.0f};
     if (M <= 0 || N <= 0) return CUBLAS_STATUS_SUCCESS;
+    CudaLtCall L; // the mapping, tested on the host (tests/test_cuda_train_ref.c)
+    cuda_gemm_map(ta, tb, M, N, K, lda, ldb, ldc, &L);
+    opb = L.op1 ? CUBLAS_OP_T : CUBLAS_OP_N;
+    opa = L.op2 ? CUBLAS_OP_T : CUBLAS_OP_N;
     LT_TRY(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &opb, sizeof opb));
     LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &opa, sizeof opa));
-    // B^T as cuBLAS's first operand: [N, K] (no transpose) or stored [K, N].
-    LT_TRY(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, tb ? K : N, tb ? N : K, ldb));
-    LT_TRY(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, ta ? M : K, ta ? K : M, lda));
-    LT_TRY(cublasLtMatrixLayoutCreate(&lc, ct, N, M, ldc));
+    LT_TRY(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, L.rows1, L.cols1, L.ld1));
+    LT_TRY(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, L.rows2, L.cols2, L.ld2));
+    LT_TRY(cublasLtMatrixLayoutCreate(&lc, ct, L.rowsc, L.colsc, L.ldc));
     for (int i = 0; i < g->n_cache; i++)
         if (g->cache[i].T == M && g->cache[i].N == N && g->cache[i].K == K &&
             !memcmp(g->cache[i].key, key, sizeof key))

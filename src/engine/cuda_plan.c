@@ -140,6 +140,23 @@ int cuda_weight_slot(const ModelConfig *c, const char *name, CudaWeightSlot *out
     return 0;
 }
 
+void cuda_gemm_map(int ta, int tb, int M, int N, int K, int lda, int ldb, int ldc, CudaLtCall *o) {
+    o->op1 = tb;
+    o->op2 = ta;
+    o->m = N;
+    o->n = M;
+    o->k = K;
+    o->rows1 = tb ? K : N; /* B^T is [N, K]: stored [K, N] row-major = [N, K] column-major, or transposed */
+    o->cols1 = tb ? N : K;
+    o->ld1 = ldb;
+    o->rows2 = ta ? M : K;
+    o->cols2 = ta ? K : M;
+    o->ld2 = lda;
+    o->rowsc = N;
+    o->colsc = M;
+    o->ldc = ldc;
+}
+
 /* ---- Training plan ---- */
 
 static const CudaWeightKind LAYER_KINDS[] = {CW_QKV, CW_QKV_BIAS, CW_O, CW_Q_NORM, CW_K_NORM,

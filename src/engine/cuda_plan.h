@@ -123,6 +123,21 @@ void cuda_train_plan_describe(const CudaTrainPlan *p, const CudaTrainMode *m, in
 int cuda_train_plan_check(const ModelConfig *c, int max_tokens, const CudaTrainMode *m, size_t avail,
                           const char *device, char *msg, size_t n);
 
+/* The row-major product of src/cuda/gemm.cu's gemm_ex,
+ *   C[M, N] (ldc) = op(A)[M, K] op(B)[K, N]   (op(A) = A stored [M, K] with lda, or A^T of a stored [K, M]
+ *                                              when ta; the same for B),
+ * as the column-major call cuBLASLt gets: D (m x n, ldc) = op1(first) op2(second) with first = our B's
+ * storage, second = our A's (a row-major [r, c] buffer is a column-major [c, r] one with the same ld).
+ * Plain C so the host tests run it against a direct row-major product. */
+typedef struct {
+    int op1, op2;       /* 1: transposed */
+    int m, n, k;
+    int rows1, cols1, ld1; /* first operand's column-major layout (our B) */
+    int rows2, cols2, ld2; /* second operand's (our A) */
+    int rowsc, colsc, ldc;
+} CudaLtCall;
+void cuda_gemm_map(int ta, int tb, int M, int N, int K, int lda, int ldb, int ldc, CudaLtCall *out);
+
 /* For a packed batch: pos[t] (position in its sequence) and last[s] (packed
  * row of sequence s's last token). Returns total tokens. */
 int cuda_pack_index(const int32_t *lens, int nseq, int32_t *pos, int32_t *last);
