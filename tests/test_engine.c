@@ -379,14 +379,16 @@ static void test_cli_device(void) {
     snprintf(cmd, sizeof cmd, "%s bench --device gpu --config x --seq 4 >/dev/null 2>&1", bin);
     st = system(cmd);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+    /* train takes cuda through the option table (exit 1 here: the files do not
+     * exist; tests/test_train_device.c runs the refusal at setup) */
     snprintf(cmd, sizeof cmd, "%s train --device cuda --model x --data y --output z 2>&1", bin);
     FILE *f = popen(cmd, "r");
     char out[4096] = "";
     size_t n = f ? fread(out, 1, sizeof out - 1, f) : 0;
     out[n] = 0;
     st = f ? pclose(f) : -1;
-    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 2);
-    CHECK_STR_CONTAINS(out, "CUDA training is not yet available");
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    CHECK(strstr(out, "not yet available") == NULL);
     /* A scoring command on story-llama: cpu is printed; cuda without a GPU is
      * refused with what to do. */
     const char *shared = getenv("OPRM_SHARED_DATA") ? getenv("OPRM_SHARED_DATA") : "../shared/data";

@@ -131,6 +131,7 @@ typedef struct {
     int64_t truncated, contradictions, tokens_total;
     /* pairs the reader left out (spec §3): of --data by reason, of --eval-data in all */
     int64_t load_contradicting, load_identical, eval_load_skipped;
+    int64_t best_of_n; /* best-of-N sets in --data and --eval-data */
     char *last_checkpoint;
     json_t *args;
     int progress;
@@ -446,6 +447,7 @@ static int open_data(Trainer *t, OprmError *err) {
         t->file_start[i] = t->total;
         t->total += data_count(t->files[i]);
         points += rep.by_kind[REC_POINT];
+        t->best_of_n += (int64_t)rep.by_kind[REC_BEST_OF_N];
     }
     t->file_start[c->n_data] = t->total;
     if (points && (c->loss == TRAIN_LOSS_BT || !c->rgft_enabled))
@@ -457,6 +459,7 @@ static int open_data(Trainer *t, OprmError *err) {
         t->eval = data_open(c->eval_data, &eo, &rep, err);
         if (!t->eval) return oprm_prefix(err, "--eval-data: ");
         t->eval_load_skipped = (int64_t)(rep.by_reason[DATA_CONTRADICTION] + rep.by_reason[DATA_IDENTICAL]);
+        t->best_of_n += (int64_t)rep.by_kind[REC_BEST_OF_N];
         /* Its own report: records skipped with --skip-invalid there are not silent either. */
         if (!c->quiet) {
             char label[1100];
@@ -542,14 +545,34 @@ static int resume_template(Trainer *t, OprmError *err) {
     return 0;
 }
 
+/* The most responses of one record: 2 (a pair), or the largest best-of-N set,
+ * which only data holding such sets reads through for. */
+static int64_t most_responses(Trainer *t) {
+    int64_t most = 2;
+    DataFile *files[TRAIN_MAX_DATA_FILES + 1];
+    int n = 0;
+    for (int i = 0; i < t->cfg->n_data; i++) files[n++] = t->files[i];
+    if (t->eval) files[n++] = t->eval;
+    for (int f = 0; f < n && t->best_of_n > 0; f++)
+        for (size_t i = 0; i < data_count(files[f]); i++) {
+            DataRecord rec;
+            OprmError ignored;
+            if (data_read(files[f], i, &rec, &ignored)) continue; /* reported when the loop reads it */
+            if ((int64_t)rec.n_responses > most) most = (int64_t)rec.n_responses;
+            record_free(&rec);
+        }
+    return most;
+}
+
 /* The training engine on the host model, once a resume has loaded the model
  * and the optimizer state: a device engine copies the weights when it is
  * built and receives the moments from the upload. */
 static int create_engine(Trainer *t, OprmError *err) {
     TrainConfig *c = t->cfg;
-    /* The most tokens of a micro-batch (or an eval batch): records x 2
+    /* The most tokens of a micro-batch (or an eval batch): records x
      * responses x max_length; a device engine sizes its buffers by it. */
-    int64_t most = (int64_t)c->batch_size * 2 * c->max_length;
+    int sized = c->device.kind != DEVICE_CPU || c->make_engine; /* the CPU engine grows to any batch */
+    int64_t most = (int64_t)c->batch_size * (sized ? most_responses(t) : 2) * c->max_length;
     EngineOptions eo = {.device = c->device,
                         .threads = c->threads,
                         .max_tokens_per_batch = most > INT_MAX ? INT_MAX : (int)most,
