@@ -70,6 +70,7 @@ __global__ void attention_bwd_dq_kernel(float *dqkv, const bf16 *qkv, const bf16
         Os[e] = ok ? __bfloat162float(dout[row * Qw + (size_t)h * hd + d]) : 0.0f;
     }
     float L[DQ_QPW], Dd[DQ_QPW], acc[DQ_QPW][DPL];
+#pragma unroll
     for (int j = 0; j < DQ_QPW; j++) {
         int qi = warp * DQ_QPW + j;
         size_t row = (size_t)tile.seq_row + tile.q_pos + qi;
@@ -87,6 +88,7 @@ __global__ void attention_bwd_dq_kernel(float *dqkv, const bf16 *qkv, const bf16
             Vs[kj * (hd + 1) + d] = ok ? __bfloat162float(base[(size_t)key * W + vcol + d]) : 0.0f;
         }
         __syncthreads();
+#pragma unroll // constant indices: the accumulators stay in registers
         for (int j = 0; j < DQ_QPW; j++) {
             int qi = warp * DQ_QPW + j;
             if (qi >= tile.q_n) break;
@@ -114,6 +116,7 @@ __global__ void attention_bwd_dq_kernel(float *dqkv, const bf16 *qkv, const bf16
             }
         }
     }
+#pragma unroll
     for (int j = 0; j < DQ_QPW; j++) {
         int qi = warp * DQ_QPW + j;
         if (qi >= tile.q_n) break;
@@ -138,6 +141,7 @@ __global__ void attention_bwd_dkdv_kernel(float *dqkv, const bf16 *qkv, const bf
     const size_t W = (size_t)(H + 2 * KV) * hd, Qw = (size_t)H * hd;
     const size_t kcol = (size_t)H * hd + (size_t)g * hd, vcol = kcol + (size_t)KV * hd;
     float kr[KV_KPW][DPL], vr[KV_KPW][DPL], dk[KV_KPW][DPL], dv[KV_KPW][DPL];
+#pragma unroll
     for (int jj = 0; jj < KV_KPW; jj++) {
         int kj = warp * KV_KPW + jj;
         size_t row = (size_t)tile.seq_row + tile.k_pos + kj;
@@ -169,6 +173,7 @@ __global__ void attention_bwd_dkdv_kernel(float *dqkv, const bf16 *qkv, const bf
             for (int qi = 0; qi < qn; qi++) {
                 int qpos = q0 + qi;
                 const float *q = Qs + qi * hd, *o = Os + qi * hd;
+#pragma unroll // constant indices: k, v and the accumulators stay in registers
                 for (int jj = 0; jj < KV_KPW; jj++) {
                     int kj = warp * KV_KPW + jj, kpos = tile.k_pos + kj;
                     if (kj >= tile.k_n || kpos > qpos) break; // warp-uniform; later keys are later still
@@ -196,6 +201,7 @@ __global__ void attention_bwd_dkdv_kernel(float *dqkv, const bf16 *qkv, const bf
             }
         }
     }
+#pragma unroll
     for (int jj = 0; jj < KV_KPW; jj++) {
         int kj = warp * KV_KPW + jj;
         if (kj >= tile.k_n) break;
