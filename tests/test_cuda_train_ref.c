@@ -578,6 +578,7 @@ static void replay_check(Model *m, int lora, float lora_scale, const char *label
         double worst_cos = 1, worst_rel = 0;
         const char *worst = "";
         int compared = 0;
+        double worst_norm = 0, max_norm = 0;
         for (int i = 0; i < np; i++) {
             CudaWeightSlot s;
             int al, as, ab;
@@ -599,10 +600,12 @@ static void replay_check(Model *m, int lora, float lora_scale, const char *label
             double cs = dot / (sqrt(ng * nr) + 1e-300), rel = sqrt(nd) / (sqrt(nr) + 1e-30);
             if (nr == 0) cs = ng == 0 ? 1 : 0, rel = sqrt(ng);
             if (cs < worst_cos) worst_cos = cs;
-            if (rel > worst_rel) worst_rel = rel, worst = ps[i].name;
+            if (rel > worst_rel) worst_rel = rel, worst = ps[i].name, worst_norm = sqrt(nr);
+            if (sqrt(nr) > max_norm) max_norm = sqrt(nr);
         }
-        fprintf(stderr, "  %s bf16 %d: max |dh_last| %.2e, %d tensors, worst cosine %.6f, worst rel err %.2e (%s)\n",
-                label, ROUND, dmax, compared, worst_cos, worst_rel, worst);
+        fprintf(stderr, "  %s bf16 %d: max |dh_last| %.2e, %d tensors, worst cosine %.6f, worst rel err %.2e (%s, "
+                "|grad| %.2g of the largest tensor's)\n", label, ROUND, dmax, compared, worst_cos, worst_rel, worst,
+                worst_norm / (max_norm + 1e-30));
         CHECK(compared == (lora ? 2 * 7 * c.n_layers : np));
         CHECK(lt_bad == 0);
         if (!ROUND) { /* the same computation in another order */
