@@ -3,6 +3,7 @@
  * claims of issue 14, and the refusal message. */
 #include "engine/cuda_plan.h"
 #include "model/model.h"
+#include "train/bench.h"
 #include "test.h"
 
 static ModelConfig qwen25(double size) {
@@ -177,11 +178,67 @@ static void test_ktiles(void) {
     CHECK(t[4].seq_row == 43 && t[4].k_n == 16 && t[4].seq_len == 16);
 }
 
+/* What the CUDA engine trains, and what it refuses at init (cuda_train_mode_of, called by
+ * src/cuda/train_cuda.cu before anything is allocated). */
+static void test_train_mode(void) {
+    ModelConfig c = small_cfg(ARCH_QWEN2);
+    OprmError err = {{0}};
+    char msg[512];
+    CudaTrainMode md;
+    Model *full = model_new_random(&c, NULL, 1, &err);
+    ModelOptions lo = {.lora_rank = 4, .lora_alpha = 8, .lora_targets = LORA_Q | LORA_DOWN, .lora_seed = 1};
+    Model *lora = model_new_random(&c, &lo, 1, &err);
+    ModelOptions io = {.inference_only = 1};
+    Model *inf = model_new_random(&c, &io, 1, &err);
+    CHECK(full && lora && inf);
+    if (!full || !lora || !inf) return;
+    CHECK(cuda_train_mode_of(full, 1, &md, msg, sizeof msg) == 0);
+    CHECK(md.lora_rank == 0 && md.lora_targets == 0 && md.recompute == 1);
+    CHECK(cuda_train_mode_of(lora, 0, &md, msg, sizeof msg) == 0);
+    CHECK(md.lora_rank == 4 && md.lora_targets == (LORA_Q | LORA_DOWN) && md.recompute == 0);
+    CHECK(cuda_train_mode_of(inf, 0, &md, msg, sizeof msg) == -1);
+    CHECK(strstr(msg, "no trainable tensor") != NULL);
+    /* A partly frozen base (not a mode model.h makes; a caller could): refused, naming the count. */
+    int np;
+    ModelParam *ps = model_params(full, &np);
+    float *keep = ps[3].grad;
+    ps[3].grad = NULL;
+    CHECK(cuda_train_mode_of(full, 0, &md, msg, sizeof msg) == -1);
+    CHECK(strstr(msg, "1 of") != NULL && strstr(msg, "--device cpu") != NULL);
+    ps[3].grad = keep;
+    int l, s, b;
+    CHECK(cuda_lora_name("base_model.model.model.layers.7.mlp.up_proj.lora_B.weight", &l, &s, &b) == 0);
+    CHECK(l == 7 && s == 5 && b == 1);
+    CHECK(cuda_lora_name("model.layers.0.mlp.up_proj.weight", &l, &s, &b) == -1);
+    model_free(full);
+    model_free(lora);
+    model_free(inf);
+}
+
+/* oprm bench --device cuda --mode train: the option checks (before any engine), then, on a
+ * machine without a GPU, a clear refusal from the engine. */
+static void test_bench_cuda_train_options(void) {
+    BenchOptions o = {.config_path = "tools/cuda_configs/qwen2.5-0.5b-shape.json", .seq = 8, .steps = 1,
+                      .mode = BENCH_TRAIN, .device = {DEVICE_CUDA, 0}, .nseq = 3};
+    BenchResult r;
+    OprmError err = {{0}};
+    CHECK(bench_run(&o, &r, &err) == -1);
+    CHECK(strstr(err.msg, "--nseq must be even") != NULL);
+    o.nseq = 4, o.mode = BENCH_BOTH;
+    CHECK(bench_run(&o, &r, &err) == -1);
+    CHECK(strstr(err.msg, "pick --mode train or --mode score") != NULL);
+    o.mode = BENCH_TRAIN, o.weights = WEIGHTS_BF16;
+    CHECK(bench_run(&o, &r, &err) == -1);
+    CHECK(strstr(err.msg, "--lora-rank") != NULL);
+}
+
 int main(void) {
     RUN(test_train_layout);
     RUN(test_plan_counts);
     RUN(test_plan_claims);
     RUN(test_plan_refusal);
     RUN(test_ktiles);
+    RUN(test_train_mode);
+    RUN(test_bench_cuda_train_options);
     return test_summary();
 }

@@ -17,56 +17,13 @@
 // Host code in plain C style; cuBLASLt for every matrix product.
 #include "cuda/engine_cuda.cuh"
 
-static const char *LORA_MODULE[N_LORA_SLOTS] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                                                "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
-                                                "mlp.down_proj"};
-
-// "base_model.model.model.layers.L.MODULE.lora_A.weight" -> layer, slot, B?
 static int lora_name(const char *name, int *layer, int *slot, int *is_b) {
-    int l, n = 0;
-    if (sscanf(name, "base_model.model.model.layers.%d.%n", &l, &n) != 1 || n == 0) return -1;
-    for (int s = 0; s < N_LORA_SLOTS; s++) {
-        size_t k = strlen(LORA_MODULE[s]);
-        if (strncmp(name + n, LORA_MODULE[s], k)) continue;
-        const char *rest = name + n + k;
-        if (!strcmp(rest, ".lora_A.weight") || !strcmp(rest, ".lora_B.weight")) {
-            *layer = l;
-            *slot = s;
-            *is_b = rest[6] == 'B';
-            return 0;
-        }
-    }
-    return -1;
+    return cuda_lora_name(name, layer, slot, is_b);
 }
 
-// The training mode of a host model: LoRA (rank, targets) when it has
-// adapters, else full fine-tuning; -1 with a message for what the engine does
-// not train (nothing trainable, adapters beside a trainable base).
 static int mode_of(const Model *m, const EngineOptions *opt, CudaTrainMode *md, OprmError *err) {
-    int np = 0, n_lora = 0, n_base_tr = 0, n_base = 0;
-    ModelParam *ps = model_params((Model *)m, &np);
-    memset(md, 0, sizeof *md);
-    md->recompute = opt->recompute != 0;
-    for (int i = 0; i < np; i++) {
-        int l, s, b;
-        if (lora_name(ps[i].name, &l, &s, &b) == 0) {
-            n_lora++;
-            if (!ps[i].grad) return oprm_fail(err, "CUDA training: adapter \"%s\" has no gradient", ps[i].name);
-            if (!b) md->lora_rank = (int)ps[i].shape[0];
-            md->lora_targets |= 1u << s;
-        } else {
-            n_base++;
-            n_base_tr += ps[i].grad != NULL;
-        }
-    }
-    if (n_lora == 0 && n_base_tr == 0)
-        return oprm_fail(err, "CUDA training: the model has no trainable tensor (loaded for inference only)");
-    if (n_lora > 0 && n_base_tr > 0)
-        return oprm_fail(err, "CUDA training: LoRA adapters beside a trainable base are not supported (the CUDA "
-                              "engine trains either every tensor or the adapters alone); use --device cpu");
-    if (n_lora == 0 && n_base_tr != n_base)
-        return oprm_fail(err, "CUDA training: %d of %d base tensors are frozen; the CUDA engine trains all of them "
-                              "or LoRA adapters (use --device cpu)", n_base - n_base_tr, n_base);
+    char msg[512];
+    if (cuda_train_mode_of((Model *)m, opt->recompute, md, msg, sizeof msg)) return oprm_fail(err, "%s", msg);
     return 0;
 }
 

@@ -320,3 +320,56 @@ int cuda_train_plan_check(const ModelConfig *c, int max_tokens, const CudaTrainM
              alt[0] ? alt + 2 : "");
     return -1;
 }
+
+static const char *LORA_MODULE[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                                     "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
+
+int cuda_lora_name(const char *name, int *layer, int *slot, int *is_b) {
+    int l, n = 0;
+    if (sscanf(name, "base_model.model.model.layers.%d.%n", &l, &n) != 1 || n == 0) return -1;
+    for (int s = 0; s < 7; s++) {
+        size_t k = strlen(LORA_MODULE[s]);
+        if (strncmp(name + n, LORA_MODULE[s], k)) continue;
+        const char *rest = name + n + k;
+        if (!strcmp(rest, ".lora_A.weight") || !strcmp(rest, ".lora_B.weight")) {
+            *layer = l;
+            *slot = s;
+            *is_b = rest[6] == 'B';
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int cuda_train_mode_of(Model *model, int recompute, CudaTrainMode *md, char *msg, size_t n) {
+    int np = 0, n_lora = 0, n_base_tr = 0, n_base = 0;
+    ModelParam *ps = model_params(model, &np);
+    memset(md, 0, sizeof *md);
+    md->recompute = recompute != 0;
+    for (int i = 0; i < np; i++) {
+        int l, s, b;
+        if (cuda_lora_name(ps[i].name, &l, &s, &b) == 0) {
+            n_lora++;
+            if (!ps[i].grad) {
+                snprintf(msg, n, "CUDA training: adapter \"%s\" has no gradient", ps[i].name);
+                return -1;
+            }
+            if (!b) md->lora_rank = (int)ps[i].shape[0];
+            md->lora_targets |= 1u << s;
+        } else {
+            n_base++;
+            n_base_tr += ps[i].grad != NULL;
+        }
+    }
+    if (n_lora == 0 && n_base_tr == 0)
+        snprintf(msg, n, "CUDA training: the model has no trainable tensor (loaded for inference only)");
+    else if (n_lora > 0 && n_base_tr > 0)
+        snprintf(msg, n, "CUDA training: LoRA adapters beside a trainable base are not supported (the CUDA engine "
+                         "trains either every tensor or the adapters alone); use --device cpu");
+    else if (n_lora == 0 && n_base_tr != n_base)
+        snprintf(msg, n, "CUDA training: %d of %d base tensors are frozen; the CUDA engine trains all of them or LoRA "
+                         "adapters (use --device cpu)", n_base - n_base_tr, n_base);
+    else
+        return 0;
+    return -1;
+}

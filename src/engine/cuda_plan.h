@@ -97,6 +97,14 @@ typedef struct {
     int zero_ranks;        /* > 1: AdamW moments sharded over that many ranks (ZeRO-1), for planning */
 } CudaTrainMode;
 
+/* The training mode of a host model (the CUDA engine trains every tensor, or
+ * LoRA adapters alone): 0 and *m filled (recompute as given), or -1 and msg
+ * says what is not supported (nothing trainable, adapters beside a trainable
+ * base, a partly frozen base). */
+int cuda_train_mode_of(Model *model, int recompute, CudaTrainMode *m, char *msg, size_t n);
+/* "base_model.model.model.layers.L.MODULE.lora_A.weight" -> layer, slot (LORA_* bit index), B?; -1 if not one. */
+int cuda_lora_name(const char *name, int *layer, int *slot, int *is_b);
+
 typedef struct {
     CudaMemPlan base;   /* the scoring engine underneath (weights, forward buffers, workspace) */
     size_t trainable;   /* parameters with a gradient */
