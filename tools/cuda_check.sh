@@ -17,7 +17,8 @@
 #      <= 1e-2 (tests/cuda/cuda_check.c);
 #   5. train20: `oprm train` 20 steps on cpu and on cuda, same data, same random
 #      weights (oprm init), full fine-tuning and LoRA (+ --gradient_checkpointing):
-#      the logged loss within 2e-2 at every step;
+#      the logged loss within 2e-2 at every step; then the scorer check (cpu vs cuda) on the
+#      checkpoint the GPU run wrote;
 #   6. bench_train: `oprm bench --device cuda --mode train` against a PyTorch +
 #      transformers reward training step (tools/cuda_bench_train.py) for the
 #      0.5B shape (full) and the 7B shape (LoRA r 16, recomputation on both
@@ -124,6 +125,9 @@ except Exception as e:
 print(json.dumps(r))
 PY
 )"
+    # The checkpoint the GPU run wrote (downloaded master weights; LoRA: merged) loads on the CPU
+    # and scores as on the GPU (the scorer check's tolerances).
+    if [ -f "$TD/$mode-cuda/config.json" ]; then run_check scorer "$TD/$mode-cuda"; fi
   done
 fi
 
