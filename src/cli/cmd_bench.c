@@ -158,7 +158,7 @@ int cmd_bench(int argc, char **argv) {
     json_object_set_new(j, "steps", json_integer(o.steps));
     json_object_set_new(j, "weights", json_string(o.weights == WEIGHTS_BF16 ? "bf16" : "f32"));
     json_object_set_new(j, "lora_rank", json_integer(o.lora_rank));
-    if (o.mode & BENCH_SCORE) {
+    if ((o.mode & BENCH_SCORE) || o.device.kind == DEVICE_CUDA) {
         json_object_set_new(j, "device", json_string(r.device));
         json_object_set_new(j, "nseq", json_integer(o.nseq > 0 ? o.nseq : 2));
     }
@@ -171,7 +171,7 @@ int cmd_bench(int argc, char **argv) {
         json_object_set_new(j, "train_step_ms", sig4(r.train_step_ms));
         json_object_set_new(j, "train_step_ms_min", sig4(r.train_step_ms_min));
         json_object_set_new(j, "train_cpu_ms", sig4(r.train_cpu_ms));
-        json_object_set_new(j, "train_tokens_per_cpu_s", sig4(2.0 * o.seq / (r.train_cpu_ms * 1e-3)));
+        json_object_set_new(j, "train_tokens_per_cpu_s", sig4((double)(o.nseq > 0 ? o.nseq : 2) * o.seq / (r.train_cpu_ms * 1e-3)));
         json_object_set_new(j, "forward_ms", sig4(r.fwd_ms));
         json_object_set_new(j, "head_loss_ms", sig4(r.head_ms));
         json_object_set_new(j, "backward_ms", sig4(r.bwd_ms));
