@@ -141,10 +141,10 @@ for spec in "qwen2.5-0.5b-shape 512 16 0 0" "qwen2.5-7b-shape 2048 4 16 1"; do
   [ "$lora" != 0 ] && { ox="--lora-rank $lora"; hx="--lora $lora"; }
   [ "$rc_" = 1 ] && { ox="$ox --gradient_checkpointing 1"; hx="$hx --gradient_checkpointing"; }
   # shellcheck disable=SC2086
-  o=$(timeout 200 build/release/oprm bench --device cuda --mode train --config "$cfg" --seq $seq --nseq $nseq \
+  o=$(timeout 150 build/release/oprm bench --device cuda --mode train --config "$cfg" --seq $seq --nseq $nseq \
       --steps 5 --warmup 2 $ox 2>"$TD/bench_oprm.err" | tail -1)
   # shellcheck disable=SC2086
-  h=$(timeout 200 python3 tools/cuda_bench_train.py --config "$cfg" --seq $seq --nseq $nseq $hx 2>"$TD/bench_hf.err" | tail -1)
+  h=$(timeout 150 python3 tools/cuda_bench_train.py --config "$cfg" --seq $seq --nseq $nseq $hx 2>"$TD/bench_hf.err" | tail -1)
   line "$(python3 - "$cfg" "$seq" "$nseq" "$lora" "$peak" "$o" "$h" "$(tail -1 "$TD/bench_oprm.err")" <<'PY'
 import json, sys
 cfg, seq, nseq, lora, peak, o, h, oerr = sys.argv[1:9]
