@@ -1,3 +1,4 @@
+#include <stdio.h>
 #include <string.h>
 
 #include "cuda/gemm.cuh"
@@ -73,6 +74,42 @@ done:
 // gets B's storage first (op T when tb), then A's (op T when ta), m = N,
 // n = M. A row-major [r, c] buffer with leading dimension ld is a
 // column-major [c, r] one with the same ld.
+// The fallback where cuBLASLt has no algorithm for a layout (it should not
+// happen; a slow result beats a failed step): one thread per element of C,
+// fp32 accumulation, the same operand conventions as gemm_ex.
+__global__ void gemm_naive_kernel(int ta, int tb, int M, int N, int K, float alpha, const bf16 *A, int lda,
+                                  const bf16 *B, int ldb, float beta, void *C, int c_f32, int ldc) {
+    int j = blockIdx.x * blockDim.x + threadIdx.x, i = blockIdx.y;
+    if (j >= N) return;
+    float acc = 0.0f;
+    for (int p = 0; p < K; p++) {
+        float a = __bfloat162float(ta ? A[(size_t)p * lda + i] : A[(size_t)i * lda + p]);
+        float b = __bfloat162float(tb ? B[(size_t)j * ldb + p] : B[(size_t)p * ldb + j]);
+        acc += a * b;
+    }
+    size_t o = (size_t)i * ldc + j;
+    if (c_f32) {
+        float *c = (float *)C;
+        c[o] = alpha * acc + (beta != 0.0f ? beta * c[o] : 0.0f);
+    } else {
+        bf16 *c = (bf16 *)C;
+        c[o] = __float2bfloat16(alpha * acc + (beta != 0.0f ? beta * __bfloat162float(c[o]) : 0.0f));
+    }
+}
+
+static cublasStatus_t gemm_naive(int ta, int tb, int M, int N, int K, float alpha, const bf16 *A, int lda,
+                                 const bf16 *B, int ldb, float beta, void *C, int c_f32, int ldc, cudaStream_t st) {
+    static int told;
+    if (!told) {
+        told = 1;
+        fprintf(stderr, "oprm: cuBLASLt has no algorithm for a %dx%dx%d product (ld %d/%d/%d); using a slow "
+                        "fallback kernel for such products\n", M, N, K, lda, ldb, ldc);
+    }
+    gemm_naive_kernel<<<dim3((N + 127) / 128, M), 128, 0, st>>>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, c_f32,
+                                                                ldc);
+    return cudaGetLastError() == cudaSuccess ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;
+}
+
 // Largest power of two (<= 256) dividing a pointer: sub-blocks of the fused
 // matrices (the k columns of q|k|v, LoRA's rank-r buffers) are less aligned
 // than cuBLASLt's default assumption of 256 bytes, so the heuristic is told.
@@ -118,9 +155,9 @@ cublasStatus_t gemm_ex(Gemm *g, int ta, int tb, int M, int N, int K, float alpha
         LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof al_b));
         LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c, sizeof al_c));
         LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c, sizeof al_c));
-        LT_TRY(cublasLtMatmulAlgoGetHeuristic(g->lt, op, lb, la, lc, lc, pref, 1, &heur, &found));
-        if (found == 0) {
-            st = CUBLAS_STATUS_NOT_SUPPORTED;
+        st = cublasLtMatmulAlgoGetHeuristic(g->lt, op, lb, la, lc, lc, pref, 1, &heur, &found);
+        if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
+            st = gemm_naive(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, c_f32, ldc, stream);
             goto done;
         }
         GemmAlgo *slot = &g->cache[g->next];
