@@ -32,6 +32,7 @@
 #include "test.h"
 
 static int ROUND;
+static int WMMA_BWD; /* 1: P and dS rounded to BF16 before their products (attention_bwd_wmma.cu) */
 static float rb(float x) {
     return ROUND ? dm_bf16_to_f32(dm_f32_to_bf16(x)) : x;
 }
@@ -333,6 +334,7 @@ static void attention_bwd(Replay *r, float *dqkv, const float *qkv, const float 
                         float s = 0, dp = 0;
                         for (int d = 0; d < hd; d++) s += q[d] * k[d], dp += o[d] * v[d];
                         float p = expf(s * scale - lse[row * H + h]), ds = p * (dp - Di[row * H + h]);
+                        if (WMMA_BWD) ds = rb(ds);
                         for (int d = 0; d < hd; d++) acc[d] += ds * k[d];
                     }
                 for (int d = 0; d < hd; d++) dqkv[row * Wd + (size_t)h * hd + d] = acc[d] * scale;
@@ -357,6 +359,7 @@ static void attention_bwd(Replay *r, float *dqkv, const float *qkv, const float 
                             float s = 0, dp = 0;
                             for (int d = 0; d < hd; d++) s += q[d] * k[d], dp += o[d] * v[d];
                             float p = expf(s * scale - lse[row * H + h]), ds = p * (dp - Di[row * H + h]);
+                            if (WMMA_BWD) p = rb(p), ds = rb(ds);
                             for (int d = 0; d < hd; d++) dv[d] += p * o[d], dk[d] += ds * q[d];
                         }
                 for (int d = 0; d < hd; d++) {
@@ -696,7 +699,12 @@ static void test_train_schedule_fixtures(void) {
             CHECK(m != NULL);
             continue;
         }
-        replay_check(m, lora, lora ? (float)(model_lora_alpha(m) / 4) : 0.0f, fx[i].name, fx[i].cos_b, fx[i].rel_b);
+        for (WMMA_BWD = 0; WMMA_BWD < 2; WMMA_BWD++) {
+            char label[96];
+            snprintf(label, sizeof label, "%s (%s attention backward)", fx[i].name, WMMA_BWD ? "wmma" : "tiled");
+            replay_check(m, lora, lora ? (float)(model_lora_alpha(m) / 4) : 0.0f, label, fx[i].cos_b, fx[i].rel_b);
+        }
+        WMMA_BWD = 0;
         model_free(m);
     }
 }

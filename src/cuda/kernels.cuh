@@ -109,6 +109,18 @@ void launch_attention_backward_dkdv(float *dqkv, const bf16 *qkv, const bf16 *do
                                     const float *Di, const CudaAttnKTile *ktiles, int n_ktiles, int H, int KV, int hd,
                                     cudaStream_t st);
 
+// attention_bwd_wmma.cu: the same two on tensor cores (wmma), head_dim <= 128;
+// dq over the forward's 64-query work list, dkdv over 64-key tiles
+// (CUDA_ATTN_KT_BWD_WMMA). Chosen with the forward's kernel.
+int attention_bwd_wmma_supported(int hd);
+void attention_bwd_wmma_setup(int hd);
+void launch_attention_backward_dq_wmma(float *dqkv, const bf16 *qkv, const bf16 *dout, const float *lse,
+                                       const float *Di, const CudaAttnTile *tiles, int n_tiles, int H, int KV, int hd,
+                                       cudaStream_t st);
+void launch_attention_backward_dkdv_wmma(float *dqkv, const bf16 *qkv, const bf16 *dout, const float *lse,
+                                         const float *Di, const CudaAttnKTile *ktiles, int n_ktiles, int H, int KV,
+                                         int hd, cudaStream_t st);
+
 // embed.cu: dE[ids[t]] += dx[t] (atomics: ids repeat).
 void launch_embed_backward(float *dE, const float *dx, const int32_t *ids, int T, int D, cudaStream_t st);
 

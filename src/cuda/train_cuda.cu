@@ -203,6 +203,7 @@ int cuda_train_init(CudaEngine *c, const Model *m, const EngineOptions *opt, Opr
     if (e == cudaSuccess) e = cudaStreamSynchronize(c->st);
     if (e != cudaSuccess) return fail_cuda(err, c, e, "cannot set up the training state");
     attention_backward_setup(k->head_dim);
+    if (c->attn_wmma) attention_bwd_wmma_setup(k->head_dim); // attention_wmma_supported == attention_bwd_wmma_supported
     return 0;
 }
 
@@ -302,7 +303,7 @@ static int train_forward(void *impl, const SeqBatch *b, float *h_last, OprmError
     if (T < 0) return -1;
     cudaStream_t st = c->st;
     t->n_tiles_bwd = cuda_attn_tiles_qt(b->lens, nseq, CUDA_ATTN_QT, t->h_tiles_bwd);
-    t->n_ktiles = cuda_attn_ktiles(b->lens, nseq, CUDA_ATTN_KT_BWD, t->h_ktiles);
+    t->n_ktiles = cuda_attn_ktiles(b->lens, nseq, c->attn_wmma ? CUDA_ATTN_KT_BWD_WMMA : CUDA_ATTN_KT_BWD, t->h_ktiles);
     cudaError_t e = cudaMemcpyAsync(t->tiles_bwd, t->h_tiles_bwd, sizeof(CudaAttnTile) * (size_t)t->n_tiles_bwd,
                                     cudaMemcpyHostToDevice, st);
     if (e == cudaSuccess)
@@ -360,9 +361,17 @@ static cublasStatus_t layer_backward(CudaEngine *c, int l, int T) {
     if (G(c, l, CW_O)) LT(gemm_ex(&c->gemm, 1, 0, D, Q, T, 1.0f, t->dres, D, a->att, Q, 1.0f, G(c, l, CW_O), 1, Q, st));
     LT(lora_bwd(c, l, 3, t->dres, D, a->att, T, t->datt));
     launch_attention_rowdot(t->Di, t->datt, a->att, T, H, hd, st);
-    launch_attention_backward_dq(t->dqkv_f, a->qkv, t->datt, a->lse, t->Di, t->tiles_bwd, t->n_tiles_bwd, H, KV, hd,
-                                 st);
-    launch_attention_backward_dkdv(t->dqkv_f, a->qkv, t->datt, a->lse, t->Di, t->ktiles, t->n_ktiles, H, KV, hd, st);
+    if (c->attn_wmma) { // tensor cores, as the forward (OPRM_CUDA_ATTENTION picks both)
+        launch_attention_backward_dq_wmma(t->dqkv_f, a->qkv, t->datt, a->lse, t->Di, c->tiles, t->n_tiles, H, KV, hd,
+                                          st);
+        launch_attention_backward_dkdv_wmma(t->dqkv_f, a->qkv, t->datt, a->lse, t->Di, t->ktiles, t->n_ktiles, H, KV,
+                                            hd, st);
+    } else {
+        launch_attention_backward_dq(t->dqkv_f, a->qkv, t->datt, a->lse, t->Di, t->tiles_bwd, t->n_tiles_bwd, H, KV,
+                                     hd, st);
+        launch_attention_backward_dkdv(t->dqkv_f, a->qkv, t->datt, a->lse, t->Di, t->ktiles, t->n_ktiles, H, KV, hd,
+                                       st);
+    }
     launch_qkv_post_backward(t->dqkv_f, t->dqkv, t->prod, a->qkv_raw, L->bqkv, L->qn, L->kn, eps, c->pos,
                              c->inv_freq, T, H, KV, hd, st);
     if (G(c, l, CW_QKV_BIAS)) launch_colsum(G(c, l, CW_QKV_BIAS), t->dqkv_f, T, W, W, W, st);

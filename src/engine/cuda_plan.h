@@ -75,6 +75,7 @@ int cuda_attn_tiles_qt(const int32_t *lens, int nseq, int qt, CudaAttnTile *tile
  * count written (at most cuda_attn_tiles_max(total tokens, nseq) for
  * kt >= CUDA_ATTN_QT). */
 #define CUDA_ATTN_KT_BWD 16
+#define CUDA_ATTN_KT_BWD_WMMA 64 /* the tensor-core backward's key tiles */
 typedef struct {
     int32_t seq_row, k_pos, k_n, seq_len;
 } CudaAttnKTile;
