@@ -8,7 +8,8 @@
  *   cuda_check scorer MODEL_DIR   `oprm score`'s scorer on cpu and on cuda, same items
  *   cuda_check grad DIR           the CUDA training engine's gradients (full fine-tuning, or
  *                                 LoRA for a fixture with adapter/) against the PyTorch
- *                                 fixture's, with and without recomputation
+ *                                 fixture's, with and without recomputation; then one
+ *                                 device AdamW step + download against src/train/adamw.c
  *
  * Tolerances (BF16 activations on the GPU against fp32 ones):
  *   fixture: h_last and digit logits |d| <= 0.05 + 0.02 |ref|; probs <= 2e-2;
@@ -25,6 +26,7 @@
 #include "io/fileio.h"
 #include "io/safetensors.h"
 #include "ordinal/ordinal.h"
+#include "train/adamw.h"
 
 /* train_cuda.cu's hook for this check (CUDA builds only). */
 int cuda_engine_grad_download(Engine *e, const ModelParam *p, int n, float *const *g, OprmError *err);
@@ -301,6 +303,52 @@ static int check_grad_mode(const char *dir, const char *name, int recompute) {
         }
     }
     if (missing) ok = 0;
+    int adamw_bad = 0;
+    /* One AdamW step on the device (full fine-tuning or adapters) against src/train/adamw.c on the same
+     * gradients (those of the last case, still on the device), then download: the same float
+     * operations, so the master weights and moments should agree to the last bit. */
+    if (ok >= 0 && !recompute) {
+        float **hp = calloc((size_t)nt, sizeof *hp), **m1 = calloc((size_t)nt, sizeof *m1),
+              **v1 = calloc((size_t)nt, sizeof *v1);
+        ModelParam *hpar = calloc((size_t)nt, sizeof *hpar);
+        int *decay = calloc((size_t)nt, sizeof *decay);
+        for (int i = 0; i < nt; i++) {
+            hp[i] = malloc(sizeof(float) * tp[i].numel);
+            m1[i] = malloc(sizeof(float) * tp[i].numel);
+            v1[i] = malloc(sizeof(float) * tp[i].numel);
+            memcpy(hp[i], tp[i].data, sizeof(float) * tp[i].numel);
+            hpar[i] = tp[i];
+            hpar[i].data = hp[i];
+            hpar[i].grad = g[i];
+            decay[i] = adamw_param_decays(tp[i].name);
+        }
+        AdamWConfig ac = {0.9, 0.999, 1e-8, 0.01};
+        AdamW *opt = adamw_new(hpar, nt, &ac);
+        EngineAdamWStep stp = {1e-3, 0.9, 0.999, 1e-8, 0.01, 1, 1.0, decay};
+        int rc = adamw_step(opt, hpar, nt, 1e-3, &err) || engine_adamw_step(e, &stp, &err) ||
+                 engine_params_download(e, tp, nt, m1, v1, &err);
+        double dp = 0, dmv = 0;
+        size_t differ = 0, total = 0;
+        for (int i = 0; !rc && i < nt; i++)
+            for (size_t q = 0; q < tp[i].numel; q++, total++) {
+                double d = fabs((double)tp[i].data[q] - hp[i][q]);
+                dp = fmax(dp, d);
+                dmv = fmax(dmv, fmax(fabs((double)m1[i][q] - opt->slots[i].m[q]), fabs((double)v1[i][q] - opt->slots[i].v[q])));
+                differ += tp[i].data[q] != hp[i][q];
+            }
+        int aok = !rc && dp <= 1e-6 && dmv <= 1e-9;
+        if (rc)
+            printf("{\"check\":\"adamw\",\"name\":\"%s\",\"error\":\"%s\",\"pass\":false}\n", name, j(err.msg));
+        else
+            printf("{\"check\":\"adamw\",\"name\":\"%s\",\"mode\":\"%s\",\"elements\":%zu,\"differ_bitwise\":%zu,"
+                   "\"max_abs_param\":%.3g,\"max_abs_moment\":%.3g,\"tol\":\"params <= 1e-6, moments <= 1e-9 "
+                   "(same float ops: expected 0)\",\"pass\":%s}\n",
+                   name, lora ? "lora" : "full", total, differ, dp, dmv, aok ? "true" : "false");
+        adamw_bad = !aok;
+        adamw_free(opt);
+        for (int i = 0; i < nt; i++) free(hp[i]), free(m1[i]), free(v1[i]);
+        free(hp), free(m1), free(v1), free(hpar), free(decay);
+    }
     if (ok < 0)
         printf("{\"check\":\"grad\",\"name\":\"%s\",\"recompute\":%d,\"error\":\"%s\",\"pass\":false}\n", name,
                recompute, j(err.msg));
@@ -318,7 +366,7 @@ static int check_grad_mode(const char *dir, const char *name, int recompute) {
     engine_free(e);
     st_close(ex);
     model_free(m);
-    return ok == 1 ? 0 : 1;
+    return ok == 1 && !adamw_bad ? 0 : 1;
 }
 
 static int check_grad(const char *dir_arg) {
