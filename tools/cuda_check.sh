@@ -14,7 +14,8 @@
 #   4. grad: the CUDA training engine's gradients against the PyTorch fixtures
 #      (every architecture, full fine-tuning and the LoRA fixture, with and
 #      without recomputation): per tensor cosine >= 0.999, relative norm error
-#      <= 1e-2 (tests/cuda/cuda_check.c);
+#      <= 1e-2 (tests/cuda/cuda_check.c); adamw: one device AdamW step + download
+#      against src/train/adamw.c on the same gradients (expected bit-exact);
 #   5. train20: `oprm train` 20 steps on cpu and on cuda, same data, same random
 #      weights (oprm init), full fine-tuning and LoRA (+ --gradient_checkpointing):
 #      the logged loss within 2e-2 at every step; then the scorer check (cpu vs cuda) on the
