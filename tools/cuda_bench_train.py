@@ -17,7 +17,10 @@ projections, the frozen base held in bf16, adapters fp32. sdpa attention.
 
 Prints one JSON line: tokens/s over --steps timed steps after 2 warm-ups,
 step ms, the FLOPs of a step by oprm bench's convention (6 x non-embedding
-params x tokens + 3 x causal attention) and TFLOP/s, peak GPU memory."""
+params x tokens + 3 x causal attention) and TFLOP/s, peak GPU memory.
+--device cpu (tools/cuda_check.sh --dry-run): the same code on the CPU for a
+tiny config (unfused AdamW), so that an API difference shows before the GPU
+run. Keywords as transformers 5.x spells them (dtype=, attn_implementation=)."""
 import argparse, json, time
 
 import torch
@@ -38,15 +41,18 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--lora", type=int, default=0)
     ap.add_argument("--gradient_checkpointing", action="store_true")
+    ap.add_argument("--device", default="cuda")
     a = ap.parse_args()
+    dev = a.device
+    cuda = dev.startswith("cuda")
     assert a.nseq % 2 == 0, "--nseq counts chosen and rejected sequences: even"
     from transformers import AutoConfig, AutoModelForCausalLM
 
     cfg = AutoConfig.from_pretrained(a.config)
     cfg._attn_implementation = "sdpa"
     dtype = torch.bfloat16 if a.lora else torch.float32
-    with torch.device("cuda"):
-        model = AutoModelForCausalLM.from_config(cfg, torch_dtype=dtype, attn_implementation="sdpa")
+    with torch.device(dev):
+        model = AutoModelForCausalLM.from_config(cfg, dtype=dtype, attn_implementation="sdpa")
     total = sum(p.numel() for p in model.parameters())
     table = cfg.vocab_size * cfg.hidden_size * (1 if cfg.tie_word_embeddings else 2)
     if a.gradient_checkpointing:
@@ -64,13 +70,13 @@ def main():
             model.enable_input_require_grads()
     base = model.get_base_model() if a.lora else model
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-5, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, fused=True)
-    ids = torch.randint(0, cfg.vocab_size, (a.nseq, a.seq), device="cuda")
-    rows = torch.arange(16, 25, device="cuda")
+    opt = torch.optim.AdamW(params, lr=1e-5, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, fused=cuda)
+    ids = torch.randint(0, cfg.vocab_size, (a.nseq, a.seq), device=dev)
+    rows = torch.arange(16, 25, device=dev)
     model.train()
 
     def step():
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(dev.split(":")[0], dtype=torch.bfloat16):
             h = base.model(input_ids=ids).last_hidden_state[:, -1]  # final-normed, last position
             w = base.lm_head.weight[rows]
             z = h.float() @ w.float().t()
@@ -80,14 +86,19 @@ def main():
         opt.zero_grad(set_to_none=True)
         return loss
 
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
     for _ in range(2):
         step()
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
+    sync()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     t = time.perf_counter()
     for _ in range(a.steps):
         loss = step()
-    torch.cuda.synchronize()
+    sync()
     dt = (time.perf_counter() - t) / a.steps
     n = a.seq * a.nseq
     attn = 2.0 * cfg.num_hidden_layers * cfg.num_attention_heads * (cfg.hidden_size // cfg.num_attention_heads) \
@@ -98,7 +109,8 @@ def main():
     print(json.dumps({"impl": "transformers-sdpa-bf16-autocast" + ("-peft-lora" if a.lora else ""),
                       "seq": a.seq, "nseq": a.nseq, "lora": a.lora, "gradient_checkpointing": a.gradient_checkpointing,
                       "tokens_per_s": n / dt, "step_ms": dt * 1e3, "train_flops_per_step": flops,
-                      "tflops": flops / dt / 1e12, "loss": float(loss), "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30}))
+                      "tflops": flops / dt / 1e12, "loss": float(loss), "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0,
+                      "torch": torch.__version__, "device": dev}), flush=True)
 
 
 if __name__ == "__main__":
