@@ -71,12 +71,14 @@ while [ $# -gt 0 ]; do
   shift
 done
 PY=${PYTHON:-python3}
+jstr() { tr -d '\\' | tr '"\n\t' "'  " | cut -c1-${1:-200}; } # stdin -> a safe JSON string body
 export PYTHONUNBUFFERED=1
 
 # Pass/fail over a file of JSON lines: one summary line; exit 0 when no line has
 # "pass": false and none was skipped for the deadline or a missing input.
 summarize() { # FILE SECONDS
-  "$PY" - "$1" "$2" "$DEADLINE" "$DRY" <<'PY' 2>/dev/null || echo '{"check":"summary","error":"summary script failed","pass":false}'
+  local out rc
+  out=$("$PY" - "$1" "$2" "$DEADLINE" "$DRY" 2>&1 <<'PY'
 import json, sys
 path, secs, deadline, dry = sys.argv[1:5]
 n = {"passed": 0, "failed": 0, "skipped": 0, "unparsed": 0}
@@ -108,6 +110,11 @@ print(json.dumps({"check": "summary", **n, "failed_checks": failed[:30], "skippe
                   "seconds": int(secs), "deadline_s": int(deadline), "dry_run": dry == "1", "pass": ok}))
 sys.exit(0 if ok else 1)
 PY
+)
+  rc=$?
+  case "$out" in '{"check": "summary"'*) printf '%s\n' "$out";;
+    *) echo "{\"check\":\"summary\",\"error\":\"summary script failed: $(printf '%s' "$out" | tail -1 | jstr)\",\"pass\":false}"; rc=1;; esac
+  return $rc
 }
 if [ -n "$SUMMARY_ONLY" ]; then summarize "$SUMMARY_ONLY" 0; exit $?; fi
 
@@ -118,10 +125,15 @@ ERR=$RDIR/cuda_check.log
 : >"$RES"; : >"$ERR"
 SHARED=${OPRM_SHARED_DATA:-../shared/data}
 [ -d "$SHARED" ] || SHARED=shared/data
+[ -d "$SHARED" ] || SHARED=.devkit/data # tools/cuda_kit.sh: only the checkout travels to the GPU machine
 TD=$(mktemp -d /tmp/oprm_cc.XXXX)
 
-line() { printf '%s\n' "$1"; printf '%s\n' "$1" >>"$RES"; }
-jstr() { tr -d '\\' | tr '"\n\t' "'  " | cut -c1-${1:-200}; } # stdin -> a safe JSON string body
+# Every line gets "t": seconds since the start, when it was printed.
+line() {
+  local l=$1
+  case "$l" in '{"'*) l="{\"t\":$(elapsed),${l#\{}";; esac
+  printf '%s\n' "$l"; printf '%s\n' "$l" >>"$RES"
+}
 elapsed() { echo $(( $(date +%s) - START )); }
 finish() {
   local s rc
@@ -188,9 +200,13 @@ t0=$(date +%s)
 if ! bt=$(budget 200); then bt=15; fi
 if timeout -k 5 "$bt" make -j"$(nproc)" "${MAKE_ARGS[@]}" build/release/oprm build/release/cuda_check >"$RDIR/build.log" 2>&1; then
   line "{\"check\":\"build\",\"seconds\":$(( $(date +%s) - t0 )),\"cuda\":$([ -e build/release/.backend-cuda ] && echo true || echo false),\"pass\":true}"
+elif [ -x .devkit/bin/oprm ] && [ -x .devkit/bin/cuda_check ]; then # built elsewhere by tools/cuda_kit.sh
+  why=$(grep -m1 -i 'error\|fatal' "$RDIR/build.log" | jstr 160)
+  mkdir -p build/release && cp .devkit/bin/oprm .devkit/bin/cuda_check build/release/
+  line "{\"check\":\"build\",\"note\":\"make failed ($why); using .devkit/bin (tools/cuda_kit.sh)\",\"seconds\":$(( $(date +%s) - t0 )),\"pass\":true}"
 elif [ -x build/release/oprm ] && [ -x build/release/cuda_check ]; then
   why=$(grep -m1 -i 'error\|fatal' "$RDIR/build.log" | jstr 160)
-  line "{\"check\":\"build\",\"note\":\"make failed ($why); using the prebuilt binaries\",\"seconds\":$(( $(date +%s) - t0 )),\"pass\":true}"
+  line "{\"check\":\"build\",\"note\":\"make failed ($why); using the carried build/release binaries\",\"seconds\":$(( $(date +%s) - t0 )),\"pass\":true}"
 else
   line "{\"check\":\"build\",\"error\":\"$(grep -m1 -i 'error\|fatal' "$RDIR/build.log" | jstr 200)\",\"pass\":false}"; finish
 fi

@@ -103,7 +103,7 @@ int cmd_bench(int argc, char **argv) {
             if (parse_int(a, val, 0, 1, &v)) return EXIT_USAGE;
             o.recompute = (int)v;
         } else if (!strcmp(a, "--device")) {
-            DeviceFlag df = {"bench", &o.device, 0};
+            DeviceFlag df = {"bench", &o.device};
             if (device_flag_parse(&df, a, val)) return EXIT_USAGE;
         } else if (!strcmp(a, "--mode")) {
             if (!strcmp(val, "train")) o.mode = BENCH_TRAIN;

@@ -65,7 +65,7 @@ static int parse_args(int argc, char **argv, Args *a) {
                              "else min(1024, max_position_embeddings); above it is refused]",
                              OPT_INT, &a->sopt.max_len, 1, INT_MAX));
     options_add(&o, OPT(OPT_NAMES_THREADS, "N", "compute threads [all cores]", OPT_INT, &a->sopt.threads, 0, 1024));
-    DeviceFlag device_flag = {"serve", &a->sopt.device, 0};
+    DeviceFlag device_flag = {"serve", &a->sopt.device};
     options_add(&o, OPT(OPT_NAMES_DEVICE, "D", DEVICE_FLAG_HELP, OPT_CUSTOM, .parse = device_flag_parse,
                              .ctx = &device_flag));
     options_add(&o, OPT(OPT_NAMES_CHAT_FORMAT, "NAME", "chat format of the scoring prompt [from the model]",

@@ -130,7 +130,7 @@ static void add_rows(Options *o, TrainConfig *c, int64_t *seed) {
                             INT_MAX));
     /* The flag parser of every command; the train default stays cpu (a GPU is used when asked for). */
     static DeviceFlag train_device_flag;
-    train_device_flag = (DeviceFlag){"train", &c->device, 0};
+    train_device_flag = (DeviceFlag){"train", &c->device};
     options_add(o, OPT(OPT_NAMES_DEVICE, "D",
                             "cpu, cuda or cuda:N: where the engine trains (a GPU keeps\n"
                             "weights, gradients and AdamW state; same checkpoints) [cpu]",

@@ -10,11 +10,6 @@ int device_flag_parse(void *ctx, const char *flag, const char *value) {
         fprintf(stderr, "oprm %s: %s\n", f->cmd, err.msg);
         return -1;
     }
-    if (f->training && d.kind == DEVICE_CUDA) {
-        fprintf(stderr, "oprm %s: %s %s: CUDA training is not yet available (this version scores on CUDA: score, "
-                        "eval, bon, audit, serve); train with --device cpu\n", f->cmd, flag, value);
-        return -1;
-    }
     *f->dst = d;
     return 0;
 }

@@ -10,7 +10,6 @@
 typedef struct {
     const char *cmd; /* "score", for messages */
     Device *dst;
-    int training;    /* train: cuda is refused (CUDA training is not yet available) */
 } DeviceFlag;
 
 int device_flag_parse(void *ctx, const char *flag, const char *value);

@@ -94,7 +94,7 @@ void score_args_options(ScoreArgs *a, Options *o) {
     options_add(o, OPT(OPT_NAMES_TEMPLATE, "FILE", "scoring-prompt template (docs/data.md) [the default prompt]",
                             OPT_STRING, &a->sopt.template_path));
     options_add(o, OPT(OPT_NAMES_THREADS, "N", "compute threads [all cores]", OPT_INT, &a->sopt.threads, 0, 4096));
-    a->device_flag = (DeviceFlag){a->cmd, &a->sopt.device, 0};
+    a->device_flag = (DeviceFlag){a->cmd, &a->sopt.device};
     options_add(o, OPT(OPT_NAMES_DEVICE, "D", DEVICE_FLAG_HELP, OPT_CUSTOM, .parse = device_flag_parse,
                             .ctx = &a->device_flag));
     options_add(o, OPT("--weights", "f32|bf16",
