@@ -109,7 +109,7 @@ def main():
     print(json.dumps({"impl": "transformers-sdpa-bf16-autocast" + ("-peft-lora" if a.lora else ""),
                       "seq": a.seq, "nseq": a.nseq, "lora": a.lora, "gradient_checkpointing": a.gradient_checkpointing,
                       "tokens_per_s": n / dt, "step_ms": dt * 1e3, "train_flops_per_step": flops,
-                      "tflops": flops / dt / 1e12, "loss": float(loss), "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0,
+                      "tflops": flops / dt / 1e12, "loss": float(loss.detach()), "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0,
                       "torch": torch.__version__, "device": dev}), flush=True)
 
 
