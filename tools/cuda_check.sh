@@ -34,11 +34,12 @@
 #   build (make -j16, one gencode, 17 .cu + ~90 .c; 90 s on 2 cores here)   60
 #   fixture x2  (6 tiny fixtures: start-up dominates)                          2 x 10
 #   grad x2     (6 fixtures x 2 recompute modes, tiny)                         2 x 10
-#   random x2   (0.5B shape: random init + 2004-token CPU forward, 1.4 TFLOP
-#                on the CPU: ~45 s on 2 cores here -> ~12 s; GPU < 1 s)        2 x 15
-#   scorer x2   (story-llama, 4 items)                                          2 x 5
-#   train20     (4 runs of 20 steps of a 4-layer 256-wide model; CPU runs
-#                ~25 s each here -> ~8 s; GPU ~5 s) + 2 checkpoint scorers      40
+#   random x2   (0.5B shape: random init + a 2004-token CPU forward, 1.4 TFLOP;
+#                the dry run, init + TWO CPU forwards, took 52-73 s on 2 shared
+#                cores here -> one forward ~8 s on 16; GPU < 1 s)              2 x 15
+#   scorer x2   (story-llama, 4 items; < 1 s on the CPU here)                  2 x 5
+#   train20     (4 runs of 20 steps of a 4-layer 256-wide model; a CPU run
+#                took ~7 s here; GPU run ~5 s with start-up) + 2 scorers        40
 #   peak        (import torch + 23 8192^3 matmuls = 25 TFLOP)                   15
 #   bench_train 7B LoRA rc (330 TFLOP/step -> ~1.4 s; 4 steps; 7.6e9-value
 #                random init ~15 s; HF: import + init + 4 steps ~40 s)          70
@@ -201,14 +202,14 @@ if ! bt=$(budget 200); then bt=15; fi
 if timeout -k 5 "$bt" make -j"$(nproc)" "${MAKE_ARGS[@]}" build/release/oprm build/release/cuda_check >"$RDIR/build.log" 2>&1; then
   line "{\"check\":\"build\",\"seconds\":$(( $(date +%s) - t0 )),\"cuda\":$([ -e build/release/.backend-cuda ] && echo true || echo false),\"pass\":true}"
 elif [ -x .devkit/bin/oprm ] && [ -x .devkit/bin/cuda_check ]; then # built elsewhere by tools/cuda_kit.sh
-  why=$(grep -m1 -i 'error\|fatal' "$RDIR/build.log" | jstr 160)
+  why=$(grep -m1 -E 'error:|fatal|No such file|not found|Error [0-9]' "$RDIR/build.log" | jstr 160)
   mkdir -p build/release && cp .devkit/bin/oprm .devkit/bin/cuda_check build/release/
   line "{\"check\":\"build\",\"note\":\"make failed ($why); using .devkit/bin (tools/cuda_kit.sh)\",\"seconds\":$(( $(date +%s) - t0 )),\"pass\":true}"
 elif [ -x build/release/oprm ] && [ -x build/release/cuda_check ]; then
-  why=$(grep -m1 -i 'error\|fatal' "$RDIR/build.log" | jstr 160)
+  why=$(grep -m1 -E 'error:|fatal|No such file|not found|Error [0-9]' "$RDIR/build.log" | jstr 160)
   line "{\"check\":\"build\",\"note\":\"make failed ($why); using the carried build/release binaries\",\"seconds\":$(( $(date +%s) - t0 )),\"pass\":true}"
 else
-  line "{\"check\":\"build\",\"error\":\"$(grep -m1 -i 'error\|fatal' "$RDIR/build.log" | jstr 200)\",\"pass\":false}"; finish
+  line "{\"check\":\"build\",\"error\":\"$(grep -m1 -E 'error:|fatal|No such file|not found|Error [0-9]' "$RDIR/build.log" | jstr 200)\",\"pass\":false}"; finish
 fi
 missing=$(ldd build/release/oprm build/release/cuda_check 2>&1 | grep 'not found' | sort -u | jstr 300)
 if [ -n "$missing" ]; then
