@@ -362,9 +362,15 @@ extern "C" int engine_cuda_init(Engine *e, const Model *m, const EngineOptions *
         cuda_mem_plan(&c->cfg, c->max_tokens, &plan);
         if (opt->train && cuda_train_fits(c, m, opt, err)) goto fail;
         if (alloc_all(c, &plan, err) || upload(c, m, opt->train, err)) goto fail;
+        cudaGetLastError(); // the setups below report through it (their cudaFuncSetAttribute results)
         if (opt->train && cuda_train_init(c, m, opt, err)) goto fail;
         attention_setup(c->cfg.head_dim);
         if (c->attn_wmma) attention_wmma_setup(c->cfg.head_dim);
+        ce = cudaGetLastError();
+        if (ce != cudaSuccess) {
+            fail_cuda(err, c, ce, "cannot raise the attention kernels' shared-memory limit (cudaFuncSetAttribute)");
+            goto fail;
+        }
         size_t free_b = 0, total_b = 0;
         cudaMemGetInfo(&free_b, &total_b);
         e->ops = opt->train ? &CUDA_TRAIN_OPS : &CUDA_OPS;

@@ -197,7 +197,8 @@ int cuda_train_init(CudaEngine *c, const Model *m, const EngineOptions *opt, Opr
         }
         c->final_norm = M(c, -1, CW_FINAL_NORM);
     }
-    e = cudaMemsetAsync(t->grad, 0, 4 * n, c->st);
+    e = cudaGetLastError(); // the BF16 copies' launches above
+    if (e == cudaSuccess) e = cudaMemsetAsync(t->grad, 0, 4 * n, c->st);
     if (e == cudaSuccess) e = cudaMemsetAsync(t->m, 0, 4 * n, c->st);
     if (e == cudaSuccess) e = cudaMemsetAsync(t->v, 0, 4 * n, c->st);
     if (e == cudaSuccess) e = cudaStreamSynchronize(c->st);
@@ -524,6 +525,7 @@ static int train_upload(void *impl, const ModelParam *p, int n, const float *con
         if (e == cudaSuccess && v1 && v1[i]) e = cudaMemcpy(t->v + o, v1[i], b, cudaMemcpyHostToDevice);
         if (e == cudaSuccess && t->tt[i].copy) launch_to_bf16(t->tt[i].copy, t->master + o, t->tt[i].numel, c->st);
     }
+    if (e == cudaSuccess) e = cudaGetLastError();
     if (e == cudaSuccess) e = cudaStreamSynchronize(c->st);
     return e == cudaSuccess ? 0 : fail_cuda(err, c, e, "cannot copy the parameters to the GPU");
 }
