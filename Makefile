@@ -129,10 +129,17 @@ test: $(TEST_BINS_ASAN) build/asan/oprm build/release/oprm fuzz-build
 test-release: $(TEST_BINS_RELEASE) build/release/oprm
 	OPRM_BIN=build/release/oprm tests/run.sh build/release/tests
 
+# Every test binary without the team's shared data: each must skip or fail
+# with a message, never crash (a CRASH line from the runner fails this).
+test-no-shared-data: $(TEST_BINS_ASAN) build/asan/oprm
+	@out=$$(OPRM_SHARED_DATA=/nonexistent/oprm-shared OPRM_BIN=build/asan/oprm tests/run.sh build/asan/tests 2>&1); \
+	  printf '%s\n' "$$out" | grep -E '^(CRASH|FAIL|ok) |passed,'; \
+	  ! printf '%s\n' "$$out" | grep -q '^CRASH '
+
 clean:
 	rm -rf build
 
 include fuzz/fuzz.mk tests/valgrind.mk
 
-.PHONY: all test test-release clean cuda-check config
+.PHONY: all test test-release test-no-shared-data clean cuda-check config
 .SECONDARY:
