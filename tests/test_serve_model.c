@@ -15,6 +15,7 @@
 #include "eval/scorer.h"
 #include "serve/http_client.h"
 #include "serve/server.h"
+#include "serve_testutil.h"
 #include "test.h"
 
 #define HOST "127.0.0.1"
@@ -217,26 +218,6 @@ static void test_equals_oprm_score(void) {
     json_decref(items);
 }
 
-/* Reads the "listening on http://127.0.0.1:PORT" line (bounded wait). */
-static int read_port(int fd) {
-    char buf[512];
-    size_t n = 0;
-    for (int i = 0; i < 600 && n < sizeof buf - 1; i++) {
-        ssize_t r = read(fd, buf + n, sizeof buf - 1 - n);
-        if (r > 0) {
-            n += (size_t)r;
-            buf[n] = 0;
-            const char *p = strstr(buf, "listening on http://127.0.0.1:");
-            if (p && strchr(p, '\n')) return atoi(p + strlen("listening on http://127.0.0.1:"));
-        } else if (r == 0) {
-            return -1;
-        } else if (errno != EINTR) {
-            return -1;
-        }
-    }
-    return -1;
-}
-
 typedef struct {
     int port, status, n_results;
 } BigRequest;
@@ -273,8 +254,7 @@ static int in_flight(int port) {
 }
 
 static void test_binary_sigterm(void) {
-    const char *bin = getenv("OPRM_BIN");
-    if (!bin) bin = "build/asan/oprm";
+    const char *bin = serve_test_bin();
     int out[2];
     CHECK(pipe(out) == 0);
     pid_t pid = fork();
