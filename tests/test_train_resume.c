@@ -141,6 +141,118 @@ static void test_exact_resume_matrix(void) {
     exact_case("warmup_cosine", &c);
 }
 
+/* tiny_pairs' records with the fields renamed (question / good / poor) and an
+ * invalid record (no "good") after the first: read only with the data flags. */
+static void renamed_pairs(const char *src, const char *dst) {
+    size_t len = 0;
+    OprmError err;
+    char *text = read_file(src, &len, &err);
+    FILE *f = fopen(dst, "w");
+    CHECK(text && f);
+    if (!text || !f) {
+        free(text);
+        if (f) fclose(f);
+        return;
+    }
+    int line = 0;
+    for (char *l = strtok(text, "\n"); l; l = strtok(NULL, "\n")) {
+        json_t *o = json_loads(l, 0, NULL), *r = json_object();
+        json_object_set(r, "question", json_object_get(o, "prompt"));
+        json_object_set(r, "good", json_object_get(o, "chosen"));
+        json_object_set(r, "poor", json_object_get(o, "rejected"));
+        char *d = json_dumps(r, JSON_COMPACT);
+        fprintf(f, "%s\n", d);
+        if (line++ == 0) fprintf(f, "{\"question\": \"q\", \"poor\": \"only one side\"}\n");
+        free(d);
+        json_decref(r);
+        json_decref(o);
+    }
+    fclose(f);
+    free(text);
+}
+
+/* The data readers' flags are training args: recorded in oprm.json, taken back
+ * on resume (before, a resume read the files with the default field names and
+ * stopped: "field 'prompt' missing"), bit-exact; a contradicting value is
+ * refused naming both values. */
+static void test_data_flags_resume(void) {
+    char *rdata = tmp("renamed.jsonl");
+    renamed_pairs(data, rdata);
+    TrainConfig c;
+    tiny_config(&c, model, rdata, NULL);
+    c.data_opt.fields.prompt = "question";
+    c.data_opt.fields.chosen = "good";
+    c.data_opt.fields.rejected = "poor";
+    c.data_opt.kind = REC_PAIR;
+    c.data_opt.skip_invalid = 1;
+    exact_case("data_flags", &c);
+    char *out = tmp("data_flags_cut");
+    size_t len;
+    char *meta = slurp(out, "oprm.json", &len);
+    CHECK_STR_CONTAINS(meta, "\"prompt_key\": \"question\"");
+    CHECK_STR_CONTAINS(meta, "\"chosen_key\": \"good\"");
+    CHECK_STR_CONTAINS(meta, "\"rejected_key\": \"poor\"");
+    CHECK_STR_CONTAINS(meta, "\"chosen_label_key\": \"chosen_label\"");
+    CHECK_STR_CONTAINS(meta, "\"data_kind\": \"pair\"");
+    CHECK_STR_CONTAINS(meta, "\"skip_invalid\": true");
+    free(meta);
+
+    /* The binary: resume from checkpoint-2 of a CLI run with nothing but
+     * --resume and --output; contradicting flags are refused, nothing changes. */
+    char *cli = tmp("data_flags_cli"), *scratch = tmp("cli3.txt");
+    char args[3072], text[8192];
+    snprintf(args, sizeof args,
+             "train --model %s --data %s --output %s --max_length 160 --per_device_train_batch_size 2 --max_steps 4 "
+             "--save_steps 2 --prompt-key question --chosen_key good --rejected-key=poor --data-kind pair "
+             "--skip-invalid --threads 1 --quiet",
+             model, rdata, cli);
+    int status = run_oprm(args, scratch, text, sizeof text);
+    if (status) fprintf(stderr, "%s\n", text);
+    CHECK(status == 0);
+    char *ck2 = path_join(cli, "checkpoint-2");
+    uint64_t before = tree_hash(cli, 1469598103934665603ULL);
+    static const struct {
+        const char *flag, *given, *saved;
+    } bad[] = {
+        {"--chosen-key chosen", "--chosen-key chosen", "--chosen-key good"},
+        {"--prompt_key=prompt", "--prompt-key prompt", "--prompt-key question"},
+        {"--data-kind point", "--data-kind point", "--data-kind pair"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(args, sizeof args, "train --resume %s --output %s %s", ck2, cli, bad[i].flag);
+        status = run_oprm(args, scratch, text, sizeof text);
+        CHECK(status == 1);
+        CHECK_STR_CONTAINS(text, bad[i].given);
+        CHECK_STR_CONTAINS(text, bad[i].saved);
+        CHECK_STR_CONTAINS(text, "contradicts the run being resumed");
+    }
+    CHECK(tree_hash(cli, 1469598103934665603ULL) == before);
+    /* The same values again are no contradiction. */
+    snprintf(args, sizeof args, "train --resume %s --output %s --chosen-key good --skip-invalid --threads 1 --quiet",
+             ck2, cli);
+    status = run_oprm(args, scratch, text, sizeof text);
+    if (status) fprintf(stderr, "%s\n", text);
+    CHECK(status == 0);
+    CHECK(!strstr(text, "missing"));
+    meta = slurp(cli, "oprm.json", &len);
+    CHECK_STR_CONTAINS(meta, "\"prompt_key\": \"question\"");
+    CHECK_STR_CONTAINS(meta, "\"skip_invalid\": true");
+    free(meta);
+    /* A run trained without --skip-invalid refuses it on resume. */
+    char *plain = tmp("finished");
+    snprintf(args, sizeof args, "train --resume --output %s --skip-invalid", plain);
+    status = run_oprm(args, scratch, text, sizeof text);
+    CHECK(status == 1);
+    CHECK_STR_CONTAINS(text, "--skip-invalid contradicts the run being resumed");
+    CHECK_STR_CONTAINS(text, "was trained without --skip-invalid");
+    free(plain);
+    free(ck2);
+    free(scratch);
+    free(cli);
+    free(out);
+    free(rdata);
+}
+
 /* A finished run: resuming it (settings left out, or the same ones) says so
  * and changes no byte (names, sizes, contents, mtimes of every file). */
 static void test_finished_run_untouched(void) {
@@ -298,6 +410,7 @@ int main(void) {
     tiny_pairs(data, 12, 0);
     tiny_pairs(ldata, 12, 1);
     RUN(test_finished_run_untouched);
+    RUN(test_data_flags_resume);
     RUN(test_extend_needs_checkpoint);
     RUN(test_lora_resume_without_rank);
     RUN(test_exact_resume_matrix);
