@@ -22,7 +22,7 @@
 #include "serve/http_client.h"
 #include "serve/loadgen.h"
 #include "serve/server.h"
-#include "serve_testutil.h"
+#include "cli_testutil.h"
 #include "synth/init_model.h"
 #include "test.h"
 
@@ -857,7 +857,7 @@ static void test_binary_body_timeout(void) {
     io.max_pos = 128;
     OprmError err = {{0}};
     CHECK(init_model_dir(model, &io, NULL, &err) == 0);
-    const char *bin = serve_test_bin();
+    const char *bin = cli_bin();
     /* Listed in --help; a negative value is a usage error (exit 2) naming the flag. */
     snprintf(cmd, sizeof cmd, "%s serve --help", bin);
     FILE *h = popen(cmd, "r");
@@ -874,19 +874,10 @@ static void test_binary_body_timeout(void) {
     CHECK(WIFEXITED(bad) && WEXITSTATUS(bad) == 2);
     CHECK_STR_CONTAINS(said, "--body_timeout_ms");
 
-    int out[2];
-    CHECK(pipe(out) == 0);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(out[1], 1);
-        close(out[0]);
-        execl(bin, bin, "serve", "--model", model, "--port", "0", "--threads", "1", "--body_timeout_ms", "250",
-              (char *)NULL);
-        _exit(127);
-    }
-    close(out[1]);
-    int port = read_port(out[0]);
-    CHECK(port > 0);
+    const char *serve_args[] = {"--model", model, "--port", "0", "--threads", "1", "--body_timeout_ms", "250", NULL};
+    int port, out_fd;
+    pid_t pid = serve_spawn(serve_args, &port, &out_fd);
+    CHECK(pid > 0 && port > 0);
     if (port > 0) {
         char reply[4096];
         double closed;
@@ -897,11 +888,13 @@ static void test_binary_body_timeout(void) {
         CHECK_STR_CONTAINS(reply, "request body incomplete: 11 bytes received, then nothing for 250 ms");
         CHECK(closed >= 0.24 && closed < 2.0); /* 250 ms plus the watchdog's period, far from 10 s */
     }
-    kill(pid, SIGTERM);
     int status = 0;
-    waitpid(pid, &status, 0);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    close(out[0]);
+    if (pid > 0) {
+        kill(pid, SIGTERM);
+        waitpid(pid, &status, 0);
+    }
+    CHECK(pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    close(out_fd);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     CHECK(system(cmd) == 0);
 }

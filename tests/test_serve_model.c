@@ -15,7 +15,7 @@
 #include "eval/scorer.h"
 #include "serve/http_client.h"
 #include "serve/server.h"
-#include "serve_testutil.h"
+#include "cli_testutil.h"
 #include "test.h"
 
 #define HOST "127.0.0.1"
@@ -254,19 +254,11 @@ static int in_flight(int port) {
 }
 
 static void test_binary_sigterm(void) {
-    const char *bin = serve_test_bin();
-    int out[2];
-    CHECK(pipe(out) == 0);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(out[1], 1);
-        close(out[0]);
-        execl(bin, bin, "serve", "--model", MODEL, "--port", "0", "--threads", "2", "--max-batch-items", "4",
-              (char *)NULL);
-        _exit(127);
-    }
-    close(out[1]);
-    int port = read_port(out[0]);
+    const char *args[] = {"--model", MODEL, "--port", "0", "--threads", "2", "--max-batch-items", "4", NULL};
+    int port, out_fd;
+    pid_t pid = serve_spawn(args, &port, &out_fd);
+    CHECK(pid > 0);
+    if (pid <= 0) return;
     CHECK(port > 0);
     BigRequest big = {port, 0, 0};
     pthread_t t;
@@ -298,7 +290,7 @@ static void test_binary_sigterm(void) {
     if (started) pthread_join(t, NULL);
     /* The request in flight at SIGTERM was finished, not dropped. */
     CHECK(big.status == 200 && big.n_results == 48);
-    close(out[0]);
+    close(out_fd);
 }
 
 int main(void) {
