@@ -129,12 +129,11 @@ test: $(TEST_BINS_ASAN) build/asan/oprm build/release/oprm fuzz-build
 test-release: $(TEST_BINS_RELEASE) build/release/oprm
 	OPRM_BIN=build/release/oprm tests/run.sh build/release/tests
 
-# Every test binary without the team's shared data: each must skip or fail
-# with a message, never crash (a CRASH line from the runner fails this).
+# Every test binary without the team's shared data: each test that needs it
+# skips, saying what is missing; none fails, none crashes (CI unset: here a
+# skip is expected).
 test-no-shared-data: $(TEST_BINS_ASAN) build/asan/oprm
-	@out=$$(OPRM_SHARED_DATA=/nonexistent/oprm-shared OPRM_BIN=build/asan/oprm tests/run.sh build/asan/tests 2>&1); \
-	  printf '%s\n' "$$out" | grep -E '^(CRASH|FAIL|ok) |passed,'; \
-	  ! printf '%s\n' "$$out" | grep -q '^CRASH '
+	env -u CI OPRM_SHARED_DATA=/nonexistent/oprm-shared OPRM_BIN=build/asan/oprm tests/run.sh build/asan/tests
 
 clean:
 	rm -rf build

@@ -244,9 +244,9 @@ static void test_cli_flag(void) {
 int main(void) {
     if (!mkdtemp(tmp_dir)) return 1;
     snprintf(model_dir, sizeof model_dir, "%s/models/story-llama", shared_data_dir());
-    RUN(test_scorer_same);
-    RUN(test_train_same);
-    RUN(test_cli_flag);
+    RUN_SHARED(test_scorer_same, "models/story-llama");
+    RUN_SHARED(test_train_same, "models/story-llama");
+    RUN_SHARED(test_cli_flag, "models/story-llama");
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp_dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp_dir);

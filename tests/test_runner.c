@@ -5,7 +5,9 @@
  *   when it is missing (OPRM_SHARED_DATA pointing nowhere) instead of
  *   crashing (test_eval_cli and test_trainer segfaulted; test_fuzz_regressions
  *   exited before its RESULT line). `make test-no-shared-data` runs every
- *   binary that way. */
+ *   binary that way;
+ * - `make valgrind` builds its tests on a library of its own objects (its
+ *   archive was empty, so no valgrind test linked). */
 #include <libgen.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -64,6 +66,19 @@ static void test_run_sh_names_signals(void) {
     free(out);
 }
 
+/* What `make valgrind` would run to build its library (a dry run: nothing is
+ * built): the archive holds the library's objects, compiled without sanitizers. */
+static void test_valgrind_target_links(void) {
+    char *out = NULL;
+    int status = run_capture("env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS make -n -B NO_CUDA=1 build/valgrind/liboprm.a",
+                             &out);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK_STR_CONTAINS(out, "-c src/io/safetensors.c -o build/valgrind/obj/src/io/safetensors.o");
+    CHECK_STR_CONTAINS(out, "ar rcs build/valgrind/liboprm.a build/valgrind/obj/src/");
+    CHECK(!strstr(out, "fsanitize"));
+    free(out);
+}
+
 /* The sibling binary `name` with the shared data pointing nowhere: a normal
  * exit, a RESULT line, no failed check, every skip saying what is missing. */
 static void no_shared_data(const char *self_dir, const char *name, int min_skips) {
@@ -95,6 +110,7 @@ int main(int argc, char **argv) {
     self[n > 0 ? n : 0] = 0;
     snprintf(self_dir, sizeof self_dir, "%s", n > 0 ? dirname(self) : ".");
     RUN(test_run_sh_names_signals);
+    RUN(test_valgrind_target_links);
     RUN(test_eval_cli_without_shared_data);
     RUN(test_trainer_without_shared_data);
     RUN(test_fuzz_regressions_without_shared_data);

@@ -296,8 +296,8 @@ static void test_binary_sigterm(void) {
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
     snprintf(MODEL, sizeof MODEL, "%s/models/story-llama", shared_data_dir());
-    RUN(test_routes_equal_scorer);
-    RUN(test_equals_oprm_score);
-    RUN(test_binary_sigterm);
+    RUN_SHARED(test_routes_equal_scorer, "models/story-llama");
+    RUN_SHARED(test_equals_oprm_score, "models/story-llama");
+    RUN_SHARED(test_binary_sigterm, "models/story-llama");
     return test_summary();
 }

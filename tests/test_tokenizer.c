@@ -483,16 +483,16 @@ int main(void) {
     if (!mkdtemp(tmp_dir)) return 1;
     RUN(test_missing_and_corrupt);
     RUN(test_unsupported_features);
-    RUN(test_invalid_utf8_is_rejected);
+    RUN_SHARED(test_invalid_utf8_is_rejected, "tokenizers/mistral");
     RUN(test_digit_ids_synthetic);
     RUN(test_added_token_flags);
     RUN(test_metaspace_suffix_pieces);
     RUN(test_split_behaviors);
     RUN(test_digits_pretokenizer);
     RUN(test_replace_regex_and_whitespace_split);
-    RUN(test_metaspace_matches_mistral_oracle);
-    RUN(test_story_llama);
-    RUN(test_cli);
+    RUN_SHARED(test_metaspace_matches_mistral_oracle, "tokenizers/vectors/oracle-mistral.jsonl");
+    RUN_SHARED(test_story_llama, "models/story-llama");
+    RUN_SHARED(test_cli, "tokenizers/mistral");
     rmdir(tmp_dir);
     return test_summary();
 }

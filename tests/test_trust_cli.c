@@ -548,7 +548,7 @@ int main(void) {
         RUN(test_skipped_pairs_eval);
         RUN(test_skipped_pairs_audit);
         RUN(test_skipped_pairs_train);
-        RUN(test_cue_commands);
+        RUN_SHARED(test_cue_commands, "tokenizers/qwen3");
     }
     StrBuf rm = {0};
     sb_printf(&rm, "rm -rf '%s'", tmpdir);

@@ -222,8 +222,8 @@ int main(void) {
         perror("mkdtemp");
         return 1;
     }
-    RUN(test_real_tokenizers_custom_cue);
-    RUN(test_refused_cues);
+    RUN_SHARED(test_real_tokenizers_custom_cue, "tokenizers");
+    RUN_SHARED(test_refused_cues, "tokenizers");
     RUN(test_synthetic_cues);
     RUN(test_unk_digit_message);
     char cmd[128];

@@ -6,7 +6,9 @@
 VALGRIND_TESTS ?= test_safetensors test_tokenizer test_tokenizer_vectors test_chat_prompt test_model_story \
                   test_scorer test_data_layouts test_fuzz_regressions
 VALGRIND_FLAGS := -O1 -g
-$(eval $(call variant,valgrind,$(VALGRIND_FLAGS)))
+# Its own library objects (without them the archive was empty and no test linked).
+VALGRIND_LIB_OBJ := $(patsubst %.c,build/valgrind/obj/%.o,$(LIB_SRC))
+$(eval $(call variant,valgrind,$(VALGRIND_FLAGS),$(VALGRIND_LIB_OBJ)))
 
 valgrind: $(addprefix build/valgrind/tests/,$(VALGRIND_TESTS))
 	tests/valgrind.sh $(VALGRIND_TESTS)
