@@ -4,7 +4,8 @@
 # Each binary prints "RESULT <passed> <failed> [<skipped> [<device_skipped>]]" on
 # stdout (tests/test.h; missing columns are 0) and a "SKIP ..." / "SKIP_DEVICE ..."
 # line per skipped test; a binary that crashes or prints no RESULT counts as one
-# failure. With CI=true (.ci/run) a SKIP fails the run: on CI every test must run;
+# failure, and a signal that ended it is named ("CRASH test_x: killed by signal
+# 11 (SIGSEGV) before its RESULT line"), before or after its RESULT line. With CI=true (.ci/run) a SKIP fails the run: on CI every test must run;
 # only SKIP_DEVICE (a check that needs a GPU the machine lacks) is allowed there.
 set -u
 dir=${1:?usage: tests/run.sh BUILD_TEST_DIR}
