@@ -111,6 +111,10 @@ json_t *train_args_json(const TrainConfig *c) {
     json_object_set_new(a, "lr_scheduler_type", json_string(schedule_kind_name(c->scheduler)));
     json_object_set_new(a, "loss", json_string(c->loss == TRAIN_LOSS_BT ? "bt" : "oprm"));
     json_object_set_new(a, "rgft_mode", json_string(rgft_mode_name(c)));
+    /* transformers' name; where the run trained (a resume may use another device). */
+    json_object_set_new(a, "gradient_checkpointing", json_boolean(c->gradient_checkpointing));
+    char dev[32];
+    json_object_set_new(a, "device", json_string(device_str(c->device, dev, sizeof dev)));
     /* How the data readers read the files (field names, kind, skipping): a
      * resumed run must read them the same way. */
     for (int k = 0; k < DATA_N_FIELD_FLAGS; k++)
@@ -320,6 +324,10 @@ int train_args_resume(TrainConfig *c, const OprmMeta *meta, const char *dir, Opr
         c->rgft_enabled = strcmp(v, "none") != 0;
         if (c->rgft_enabled && rgft_parse_mode(v, &c->rgft.mode, err)) return oprm_prefix(err, "%s/oprm.json: ", dir);
     }
+    /* Recomputation changes memory, not results: taken from the run when not
+     * given (the run may need it to fit), never a contradiction. */
+    json_t *gc = json_object_get(args, "gradient_checkpointing");
+    if (json_is_boolean(gc) && !is_set(c, TRAIN_SET_GRADIENT_CHECKPOINTING)) c->gradient_checkpointing = json_is_true(gc);
     if (c->lora_rank > 0) {
         json_t *alpha = json_object_get(args, "lora_alpha");
         if (json_is_number(alpha)) {
