@@ -23,8 +23,8 @@
 #include "serve/loadgen.h"
 #include "serve/server.h"
 #include "cli_testutil.h"
-#include "synth/init_model.h"
 #include "test.h"
+#include "train_testutil.h"
 
 /* ---- the test backend ---------------------------------------------------- */
 
@@ -848,15 +848,7 @@ static void test_binary_body_timeout(void) {
     CHECK(mkdtemp(dir) != NULL);
     char model[600], cmd[1600], line[512];
     snprintf(model, sizeof model, "%s/model", dir);
-    InitOptions io;
-    init_default_options(&io, ARCH_LLAMA);
-    io.hidden = 16;
-    io.layers = 1;
-    io.heads = 2;
-    io.ffn = 32;
-    io.max_pos = 128;
-    OprmError err = {{0}};
-    CHECK(init_model_dir(model, &io, NULL, &err) == 0);
+    CHECK(tiny_model(model) == 0);
     const char *bin = cli_bin();
     /* Listed in --help; a negative value is a usage error (exit 2) naming the flag. */
     snprintf(cmd, sizeof cmd, "%s serve --help", bin);
