@@ -104,7 +104,9 @@ $(eval $(call variant,asan,$(ASAN_FLAGS),$(ASAN_LIB_OBJ)))
 
 build/release/obj/src/cuda/%.o: src/cuda/%.cu $(CUDA_HDRS) $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CUDA_NVCC) $(NVCC_FLAGS) -c $< -o $@
+	$(CUDA_NVCC) $(NVCC_FLAGS) $(NVCC_EXTRA) -c $< -o $@
+# AdamW's float operations exactly as written (no fused multiply-adds), as on the CPU.
+build/release/obj/src/cuda/adamw.o: NVCC_EXTRA = --fmad=false
 
 # The device check's driver (tools/cuda_check.sh runs it on a GPU machine).
 build/release/cuda_check: build/release/obj/tests/cuda/cuda_check.o build/release/liboprm.a
