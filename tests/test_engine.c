@@ -440,6 +440,6 @@ int main(void) {
     RUN(test_bf16_rounding);
     RUN(test_rope_freq);
     RUN(test_online_softmax);
-    RUN(test_cli_device);
+    RUN_SHARED(test_cli_device, "models/story-llama");
     return test_summary();
 }
