@@ -43,7 +43,7 @@ def main():
     a = ap.parse_args()
     dev = a.device
     if a.peak:
-        print(f"{peak(dev) if dev.startswith('cuda') else peak(dev, 512, 3):.4g}")
+        print(f"{peak(dev) if dev.startswith('cuda') else peak(dev, 512, 3):.4f}")
         return
     from transformers import AutoConfig, AutoModelForCausalLM
 

@@ -195,8 +195,6 @@ for d in "${CUDA_HOME:-/usr/local/cuda}/lib64" /usr/local/cuda/lib64 /usr/local/
          $("$PY" -c 'import nvidia, os; [print(os.path.join(p, q, "lib")) for p in nvidia.__path__ for q in ("cu13", "cublas")]' 2>/dev/null); do
   if [ -e "$d/libcublasLt.so.13" ]; then export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"; break; fi
 done
-# Runtime libraries carried beside prebuilt binaries (tools/cuda_kit.sh), if any.
-[ -d .devkit/lib ] && export LD_LIBRARY_PATH="$PWD/.devkit/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 t0=$(date +%s)
 if ! bt=$(budget 200); then bt=15; fi
 if timeout -k 5 "$bt" make -j"$(nproc)" "${MAKE_ARGS[@]}" build/release/oprm build/release/cuda_check >"$RDIR/build.log" 2>&1; then
@@ -204,6 +202,8 @@ if timeout -k 5 "$bt" make -j"$(nproc)" "${MAKE_ARGS[@]}" build/release/oprm bui
 elif [ -x .devkit/bin/oprm ] && [ -x .devkit/bin/cuda_check ]; then # built elsewhere by tools/cuda_kit.sh
   why=$(grep -m1 -E 'error:|fatal|No such file|not found|Error [0-9]' "$RDIR/build.log" | jstr 160)
   mkdir -p build/release && cp .devkit/bin/oprm .devkit/bin/cuda_check build/release/
+  # Their libraries (only for them: a build made here links this machine's own, e.g. a newer libgomp).
+  export LD_LIBRARY_PATH="$PWD/.devkit/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   line "{\"check\":\"build\",\"note\":\"make failed ($why); using .devkit/bin (tools/cuda_kit.sh)\",\"seconds\":$(( $(date +%s) - t0 )),\"pass\":true}"
 elif [ -x build/release/oprm ] && [ -x build/release/cuda_check ]; then
   why=$(grep -m1 -E 'error:|fatal|No such file|not found|Error [0-9]' "$RDIR/build.log" | jstr 160)
