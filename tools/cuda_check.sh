@@ -124,6 +124,10 @@ mkdir -p "$RDIR"
 RES=$RDIR/cuda_check.jsonl
 ERR=$RDIR/cuda_check.log
 : >"$RES"; : >"$ERR"
+# tools/cuda_kit.sh's pack (prebuilt binaries, their libraries, the shared data), unpacked once.
+if [ -f .devkit/kit.tar.gz ] && [ ! -x .devkit/bin/oprm ]; then
+  tar -xzf .devkit/kit.tar.gz -C .devkit 2>>"$ERR" || echo "cuda_check: cannot unpack .devkit/kit.tar.gz" >>"$ERR"
+fi
 SHARED=${OPRM_SHARED_DATA:-../shared/data}
 [ -d "$SHARED" ] || SHARED=shared/data
 [ -d "$SHARED" ] || SHARED=.devkit/data # tools/cuda_kit.sh: only the checkout travels to the GPU machine
@@ -204,7 +208,7 @@ elif [ -x .devkit/bin/oprm ] && [ -x .devkit/bin/cuda_check ]; then # built else
   mkdir -p build/release && cp .devkit/bin/oprm .devkit/bin/cuda_check build/release/
   # Their libraries (only for them: a build made here links this machine's own, e.g. a newer libgomp).
   export LD_LIBRARY_PATH="$PWD/.devkit/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  line "{\"check\":\"build\",\"note\":\"make failed ($why); using .devkit/bin (tools/cuda_kit.sh)\",\"seconds\":$(( $(date +%s) - t0 )),\"pass\":true}"
+  line "{\"check\":\"build\",\"note\":\"make failed ($why); using .devkit/bin (tools/cuda_kit.sh at $(cat .devkit/commit 2>/dev/null))\",\"seconds\":$(( $(date +%s) - t0 )),\"pass\":true}"
 elif [ -x build/release/oprm ] && [ -x build/release/cuda_check ]; then
   why=$(grep -m1 -E 'error:|fatal|No such file|not found|Error [0-9]' "$RDIR/build.log" | jstr 160)
   line "{\"check\":\"build\",\"note\":\"make failed ($why); using the carried build/release binaries\",\"seconds\":$(( $(date +%s) - t0 )),\"pass\":true}"
