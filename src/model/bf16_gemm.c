@@ -206,6 +206,32 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void pack
 }
 #endif
 
+#if HAVE_X86
+/* As pack_kcontig for fp32 rows that each have their own address (stacked
+ * attention queries: rows of several heads). */
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void pack_rows_f32(uint16_t *dst,
+                                                                                const float *const *rows, int rv,
+                                                                                int R, int K, int Kp) {
+    uint32_t *du = (uint32_t *)dst;
+    for (int r = 0; r < R; r++) {
+        if (r >= rv) {
+            for (int kp = 0; kp < Kp; kp++) du[(size_t)kp * R + r] = 0;
+            continue;
+        }
+        for (int k = 0; k < K; k += 32) {
+            int n = K - k < 32 ? K - k : 32, n0 = n < 16 ? n : 16, n1 = n - n0;
+            const float *f = rows[r] + k;
+            __m512 lo = _mm512_maskz_loadu_ps((__mmask16)((1u << n0) - 1), f);
+            __m512 hi = n1 ? _mm512_maskz_loadu_ps((__mmask16)((1u << n1) - 1), f + 16) : _mm512_setzero_ps();
+            uint32_t tmp[16];
+            _mm512_storeu_si512((void *)tmp, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+            int nu = (n + 1) / 2;
+            for (int u = 0; u < nu; u++) du[(size_t)(k / 2 + u) * R + r] = tmp[u];
+        }
+    }
+}
+#endif
+
 static void pack_block(uint16_t *dst, const void *p, int bf16, ptrdiff_t sr, ptrdiff_t sk, int rv, int R, int K,
                        int Kp) {
 #if HAVE_X86
@@ -294,6 +320,66 @@ static void gemm_oprm(int M, int N, int K, const GemmOp *A, const GemmOp *B, flo
     }
 #else
     (void)M, (void)N, (void)K, (void)A, (void)B, (void)beta, (void)C, (void)ldc;
+#endif
+}
+
+/* ---- Packed operands for callers that run their own threads ---- */
+
+size_t bf16_packed_a_elems(int M, int K) { return (size_t)((M + MR - 1) / MR) * (size_t)((K + 1) / 2) * 2 * MR; }
+size_t bf16_packed_b_elems(int N, int K) { return (size_t)((N + NR - 1) / NR) * (size_t)((K + 1) / 2) * 2 * NR; }
+
+void bf16_pack_a(uint16_t *dst, int M, int K, GemmOp A) {
+    int Kp = (K + 1) / 2, mb = (M + MR - 1) / MR;
+    for (int b = 0; b < mb; b++) pack_a_block(dst + (size_t)b * Kp * 2 * MR, &A, b * MR, M, K, Kp);
+}
+
+void bf16_pack_a_rows(uint16_t *dst, int M, int K, const float *const *rows) {
+    int Kp = (K + 1) / 2, mb = (M + MR - 1) / MR;
+    for (int b = 0; b < mb; b++) {
+        int rv = M - b * MR < MR ? M - b * MR : MR;
+#if HAVE_X86
+        pack_rows_f32(dst + (size_t)b * Kp * 2 * MR, rows + (size_t)b * MR, rv, MR, K, Kp);
+#else
+        (void)rv, (void)rows;
+#endif
+    }
+}
+
+void bf16_pack_b_rows(uint16_t *dst, int N, int K, const float *const *cols) {
+    int Kp = (K + 1) / 2, np = (N + NR - 1) / NR;
+    for (int p = 0; p < np; p++) {
+        int nv = N - p * NR < NR ? N - p * NR : NR;
+#if HAVE_X86
+        pack_rows_f32(dst + (size_t)p * Kp * 2 * NR, cols + (size_t)p * NR, nv, NR, K, Kp);
+#else
+        (void)nv, (void)cols;
+#endif
+    }
+}
+
+void bf16_pack_b(uint16_t *dst, int N, int K, GemmOp B) {
+    int Kp = (K + 1) / 2, np = (N + NR - 1) / NR;
+    for (int p = 0; p < np; p++) pack_b_panel(dst + (size_t)p * Kp * 2 * NR, &B, p * NR, N, K, Kp);
+}
+
+void bf16_gemm_packed(int M, int N, int K, const uint16_t *ap, int a_k, const uint16_t *bp, int b_k, float beta,
+                      float *C, int ldc) {
+#if HAVE_X86
+    int Kp = (K + 1) / 2, akp = (a_k + 1) / 2, bkp = (b_k + 1) / 2, mb = (M + MR - 1) / MR, np = (N + NR - 1) / NR;
+    for (int p = 0; p < np; p++) {
+        int nr = N - p * NR < NR ? N - p * NR : NR;
+        for (int k0 = 0; k0 < Kp; k0 += KCP) {
+            int npairs = Kp - k0 < KCP ? Kp - k0 : KCP, add = beta != 0.0f || k0 > 0;
+            const uint16_t *bpp = bp + ((size_t)p * bkp + k0) * 2 * NR;
+            for (int b = 0; b < mb; b++) {
+                int mr = M - b * MR < MR ? M - b * MR : MR;
+                bf16_kernel(ap + ((size_t)b * akp + k0) * 2 * MR, bpp, npairs, C + (size_t)b * MR * ldc + p * NR, ldc,
+                            mr, nr, add);
+            }
+        }
+    }
+#else
+    (void)M, (void)N, (void)K, (void)ap, (void)a_k, (void)bp, (void)b_k, (void)beta, (void)C, (void)ldc;
 #endif
 }
 

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/bf16_gemm.h"
 #include "model/layers.h"
 #include "model/model.h"
 #include "model/model_internal.h"
@@ -218,7 +219,13 @@ int model_forward(Model *m, const SeqBatch *b, int train, float *h_last, OprmErr
     if (!m->acts) m->acts = xcalloc((size_t)c->n_layers, sizeof *m->acts);
     m->n_rows = N;
     m->nseq = nseq;
+    /* Scoring with BF16 compute runs attention's products in the BF16 kernel too. */
+    int bf16_attn = m->bf16 && !train && bf16_gemm_backend() == BF16_OPRM;
     m->attn.per_thread = attention_scratch_floats(maxT);
+    if (bf16_attn) {
+        size_t need_bf16 = attention_bf16_scratch_floats(maxT, c->n_heads / c->n_kv_heads, c->head_dim);
+        if (need_bf16 > m->attn.per_thread) m->attn.per_thread = need_bf16;
+    }
     m->attn.threads = omp_get_max_threads();
     size_t attn_scratch = (size_t)m->attn.threads * m->attn.per_thread;
     size_t need = carve(m, NULL, N, nseq, attn_scratch, train);
@@ -262,8 +269,8 @@ int model_forward(Model *m, const SeqBatch *b, int train, float *h_last, OprmErr
         }
         rope_forward(a->q, Nq, H, hd, qpos, m->rope_cos, m->rope_sin);
         rope_forward(a->k, N, KV, hd, m->pos, m->rope_cos, m->rope_sin);
-        attention_forward_units(a->att, a->lse, &m->attn, a->q, a->k, a->v, last ? &m->units_last : &m->units, H,
-                                KV, hd);
+        (bf16_attn ? attention_forward_units_bf16 : attention_forward_units)(
+            a->att, a->lse, &m->attn, a->q, a->k, a->v, last ? &m->units_last : &m->units, H, KV, hd);
         /* x_mid = x_in + att . Wo^T (the GEMM accumulates onto the copy). */
         if (last) gather_last(a->x_mid, x_in, m, D);
         else memcpy(a->x_mid, x_in, sizeof(float) * (size_t)N * D);

@@ -93,6 +93,14 @@ typedef struct {
 } AttnUnits;
 void attention_forward_units(float *out, float *lse, const AttnScratch *scratch, const float *q, const float *k,
                              const float *v, const AttnUnits *u, int n_heads, int n_kv, int hd);
+/* Forward in BF16 compute (inference only; needs bf16_gemm_backend() ==
+ * BF16_OPRM): q . k^T and p . v in the BF16 kernel with fp32 accumulation,
+ * softmax in fp32; same outputs (out, lse) as attention_forward_units within
+ * bf16 rounding. Its scratch needs per_thread >=
+ * attention_bf16_scratch_floats(longest unit, n_heads / n_kv, hd). */
+size_t attention_bf16_scratch_floats(int max_len, int group, int hd);
+void attention_forward_units_bf16(float *out, float *lse, const AttnScratch *scratch, const float *q, const float *k,
+                                  const float *v, const AttnUnits *u, int n_heads, int n_kv, int hd);
 void attention_backward_units(float *dq, float *dk, float *dv, float *dk_heads, float *dv_heads,
                               const AttnScratch *scratch, const float *dout, const float *lse, const float *q,
                               const float *k, const float *v, const AttnUnits *u, int n_rows, int n_heads, int n_kv,
