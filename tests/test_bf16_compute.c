@@ -200,6 +200,71 @@ static void test_forced_off(void) {
     bf16_gemm_reprobe();
 }
 
+/* Pre-packed BF16 weights (bf16_prepack.c) on an inference-only BF16 model
+ * whose shapes allow it (out multiples of 32): scoring gives the very same
+ * h_last as without pre-packing (OPRM_BF16_PREPACK=0), the matrices are
+ * packed after the forward, and model_params() hands back the stored layout
+ * bit for bit (the next forward packs again, same result). */
+static void test_prepacked_weights(void) {
+    bf16_gemm_reprobe();
+    if (bf16_gemm_backend() != BF16_OPRM) {
+        CHECK(bf16_gemm_backend() == BF16_NONE || bf16_gemm_backend() == BF16_OPENBLAS);
+        return;
+    }
+    ModelConfig c = {0};
+    c.arch = ARCH_QWEN2;
+    strcpy(c.architecture, "Qwen2ForCausalLM");
+    c.hidden = 64, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = 16, c.ffn = 96, c.vocab = 80;
+    c.max_pos = 512, c.rope_theta = 10000, c.rms_eps = 1e-6, c.qkv_bias = 1, c.bos_id = c.eos_id = -1;
+    ModelOptions o = {0};
+    o.bf16_compute = 1, o.frozen_storage = WEIGHTS_BF16, o.inference_only = 1;
+    OprmError err;
+    Model *m = model_new_random(&c, &o, 9, &err);
+    CHECK(m != NULL);
+    if (!m) return;
+    int np;
+    ModelParam *ps = model_params(m, &np);
+    size_t total = 0;
+    for (int i = 0; i < np; i++) total += ps[i].data_bf16 ? ps[i].numel : 0;
+    uint16_t *snap = malloc(total * 2), *p = snap;
+    for (int i = 0; i < np; i++)
+        if (ps[i].data_bf16) memcpy(p, ps[i].data_bf16, ps[i].numel * 2), p += ps[i].numel;
+    int32_t ids[NTOK];
+    for (int i = 0; i < NTOK; i++) ids[i] = (i * 37 + 5) % 80;
+    SeqBatch b = {ids, LENS, 3, NULL};
+    float h0[3 * 64], h1[3 * 64], h2[3 * 64];
+    setenv("OPRM_BF16_PREPACK", "0", 1);
+    CHECK(model_forward(m, &b, 0, h0, &err) == 0);
+    CHECK(m->bf16_packed == 0);
+    unsetenv("OPRM_BF16_PREPACK");
+    CHECK(model_forward(m, &b, 0, h1, &err) == 0);
+    CHECK(m->bf16_packed == 1);
+    CHECK(!memcmp(h0, h1, sizeof h0));
+    ps = model_params(m, &np);
+    CHECK(m->bf16_packed == 0);
+    int same = 1;
+    p = snap;
+    for (int i = 0; i < np; i++)
+        if (ps[i].data_bf16) same &= !memcmp(p, ps[i].data_bf16, ps[i].numel * 2), p += ps[i].numel;
+    CHECK(same);
+    CHECK(model_forward(m, &b, 0, h2, &err) == 0);
+    CHECK(m->bf16_packed == 1 && !memcmp(h0, h2, sizeof h0));
+    /* A BF16 product really ran: fp32 scoring of the same weights differs a little. */
+    double worst = 0;
+    setenv("OPRM_BF16", "0", 1);
+    bf16_gemm_reprobe();
+    Model *f = model_new_random(&c, &(ModelOptions){.frozen_storage = WEIGHTS_BF16, .inference_only = 1}, 9, &err);
+    float hf[3 * 64];
+    CHECK(f && model_forward(f, &b, 0, hf, &err) == 0);
+    for (int i = 0; i < 3 * 64; i++) worst = fmax(worst, fabs((double)hf[i] - h0[i]));
+    CHECK(worst > 0 && worst < 0.1);
+    unsetenv("OPRM_BF16");
+    bf16_gemm_reprobe();
+    model_free(f);
+    model_free(m);
+    free(snap);
+}
+
 static double cosine(const float *x, const float *y, size_t n) {
     double xy = 0, xx = 0, yy = 0;
     for (size_t i = 0; i < n; i++) xy += (double)x[i] * y[i], xx += (double)x[i] * x[i], yy += (double)y[i] * y[i];
@@ -308,6 +373,7 @@ static void test_story_llama_scoring(void) {
 int main(void) {
     RUN(test_kernel);
     RUN(test_attention_bf16);
+    RUN(test_prepacked_weights);
     RUN(test_forced_off);
     RUN(test_train_step_grads);
     RUN(test_story_llama_scoring);

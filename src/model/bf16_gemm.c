@@ -383,6 +383,74 @@ void bf16_gemm_packed(int M, int N, int K, const uint16_t *ap, int a_k, const ui
 #endif
 }
 
+int bf16_pack_b_same_size(int N, int K) { return bf16_packed_b_elems(N, K) == (size_t)N * (size_t)K; }
+
+void bf16_unpack_b(uint16_t *dst, ptrdiff_t rs, ptrdiff_t cs, const uint16_t *packed, int N, int K) {
+    int Kp = (K + 1) / 2, np = (N + NR - 1) / NR;
+    for (int p = 0; p < np; p++)
+        for (int kp = 0; kp < Kp; kp++) {
+            const uint16_t *u = packed + ((size_t)p * Kp + kp) * 2 * NR;
+            for (int r = 0; r < NR && p * NR + r < N; r++) {
+                int j = p * NR + r, k0 = 2 * kp;
+                dst[k0 * rs + j * cs] = u[2 * r];
+                if (k0 + 1 < K) dst[(k0 + 1) * rs + j * cs] = u[2 * r + 1];
+            }
+        }
+}
+
+/* A packed once, then every panel of every segment; tasks as in gemm_oprm. */
+static void gemm_multi(int M, int K, const GemmOp *A, int nseg, const Bf16Seg *seg) {
+#if HAVE_X86
+    int Kp = (K + 1) / 2, mb = (M + MR - 1) / MR, nmc = (mb + MBC - 1) / MBC;
+    int pstart[BF16_MAX_SEGS + 1];
+    double work = 0;
+    pstart[0] = 0;
+    for (int e = 0; e < nseg; e++) {
+        pstart[e + 1] = pstart[e] + (seg[e].N + NR - 1) / NR;
+        work += 2.0 * M * seg[e].N * K;
+    }
+    int np = pstart[nseg];
+    uint16_t *ap = grow(&buf_a, &cap_a, (size_t)mb * Kp * 2 * MR);
+    #pragma omp parallel if (work > 4e6)
+    {
+        #pragma omp for schedule(static)
+        for (int b = 0; b < mb; b++) pack_a_block(ap + (size_t)b * Kp * 2 * MR, A, b * MR, M, K, Kp);
+        #pragma omp for schedule(static)
+        for (int t = 0; t < np * nmc; t++) {
+            int gp = t / nmc, mc = t % nmc, e = 0;
+            while (gp >= pstart[e + 1]) e++;
+            int p = gp - pstart[e], N = seg[e].N, ldc = seg[e].ldc;
+            int b0 = mc * MBC, b1 = b0 + MBC < mb ? b0 + MBC : mb;
+            int nr = N - p * NR < NR ? N - p * NR : NR;
+            for (int k0 = 0; k0 < Kp; k0 += KCP) {
+                int npairs = Kp - k0 < KCP ? Kp - k0 : KCP;
+                int add = seg[e].beta != 0.0f || k0 > 0;
+                const uint16_t *bpp = seg[e].bp + ((size_t)p * Kp + k0) * 2 * NR;
+                for (int b = b0; b < b1; b++) {
+                    int mr = M - b * MR < MR ? M - b * MR : MR;
+                    bf16_kernel(ap + ((size_t)b * Kp + k0) * 2 * MR, bpp, npairs, seg[e].C + (size_t)b * MR * ldc + p * NR,
+                                ldc, mr, nr, add);
+                }
+            }
+        }
+    }
+#else
+    (void)M, (void)K, (void)A, (void)nseg, (void)seg;
+#endif
+}
+
+void bf16_gemm_multi(int M, int K, GemmOp A, int nseg, const Bf16Seg *seg) {
+    if (M <= 0 || nseg <= 0) return;
+    if (bf16_gemm_backend() != BF16_OPRM || nseg > BF16_MAX_SEGS || K <= 0) {
+        fprintf(stderr, "oprm: bf16_gemm_multi needs the oprm kernel, 1..%d segments, K > 0 (%s)\n", BF16_MAX_SEGS,
+                describe);
+        abort();
+    }
+    pthread_mutex_lock(&buf_lock);
+    gemm_multi(M, K, &A, nseg, seg);
+    pthread_mutex_unlock(&buf_lock);
+}
+
 /* cblas_sbgemm takes plain row-major bf16 matrices: convert both operands. */
 static void gemm_openblas(int M, int N, int K, const GemmOp *A, const GemmOp *B, float beta, float *C, int ldc) {
     uint16_t *a = grow(&buf_a, &cap_a, (size_t)M * K), *b = grow(&buf_b, &cap_b, (size_t)K * N);

@@ -60,4 +60,22 @@ void bf16_pack_b_rows(uint16_t *dst, int N, int K, const float *const *cols);
 void bf16_gemm_packed(int M, int N, int K, const uint16_t *ap, int a_k, const uint16_t *bp, int b_k, float beta,
                       float *C, int ldc);
 
+/* Pre-packed B operands (weights packed once, see bf16_prepack.c).
+ * bf16_pack_b_same_size: a packed K x N B takes exactly N * K values (N a
+ * multiple of 32, K even), so it can replace the matrix in place.
+ * bf16_unpack_b inverts bf16_pack_b for a bf16 B(k, j) = dst[k * rs + j * cs].
+ * bf16_gemm_multi: C_e[M, N_e] (+)= A[M, K] . B_e for segments e sharing one A
+ * (packed once), each B_e packed with bf16_pack_b (K values of k); multi-
+ * threaded like bf16_gemm; needs the oprm backend. */
+#define BF16_MAX_SEGS 4
+typedef struct {
+    const uint16_t *bp; /* bf16_pack_b(bp, N, K, ...) */
+    int N, ldc;
+    float *C;
+    float beta; /* 0 or 1 */
+} Bf16Seg;
+int bf16_pack_b_same_size(int N, int K);
+void bf16_unpack_b(uint16_t *dst, ptrdiff_t rs, ptrdiff_t cs, const uint16_t *packed, int N, int K);
+void bf16_gemm_multi(int M, int K, GemmOp A, int nseg, const Bf16Seg *seg);
+
 #endif

@@ -28,6 +28,8 @@ void linear_backward(float *dx, float *dw, float *db, const float *dy, const flo
  * there): the weight is w (fp32, rounded per call) or wb (BF16 bits), the
  * other stays NULL. accumulate: y += x W^T (b unused). dx_add: dx += instead
  * of dx =. dW (fp32) accumulates the product of the rounded dy and x. */
+/* y[r, o] = b[o] for every row (nothing when b is NULL). */
+void linear_bias_fill(float *y, const float *b, int rows, int out);
 void linear_forward_bf16(float *y, const float *x, const float *w, const uint16_t *wb, const float *b, int rows,
                          int in, int out, int accumulate);
 void linear_backward_bf16(float *dx, int dx_add, float *dw, const float *dy, const float *x, const float *w,
