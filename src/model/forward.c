@@ -77,8 +77,8 @@ static size_t carve(Model *m, float *base, int N, int nseq, size_t attn_scratch,
     TAKE(m->hq_buf, (size_t)nseq * D);
     TAKE(m->a_buf, n * F);
     TAKE(m->attn.buf, attn_scratch);
-    /* Residual stream: every layer's input when training, ping-pong otherwise. */
-    int nres = train ? c->n_layers : 2;
+    /* Residual stream: every layer's input when training, one otherwise. */
+    int nres = train ? c->n_layers : 1;
     for (int r = 0; r < nres; r++) {
         float *x = NULL;
         TAKE(x, n * D);
@@ -269,8 +269,11 @@ int model_forward(Model *m, const SeqBatch *b, int train, float *h_last, OprmErr
         int last = l == c->n_layers - 1;
         LayerActs *a = &m->acts[train ? l : 0];
         const LayerWeights *w = &m->w[l];
-        float *x_in = train ? a->x_in : m->res[l % 2];
-        float *x_out = last ? m->x_last : train ? m->acts[l + 1].x_in : m->res[(l + 1) % 2];
+        /* Scoring keeps one residual stream and adds each branch onto it in place
+         * (no layer input is needed again); training keeps every layer's. */
+        float *x_in = train ? a->x_in : m->res[0];
+        float *x_out = last ? m->x_last : train ? m->acts[l + 1].x_in : m->res[0];
+        float *x_mid = train || last ? a->x_mid : x_in;
         int Nq = last ? nseq : N; /* query rows */
         const int32_t *qpos = last ? m->last_pos : m->pos;
 
@@ -300,11 +303,11 @@ int model_forward(Model *m, const SeqBatch *b, int train, float *h_last, OprmErr
         (bf16_attn ? attention_forward_units_bf16 : attention_forward_units)(
             a->att, a->lse, &m->attn, a->q, a->k, a->v, last ? &m->units_last : &m->units, H, KV, hd);
         /* x_mid = x_in + att . Wo^T (the GEMM accumulates onto the copy). */
-        if (last) gather_last(a->x_mid, x_in, m, D);
-        else memcpy(a->x_mid, x_in, sizeof(float) * (size_t)N * D);
-        lin_fwd(m, l, SLOT_O, a->x_mid, a->att, Nq, 1);
+        if (last) gather_last(x_mid, x_in, m, D);
+        else if (x_mid != x_in) memcpy(x_mid, x_in, sizeof(float) * (size_t)N * D);
+        lin_fwd(m, l, SLOT_O, x_mid, a->att, Nq, 1);
 
-        rmsnorm_forward(m->h_buf, a->rstd2, a->x_mid, w->norm2, Nq, D, c->rms_eps);
+        rmsnorm_forward(m->h_buf, a->rstd2, x_mid, w->norm2, Nq, D, c->rms_eps);
         if (m->bf16_packed) {
             int gu[2] = {SLOT_GATE, SLOT_UP};
             float *out2[2] = {a->g, a->u};
@@ -314,7 +317,7 @@ int model_forward(Model *m, const SeqBatch *b, int train, float *h_last, OprmErr
             lin_fwd(m, l, SLOT_UP, a->u, m->h_buf, Nq, 0);
         }
         swiglu_forward(m->a_buf, a->g, a->u, (size_t)Nq * F);
-        memcpy(x_out, a->x_mid, sizeof(float) * (size_t)Nq * D);
+        if (x_out != x_mid) memcpy(x_out, x_mid, sizeof(float) * (size_t)Nq * D);
         lin_fwd(m, l, SLOT_DOWN, x_out, m->a_buf, Nq, 1);
     }
     rmsnorm_forward(h_last, m->rstd_last, m->x_last, m->final_norm, nseq, D, c->rms_eps);

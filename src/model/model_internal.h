@@ -101,7 +101,7 @@ struct Model {
     int32_t *last_row, *last_pos, *seq_index, *ones; /* per sequence: its last packed row, position, s, 1 */
     AttnUnits units;      /* every layer but the last: prefixes and continuations, queries on all rows */
     AttnUnits units_last; /* last layer: one unit per sequence, its last row the only query */
-    float *res[2]; /* scoring: ping-pong residual buffers */
+    float *res[1]; /* scoring: the residual stream, updated in place */
     int ibuf_cap;
     LayerActs *acts; /* n_layers entries when training, 1 otherwise */
     float *x_last, *rstd_last; /* last rows before the final norm [nseq, hidden] */
