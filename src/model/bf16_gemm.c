@@ -146,34 +146,68 @@ static void pack_scalar(uint16_t *dst, const void *p, int bf16, ptrdiff_t sr, pt
 }
 
 #if HAVE_X86
-/* k contiguous (sk == 1): each row gives 16 units per 32 values. */
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void pack_kcontig(uint16_t *dst, const void *p, int bf16,
-                                                                               ptrdiff_t sr, int rv, int R, int K,
-                                                                               int Kp) {
-    uint32_t *du = (uint32_t *)dst;
-    for (int r = 0; r < R; r++) {
-        if (r >= rv) {
-            for (int kp = 0; kp < Kp; kp++) du[(size_t)kp * R + r] = 0;
-            continue;
+#define T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+/* The 16 units (bf16 pairs of k) of values [k, k + 32) of one row, zero past K. */
+T512 static inline __m512i row_units(const void *row, int bf16, int k, int K) {
+    int n = K - k < 32 ? K - k : 32;
+    if (bf16) {
+        __mmask32 m = n == 32 ? 0xFFFFFFFFu : (__mmask32)((1u << n) - 1);
+        return _mm512_maskz_loadu_epi16(m, (const uint16_t *)row + k);
+    }
+    const float *f = (const float *)row + k;
+    int n0 = n < 16 ? n : 16, n1 = n - n0;
+    __m512 lo = _mm512_maskz_loadu_ps((__mmask16)((1u << n0) - 1), f);
+    __m512 hi = n1 ? _mm512_maskz_loadu_ps((__mmask16)((1u << n1) - 1), f + 16) : _mm512_setzero_ps();
+    return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+}
+
+/* k contiguous: 8 rows at a time (rows[i], the first nrows real, the rest
+ * zero), each 32-value chunk of k an 8 x 16 transpose of units, so that unit
+ * (kp, i) lands at du[kp * R + i] with 256-bit stores instead of scalar ones. */
+T512 static void pack_group8(uint32_t *du, const void *const *rows, int nrows, int bf16, int R, int K, int Kp) {
+    for (int k = 0; k < K; k += 32) {
+        __m512i x[8];
+        for (int i = 0; i < 8; i++) x[i] = i < nrows ? row_units(rows[i], bf16, k, K) : _mm512_setzero_si512();
+        __m512i t[8], q[8], o[8];
+        for (int i = 0; i < 4; i++) { /* t[2i], t[2i+1]: rows 2i, 2i+1 interleaved */
+            t[2 * i] = _mm512_unpacklo_epi32(x[2 * i], x[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_epi32(x[2 * i], x[2 * i + 1]);
         }
-        for (int k = 0; k < K; k += 32) {
-            int n = K - k < 32 ? K - k : 32;
-            __m512i units;
-            if (bf16) {
-                __mmask32 m = n == 32 ? 0xFFFFFFFFu : (__mmask32)((1u << n) - 1);
-                units = _mm512_maskz_loadu_epi16(m, (const uint16_t *)p + r * sr + k);
-            } else {
-                const float *f = (const float *)p + r * sr + k;
-                int n0 = n < 16 ? n : 16, n1 = n - n0;
-                __m512 lo = _mm512_maskz_loadu_ps((__mmask16)((1u << n0) - 1), f);
-                __m512 hi = n1 ? _mm512_maskz_loadu_ps((__mmask16)((1u << n1) - 1), f + 16) : _mm512_setzero_ps();
-                units = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
-            }
-            uint32_t tmp[16];
-            _mm512_storeu_si512((void *)tmp, units);
-            int nu = (n + 1) / 2;
-            for (int u = 0; u < nu; u++) du[(size_t)(k / 2 + u) * R + r] = tmp[u];
+        /* q[j] (rows 0-3) and q[j + 4] (rows 4-7): unit 4l + j in 128-bit lane l */
+        for (int h = 0; h < 2; h++) {
+            q[4 * h + 0] = _mm512_unpacklo_epi64(t[4 * h], t[4 * h + 2]);
+            q[4 * h + 1] = _mm512_unpackhi_epi64(t[4 * h], t[4 * h + 2]);
+            q[4 * h + 2] = _mm512_unpacklo_epi64(t[4 * h + 1], t[4 * h + 3]);
+            q[4 * h + 3] = _mm512_unpackhi_epi64(t[4 * h + 1], t[4 * h + 3]);
         }
+        /* o[m]: units 2m (low half) and 2m + 1 (high half), rows 0-7 each */
+        for (int j = 0; j < 2; j++) {
+            __m512i a0 = _mm512_shuffle_i32x4(q[2 * j], q[2 * j + 4], _MM_SHUFFLE(1, 0, 1, 0));
+            __m512i b0 = _mm512_shuffle_i32x4(q[2 * j + 1], q[2 * j + 5], _MM_SHUFFLE(1, 0, 1, 0));
+            __m512i a1 = _mm512_shuffle_i32x4(q[2 * j], q[2 * j + 4], _MM_SHUFFLE(3, 2, 3, 2));
+            __m512i b1 = _mm512_shuffle_i32x4(q[2 * j + 1], q[2 * j + 5], _MM_SHUFFLE(3, 2, 3, 2));
+            o[j] = _mm512_shuffle_i32x4(a0, b0, _MM_SHUFFLE(2, 0, 2, 0));
+            o[j + 2] = _mm512_shuffle_i32x4(a0, b0, _MM_SHUFFLE(3, 1, 3, 1));
+            o[j + 4] = _mm512_shuffle_i32x4(a1, b1, _MM_SHUFFLE(2, 0, 2, 0));
+            o[j + 6] = _mm512_shuffle_i32x4(a1, b1, _MM_SHUFFLE(3, 1, 3, 1));
+        }
+        int u0 = k / 2, nu = Kp - u0 < 16 ? Kp - u0 : 16;
+        for (int m = 0; m < 8; m++) {
+            if (2 * m < nu) _mm256_storeu_si256((__m256i *)(du + (size_t)(u0 + 2 * m) * R), _mm512_castsi512_si256(o[m]));
+            if (2 * m + 1 < nu)
+                _mm256_storeu_si256((__m256i *)(du + (size_t)(u0 + 2 * m + 1) * R), _mm512_extracti64x4_epi64(o[m], 1));
+        }
+    }
+}
+
+/* k contiguous (sk == 1): row r at p + r * sr. */
+T512 static void pack_kcontig(uint16_t *dst, const void *p, int bf16, ptrdiff_t sr, int rv, int R, int K, int Kp) {
+    for (int g = 0; g < R; g += 8) {
+        const void *rows[8];
+        int n = rv - g < 0 ? 0 : rv - g < 8 ? rv - g : 8;
+        for (int i = 0; i < n; i++)
+            rows[i] = bf16 ? (const void *)((const uint16_t *)p + (g + i) * sr) : (const void *)((const float *)p + (g + i) * sr);
+        pack_group8((uint32_t *)dst + g, rows, n, bf16, R, K, Kp);
     }
 }
 
@@ -209,25 +243,12 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void pack
 #if HAVE_X86
 /* As pack_kcontig for fp32 rows that each have their own address (stacked
  * attention queries: rows of several heads). */
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void pack_rows_f32(uint16_t *dst,
-                                                                                const float *const *rows, int rv,
-                                                                                int R, int K, int Kp) {
-    uint32_t *du = (uint32_t *)dst;
-    for (int r = 0; r < R; r++) {
-        if (r >= rv) {
-            for (int kp = 0; kp < Kp; kp++) du[(size_t)kp * R + r] = 0;
-            continue;
-        }
-        for (int k = 0; k < K; k += 32) {
-            int n = K - k < 32 ? K - k : 32, n0 = n < 16 ? n : 16, n1 = n - n0;
-            const float *f = rows[r] + k;
-            __m512 lo = _mm512_maskz_loadu_ps((__mmask16)((1u << n0) - 1), f);
-            __m512 hi = n1 ? _mm512_maskz_loadu_ps((__mmask16)((1u << n1) - 1), f + 16) : _mm512_setzero_ps();
-            uint32_t tmp[16];
-            _mm512_storeu_si512((void *)tmp, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
-            int nu = (n + 1) / 2;
-            for (int u = 0; u < nu; u++) du[(size_t)(k / 2 + u) * R + r] = tmp[u];
-        }
+T512 static void pack_rows_f32(uint16_t *dst, const float *const *rows, int rv, int R, int K, int Kp) {
+    for (int g = 0; g < R; g += 8) {
+        const void *r8[8];
+        int n = rv - g < 0 ? 0 : rv - g < 8 ? rv - g : 8;
+        for (int i = 0; i < n; i++) r8[i] = rows[g + i];
+        pack_group8((uint32_t *)dst + g, r8, n, 0, R, K, Kp);
     }
 }
 #endif
