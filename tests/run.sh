@@ -4,7 +4,8 @@
 # Each binary prints "RESULT <passed> <failed> [<skipped> [<device_skipped>]]" on
 # stdout (tests/test.h; missing columns are 0) and a "SKIP ..." / "SKIP_DEVICE ..."
 # line per skipped test; a binary that crashes or prints no RESULT counts as one
-# failure. With CI=true (.ci/run) a SKIP fails the run: on CI every test must run;
+# failure, and a signal that ended it is named ("CRASH test_x: killed by signal
+# 11 (SIGSEGV) before its RESULT line"), before or after its RESULT line. With CI=true (.ci/run) a SKIP fails the run: on CI every test must run;
 # only SKIP_DEVICE (a check that needs a GPU the machine lacks) is allowed there.
 set -u
 dir=${1:?usage: tests/run.sh BUILD_TEST_DIR}
@@ -12,6 +13,15 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 passed=0; failed=0; skipped=0; dskipped=0; broken=(); skips=()
+# How a binary ended: "exit N", or "killed by signal N (SIGSEGV)" past 128
+# (what bash reports for a child a signal ended, e.g. 139 = 128 + SIGSEGV).
+how_ended() {
+  if [ "$1" -gt 128 ] && [ "$1" -lt 192 ]; then
+    local n=$(($1 - 128)); echo "killed by signal $n (SIG$(kill -l "$n" 2>/dev/null || echo '?'))"
+  else
+    echo "exit $1"
+  fi
+}
 # Adds the skip columns of a RESULT line ($1) and its SKIP lines ($2) to the totals.
 count_skips() {
   local s d
@@ -26,18 +36,24 @@ for t in "$dir"/test_*; do
   out=$("$t" 2>"$dir/$name.log"); rc=$?
   ms=$(( ($(date +%s%N) - start) / 1000000 )); secs=$(printf "%d.%03d" $((ms / 1000)) $((ms % 1000)))
   line=$(printf '%s\n' "$out" | grep '^RESULT ' | tail -n1)
+  ended=$(how_ended "$rc")
   if [ -z "$line" ]; then
-    failed=$((failed + 1)); broken+=("$name (exit $rc, no RESULT)")
-    echo "CRASH $name (exit $rc) -- log:"; tail -n 30 "$dir/$name.log"
+    failed=$((failed + 1)); broken+=("$name ($ended, no RESULT)")
+    echo "CRASH $name: $ended before its RESULT line (${secs}s) -- log $dir/$name.log ends:"; tail -n 30 "$dir/$name.log"
     continue
   fi
   p=$(echo "$line" | awk '{print $2}'); f=$(echo "$line" | awk '{print $3}')
   passed=$((passed + p)); failed=$((failed + f))
   count_skips "$line" "$out"
-  if [ "$f" != 0 ] || [ $rc != 0 ]; then
+  if [ $rc -gt 128 ]; then
+    # A RESULT line and then a crash (at exit: a destructor, a leak report).
+    failed=$((failed + 1)); broken+=("$name ($ended after RESULT)")
+    echo "CRASH $name: $ended after its RESULT line ($p passed, $f failed, ${secs}s) -- log $dir/$name.log ends:"
+    tail -n 30 "$dir/$name.log"
+  elif [ "$f" != 0 ] || [ $rc != 0 ]; then
     [ "$f" = 0 ] && { failed=$((failed + 1)); f=1; }
     broken+=("$name")
-    echo "FAIL  $name: $p passed, $f failed (${secs}s) -- log:"; grep -E 'FAIL|ERROR|Sanitizer|runtime error' "$dir/$name.log" | head -n 40
+    echo "FAIL  $name: $p passed, $f failed, $ended (${secs}s) -- log:"; grep -E 'FAIL|ERROR|Sanitizer|runtime error' "$dir/$name.log" | head -n 40
   else
     ns=$(printf '%s\n' "$out" | grep -cE '^SKIP(_DEVICE)? ')
     if [ "$ns" != 0 ]; then

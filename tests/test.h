@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int test_passed_ = 0, test_failed_ = 0, test_skipped_ = 0, test_device_skipped_ = 0;
 static const char *test_current_ = "";
@@ -93,5 +94,43 @@ static inline const char *shared_data_dir(void) {
     const char *d = getenv("OPRM_SHARED_DATA");
     return d ? d : "../shared/data";
 }
+
+/* Whether REL (a file or directory under shared_data_dir()) is there. */
+static inline int shared_data_exists(const char *rel) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s", shared_data_dir(), rel);
+    return access(p, F_OK) == 0;
+}
+
+/* The first of a NULL-ended list of shared paths that is missing, or NULL. */
+static inline const char *shared_data_missing(const char *const *rels) {
+    for (; *rels; rels++)
+        if (!shared_data_exists(*rels)) return *rels;
+    return NULL;
+}
+
+/* Without the shared data a test cannot run: it says so (a SKIP, which fails
+ * on CI) instead of failing on, or crashing over, files that are not there.
+ * NEED_SHARED(rel) goes at the top of a test function (it returns from it);
+ * RUN_SHARED(fn, rel) in main, where main prepares fixtures from the data. */
+#define SHARED_MISSING_(rel) \
+    SKIP("needs %s/%s, which is missing (the team's shared data; OPRM_SHARED_DATA sets where)", shared_data_dir(), rel)
+#define NEED_SHARED(rel)                                                              \
+    do {                                                                              \
+        if (!shared_data_exists(rel)) {                                               \
+            SHARED_MISSING_(rel);                                                     \
+            return;                                                                   \
+        }                                                                             \
+    } while (0)
+#define RUN_SHARED(fn, rel)                                                           \
+    do {                                                                              \
+        if (shared_data_exists(rel)) {                                                \
+            RUN(fn);                                                                  \
+        } else {                                                                      \
+            test_current_ = #fn;                                                      \
+            SHARED_MISSING_(rel);                                                     \
+            fprintf(stderr, "skip %s\n", #fn);                                       \
+        }                                                                             \
+    } while (0)
 
 #endif

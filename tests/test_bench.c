@@ -12,6 +12,7 @@
 #include "test.h"
 #include "train/bench.h"
 #include "train/rng.h"
+#include "train_testutil.h"
 
 static char tmp_dir[64];
 static char cfg_path[128], small_vocab_path[128];
@@ -130,19 +131,14 @@ static void test_option_errors(void) {
     CHECK_STR_CONTAINS(err.msg, "/nonexistent/config.json");
 }
 
+/* `oprm bench ARGS`, what it said into out. */
 static int run_cli(const char *args, char *out, size_t cap) {
-    const char *bin = getenv("OPRM_BIN");
-    if (!bin) bin = "build/release/oprm";
-    char cmd[1024], res[160];
+    char full[1024], res[160];
     snprintf(res, sizeof res, "%s/out.txt", tmp_dir);
-    snprintf(cmd, sizeof cmd, "%s bench %s > %s 2>&1", bin, args, res);
-    int rc = system(cmd);
-    FILE *f = fopen(res, "r");
-    size_t n = f ? fread(out, 1, cap - 1, f) : 0;
-    out[n] = 0;
-    if (f) fclose(f);
+    snprintf(full, sizeof full, "bench %s", args);
+    int rc = run_oprm_prefixed("", full, res, out, cap);
     unlink(res);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    return rc;
 }
 
 static void test_cli(void) {

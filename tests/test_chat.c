@@ -136,7 +136,7 @@ int main(void) {
     RUN(test_render_llama2);
     RUN(test_render_mistral);
     RUN(test_render_plain);
-    RUN(test_format_from_template);
+    RUN_SHARED(test_format_from_template, "tokenizers");
     RUN(test_roles);
     return test_summary();
 }

@@ -178,7 +178,7 @@ int main(void) {
     if (!fixture) fprintf(stderr, "%s: %s\n", FIXTURE, je.text);
     CHECK(fixture != NULL);
     if (fixture) {
-        RUN(test_template_match);
+        RUN_SHARED(test_template_match, "tokenizers");
         RUN(test_unknown_and_none);
         RUN(test_renderings);
     }

@@ -360,9 +360,9 @@ static void test_setup_and_stats(void) {
 }
 
 int main(void) {
-    RUN(test_setup_and_stats);
-    RUN(test_whole_text_equality);
-    RUN(test_truncation);
+    RUN_SHARED(test_setup_and_stats, "tokenizers");
+    RUN_SHARED(test_whole_text_equality, "tokenizers");
+    RUN_SHARED(test_truncation, "tokenizers");
     RUN(test_template_file);
     remove_tmp_dir();
     return test_summary();

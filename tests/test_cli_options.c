@@ -12,7 +12,7 @@
 #include "train_testutil.h"
 
 static char tmp_dir[] = "/tmp/oprm_test_cli_options_XXXXXX";
-static char model[600], data[600];
+static char model[TINY_PATH], data[TINY_PATH];
 
 typedef struct {
     int n, flag;
@@ -161,14 +161,6 @@ static void test_every_command(void) {
     free(scratch);
 }
 
-static char *slurp(const char *dir, const char *name, size_t *len) {
-    char *p = path_join(dir, name);
-    OprmError err;
-    char *d = read_file(p, len, &err);
-    free(p);
-    return d;
-}
-
 /* Both spellings give the same result, byte for byte. */
 static void test_spellings_agree(void) {
     char args[2048], text[8192];
@@ -198,11 +190,11 @@ static void test_spellings_agree(void) {
              "--lora-alpha 4 --lora-targets v,q --learning-rate 1e-2 --threads 1 --quiet",
              model, data, rb);
     CHECK(run_oprm(args, scratch, text, sizeof text) == 0);
-    char *wa = slurp(ra, "adapter/adapter_model.safetensors", &la), *wb = slurp(rb, "adapter/adapter_model.safetensors", &lb);
+    char *wa = read_in(ra, "adapter/adapter_model.safetensors", &la), *wb = read_in(rb, "adapter/adapter_model.safetensors", &lb);
     CHECK(wa && wb && la == lb && !memcmp(wa, wb, la));
     free(wa);
     free(wb);
-    char *ma = slurp(ra, "oprm.json", &la), *mb = slurp(rb, "oprm.json", &lb);
+    char *ma = read_in(ra, "oprm.json", &la), *mb = read_in(rb, "oprm.json", &lb);
     CHECK_STR_CONTAINS(ma, "\"lora_targets\": \"q_proj,v_proj\"");
     CHECK_STR_CONTAINS(mb, "\"lora_targets\": \"q_proj,v_proj\"");
     CHECK_STR_CONTAINS(ma, "\"lora_rank\": 2");
@@ -220,13 +212,9 @@ static void test_spellings_agree(void) {
 }
 
 int main(void) {
-    if (!mkdtemp(tmp_dir)) return 1;
-    snprintf(model, sizeof model, "%s/model", tmp_dir);
-    snprintf(data, sizeof data, "%s/pairs.jsonl", tmp_dir);
+    if (tiny_fixture(tmp_dir, model, data, NULL, 4)) return 1;
     RUN(test_parse);
     RUN(test_help_from_rows);
-    if (tiny_model(model)) return 1;
-    tiny_pairs(data, 4, 0);
     RUN(test_every_command);
     RUN(test_spellings_agree);
     OprmError err;

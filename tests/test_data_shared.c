@@ -256,13 +256,13 @@ static void test_streaming_random_access(void) {
 }
 
 int main(void) {
-    RUN(test_autoj_pairwise);
-    RUN(test_pandalm);
-    RUN(test_llmbar);
-    RUN(test_hhh);
-    RUN(test_judgebench);
-    RUN(test_xstest_pairs);
-    RUN(test_labels_files);
-    RUN(test_streaming_random_access);
+    RUN_SHARED(test_autoj_pairwise, "prefs/autoj-pairwise.jsonl");
+    RUN_SHARED(test_pandalm, "prefs/pandalm.jsonl");
+    RUN_SHARED(test_llmbar, "prefs/llmbar.jsonl");
+    RUN_SHARED(test_hhh, "prefs/hhh.jsonl");
+    RUN_SHARED(test_judgebench, "prefs/judgebench.jsonl");
+    RUN_SHARED(test_xstest_pairs, "prefs/xstest-pairs.jsonl");
+    RUN_SHARED(test_labels_files, "labels");
+    RUN_SHARED(test_streaming_random_access, "prefs/hhh.jsonl");
     return test_summary();
 }

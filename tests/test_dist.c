@@ -26,6 +26,7 @@
 
 #include "io/fileio.h"
 #include "io/safetensors.h"
+#include "cli_testutil.h"
 #include "test.h"
 #include "util/vec.h"
 
@@ -38,19 +39,7 @@ static void skip(const char *what, const char *why) {
     SKIP("%s", why);
 }
 
-static const char *bin(void) {
-    const char *b = getenv("OPRM_BIN");
-    return b ? b : "build/asan/oprm";
-}
-
 static char *tmp(const char *name) { return path_join(tmpdir, name); }
-
-static char *slurp(const char *path) {
-    OprmError err = {{0}};
-    size_t n;
-    char *s = read_file(path, &n, &err);
-    return s ? s : xstrdup("");
-}
 
 /* Runs a shell command with stdout and stderr to files; returns the exit code
  * (-1 if it did not exit). *err_text gets stderr + stdout when non-NULL. */
@@ -60,7 +49,7 @@ static int sh(const char *cmd, char **err_text) {
     sb_printf(&b, "%s >%s 2>%s", cmd, o, e);
     int st = system(b.s);
     if (err_text) {
-        char *et = slurp(e), *ot = slurp(o);
+        char *et = slurp_text(e), *ot = slurp_text(o);
         StrBuf t = {0};
         sb_printf(&t, "%s%s", et, ot);
         *err_text = t.s ? t.s : xstrdup("");
@@ -122,7 +111,7 @@ static char *pairs_file(const char *name, int n, int contradict) {
 /* The step lines of a training log: losses (n at most) and the summary. */
 static int read_log(const char *dir, double *loss, int n, json_t **summary) {
     char *p = path_join(dir, "train_log.jsonl");
-    char *text = slurp(p);
+    char *text = slurp_text(p);
     free(p);
     int k = 0;
     *summary = NULL;
@@ -186,7 +175,7 @@ static int train(int ranks, const char *extra, int batch, const char *out, char 
     if (ranks > 1) sb_printf(&b, MPIRUN "-np %d ", ranks);
     else sb_puts(&b, "OMP_NUM_THREADS=1 timeout -k 5 180 ");
     sb_printf(&b, "%s train --model %s --data %s --output %s --per_device_train_batch_size %d " TRAIN_FLAGS "%s",
-              bin(), model_dir, data_pairs, out, batch, extra);
+              cli_bin(), model_dir, data_pairs, out, batch, extra);
     int rc = sh(b.s, log);
     sb_free(&b);
     return rc;
@@ -354,13 +343,13 @@ static void test_scoring_commands(void) {
         /* --batch-size 8: several batches, so both ranks score (and rank 1
          * gets the uneven last round). */
         sb_printf(&a, "OMP_NUM_THREADS=1 %s %s --model %s --data %s --max-len 160 --batch-size 8 --threads 1 -o %s",
-                  bin(), cmds[i], model_dir, data, o1);
-        sb_printf(&b, MPIRUN "-np 2 %s %s --model %s --data %s --max-len 160 --batch-size 8 --threads 1 -o %s", bin(),
+                  cli_bin(), cmds[i], model_dir, data, o1);
+        sb_printf(&b, MPIRUN "-np 2 %s %s --model %s --data %s --max-len 160 --batch-size 8 --threads 1 -o %s", cli_bin(),
                   cmds[i], model_dir, data, o2);
         char *e1 = NULL, *e2 = NULL;
         CHECK(sh(a.s, &e1) == 0);
         CHECK(sh(b.s, &e2) == 0);
-        char *t1 = slurp(o1), *t2 = slurp(o2);
+        char *t1 = slurp_text(o1), *t2 = slurp_text(o2);
         CHECK(strlen(t1) > 100);
         CHECK(strcmp(t1, t2) == 0);
         if (strcmp(t1, t2)) fprintf(stderr, "%s differs:\n%s\n%s\n", cmds[i], e1, e2);
@@ -381,7 +370,7 @@ static void test_scoring_commands(void) {
 static void test_unreadable_data_on_one_rank(void) {
     char *bad = tmp("bad.jsonl");
     {
-        char *good = slurp(data_pairs);
+        char *good = slurp_text(data_pairs);
         FILE *f = fopen(bad, "w");
         /* Two good lines, then a broken one at line 3. */
         char *nl = strchr(good, '\n');
@@ -399,8 +388,8 @@ static void test_unreadable_data_on_one_rank(void) {
     StrBuf c0 = {0}, c1 = {0};
     sb_printf(&c0, common, out);
     sb_printf(&c1, common, out);
-    sb_printf(&cmd, MPIRUN "-np 1 %s train --model %s --data %s %s : -np 1 %s train --model %s --data %s %s", bin(),
-              model_dir, data_pairs, c0.s, bin(), model_dir, bad, c1.s);
+    sb_printf(&cmd, MPIRUN "-np 1 %s train --model %s --data %s %s : -np 1 %s train --model %s --data %s %s", cli_bin(),
+              model_dir, data_pairs, c0.s, cli_bin(), model_dir, bad, c1.s);
     time_t t0 = time(NULL);
     char *log = NULL;
     int rc = sh(cmd.s, &log);
@@ -413,7 +402,7 @@ static void test_unreadable_data_on_one_rank(void) {
     /* eval: rank 1's --data does not exist. */
     char *missing = tmp("missing.jsonl");
     sb_printf(&cmd, MPIRUN "-np 1 %s eval --model %s --data %s --max-len 160 --threads 1 : -np 1 %s eval --model %s "
-                    "--data %s --max-len 160 --threads 1", bin(), model_dir, data_pairs, bin(), model_dir, missing);
+                    "--data %s --max-len 160 --threads 1", cli_bin(), model_dir, data_pairs, cli_bin(), model_dir, missing);
     rc = sh(cmd.s, &log);
     CHECK(rc == 1);
     CHECK_STR_CONTAINS(log, "rank 1: ");
@@ -435,7 +424,7 @@ static void test_lone_failure_aborts(void) {
     StrBuf cmd = {0};
     sb_printf(&cmd, MPIRUN "-np 1 %s train --model %s --data %s --output %s --max_steps 2 --threads 1 --quiet : "
                     "-np 1 %s train --model %s --data %s --output %s --max_steps 2 --threads 1 --quiet "
-                    "--learning_rate abc", bin(), model_dir, data_pairs, out, bin(), model_dir, data_pairs, out);
+                    "--learning_rate abc", cli_bin(), model_dir, data_pairs, out, cli_bin(), model_dir, data_pairs, out);
     time_t t0 = time(NULL);
     char *log = NULL;
     int rc = sh(cmd.s, &log);
@@ -456,7 +445,7 @@ static void test_kill_one_rank(void) {
     StrBuf cmd = {0};
     sb_printf(&cmd, MPIRUN "-np 2 %s train --model %s --data %s --output %s --per_device_train_batch_size 4 "
                     TRAIN_FLAGS "--max_steps 80 --save_steps 2 --save_total_limit 2 >/dev/null 2>%s",
-              bin(), model_dir, data_pairs, out, errf);
+              cli_bin(), model_dir, data_pairs, out, errf);
     pid_t shell = fork();
     if (shell == 0) {
         setpgid(0, 0); /* its own group: the test can end all of it */
@@ -489,7 +478,7 @@ static void test_kill_one_rank(void) {
         waitpid(shell, &st, 0);
     }
     fprintf(stderr, "kill -9 of rank 1: the job ended %lds later\n", (long)(time(NULL) - t0));
-    char *e = slurp(errf);
+    char *e = slurp_text(errf);
     CHECK_STR_CONTAINS(e, "exited on signal 9");
     free(e);
     /* The newest checkpoint is complete: it resumes (one more step, 1 process). */
@@ -531,7 +520,7 @@ static void test_sigterm_stops_together(void) {
     char *out = tmp("term_out"), *errf = tmp("term.err");
     StrBuf cmd = {0};
     sb_printf(&cmd, MPIRUN "-np 2 %s train --model %s --data %s --output %s --per_device_train_batch_size 4 "
-                    TRAIN_FLAGS "--max_steps 80 >/dev/null 2>%s", bin(), model_dir, data_pairs, out, errf);
+                    TRAIN_FLAGS "--max_steps 80 >/dev/null 2>%s", cli_bin(), model_dir, data_pairs, out, errf);
     pid_t pid = fork();
     if (pid == 0) {
         setpgid(0, 0);
@@ -541,7 +530,7 @@ static void test_sigterm_stops_together(void) {
     char *logp = path_join(out, "train_log.jsonl");
     int waited = 0;
     for (; waited < 1200; waited++) { /* until 3 steps are logged */
-        char *t = slurp(logp);
+        char *t = slurp_text(logp);
         int lines = 0;
         for (char *c = t; *c; c++) lines += *c == '\n';
         free(t);
@@ -568,7 +557,7 @@ static void test_sigterm_stops_together(void) {
         waitpid(pid, &st, 0);
     }
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 143); /* both ranks: 128 + SIGTERM */
-    char *e = slurp(errf);
+    char *e = slurp_text(errf);
     CHECK_STR_CONTAINS(e, "interrupted at step ");
     CHECK(e && !strstr(e, "MPI_ABORT")); /* an agreed stop, not an abort */
     long step = 0;
@@ -657,11 +646,11 @@ static void test_two_hosts_netns(void) {
                     "--mca oob_tcp_if_include 10.77.0.0/24 -x OMP_NUM_THREADS -x ASAN_OPTIONS "
                     "%s train --model %s --data %s --output %s --per_device_train_batch_size 4 " TRAIN_FLAGS
                     "--max_steps 3",
-              tag, hosts, agent, bin(), model_dir, data_pairs, out);
+              tag, hosts, agent, cli_bin(), model_dir, data_pairs, out);
     int rc = sh(cmd.s, &log);
     CHECK(rc == 0);
     if (rc) fprintf(stderr, "two hosts: %s\n", log);
-    char *m = slurp(marker);
+    char *m = slurp_text(marker);
     StrBuf want = {0};
     sb_printf(&want, "launch in %s_b", tag);
     CHECK_STR_CONTAINS(m, want.s); /* rank 1 really ran in the other namespace */
@@ -708,7 +697,7 @@ int main(void) {
     /* An oprm built without MPI says so when started by mpirun. */
     char *ver = NULL;
     StrBuf v = {0};
-    sb_printf(&v, MPIRUN "-np 2 %s train --help", bin());
+    sb_printf(&v, MPIRUN "-np 2 %s train --help", cli_bin());
     int mpi_built = have_mpirun && sh(v.s, &ver) == 0 && !strstr(ver, "built without MPI");
     sb_free(&v);
     free(ver);

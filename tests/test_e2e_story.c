@@ -44,6 +44,7 @@
 
 #include "eval/scorer.h"
 #include "io/fileio.h"
+#include "cli_testutil.h"
 #include "test.h"
 #include "train/rng.h"
 #include "util/vec.h"
@@ -63,20 +64,8 @@ typedef struct {
 } Pair;
 static Pair train_pairs[N_TRAIN], held_pairs[N_HELD];
 
-static const char *bin(void) {
-    const char *b = getenv("OPRM_BIN");
-    return b ? b : "build/asan/oprm";
-}
-
 static char *tmp(const char *name) {
     return path_join(tmpdir, name);
-}
-
-static char *slurp(const char *path) {
-    OprmError err = {{0}};
-    size_t n;
-    char *s = read_file(path, &n, &err);
-    return s ? s : xstrdup("");
 }
 
 static double now(void) {
@@ -87,38 +76,11 @@ static double now(void) {
 
 /* Runs `oprm ARGS` with stdout/stderr captured; returns the exit code. */
 static int run(const char *args, char **out, char **err_text) {
-    char *o = tmp("stdout.txt"), *e = tmp("stderr.txt");
-    StrBuf cmd = {0};
-    sb_printf(&cmd, "%s %s >%s 2>%s", bin(), args, o, e);
     double t0 = now();
-    int st = system(cmd.s);
-    int rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    int rc = cli_run_in(tmpdir, "", args, out, err_text);
     fprintf(stderr, "  oprm %.40s... exit %d, %.1f s\n", args, rc, now() - t0);
-    if (out) *out = slurp(o);
-    if (err_text) *err_text = slurp(e);
     if (rc != 0 && err_text) fprintf(stderr, "%s\n", *err_text);
-    sb_free(&cmd);
-    free(o);
-    free(e);
     return rc;
-}
-
-static json_t *load_jsonl(const char *path) {
-    json_t *arr = json_array();
-    char *text = slurp(path);
-    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-        json_error_t jerr;
-        json_t *o = json_loads(line, 0, &jerr);
-        if (o) json_array_append_new(arr, o);
-        else fprintf(stderr, "bad JSON line in %s: %s\n", path, jerr.text);
-    }
-    free(text);
-    return arr;
-}
-
-static double num(const json_t *o, const char *key) {
-    const json_t *v = json_object_get(o, key);
-    return v && json_is_number(v) ? json_number_value(v) : NAN;
 }
 
 static void write_line(FILE *f, json_t *o) {
@@ -226,12 +188,12 @@ static void test_train(void) {
     json_t *o;
     json_array_foreach(log, i, o) {
         if (json_is_true(json_object_get(o, "summary"))) {
-            summary_truncated = (long long)num(o, "truncated");
+            summary_truncated = (long long)json_num(o, "truncated");
         } else if (json_object_get(o, "loss")) {
-            CHECK(num(o, "step") == steps + 1);
-            if (steps < STEPS) loss[steps] = num(o, "loss");
+            CHECK(json_num(o, "step") == steps + 1);
+            if (steps < STEPS) loss[steps] = json_num(o, "loss");
             steps++;
-            last_truncated = (long long)num(o, "truncated");
+            last_truncated = (long long)json_num(o, "truncated");
         }
     }
     CHECK(steps == STEPS);
@@ -251,7 +213,7 @@ static void test_train(void) {
     CHECK(state != NULL);
     json_t *order = json_object_get(state, "data_order");
     CHECK(json_array_size(order) == N_TRAIN);
-    CHECK(num(state, "epoch") == 1 && num(state, "data_position") == STEPS * BATCH - N_TRAIN);
+    CHECK(json_num(state, "epoch") == 1 && json_num(state, "data_position") == STEPS * BATCH - N_TRAIN);
     OprmError err = {{0}};
     ScorerOptions so = {.max_len = MAX_LEN, .threads = 1};
     Scorer *s = scorer_open(out_dir, &so, &err);
@@ -269,7 +231,7 @@ static void test_train(void) {
         CHECK(expected > 0);
         CHECK(last_truncated == expected);
         CHECK(summary_truncated == expected);
-        CHECK(num(json_object_get(state, "extra"), "truncated") == (double)expected);
+        CHECK(json_num(json_object_get(state, "extra"), "truncated") == (double)expected);
         snprintf(want, sizeof want, "%lld scoring prompts truncated to %d tokens", expected, MAX_LEN);
         CHECK_STR_CONTAINS(err_text, want);
     }
@@ -294,10 +256,10 @@ static double eval_accuracy(const char *model) {
     json_error_t jerr;
     json_t *sum = json_loads(out, 0, &jerr);
     CHECK(sum != NULL);
-    double acc = num(sum, "accuracy");
+    double acc = json_num(sum, "accuracy");
     CHECK(acc >= 0 && acc <= 1);
-    CHECK(num(sum, "n") == N_HELD);
-    CHECK(num(sum, "responses") == 2 * N_HELD);
+    CHECK(json_num(sum, "n") == N_HELD);
+    CHECK(json_num(sum, "responses") == 2 * N_HELD);
     json_decref(sum);
     free(out);
     free(err_text);
@@ -325,8 +287,8 @@ static json_t *audit(const char *model, const char *name) {
     json_t *sum = json_load_file(sum_path, 0, &jerr);
     CHECK(sum != NULL);
     if (!sum) sum = json_object();
-    CHECK(num(sum, "pairs") == N_TRAIN);
-    CHECK(num(sum, "flipped_known") == N_FLIPPED);
+    CHECK(json_num(sum, "pairs") == N_TRAIN);
+    CHECK(json_num(sum, "flipped_known") == N_FLIPPED);
     /* The ranking has every pair once, and the marks are the injected ones. */
     json_t *rows = load_jsonl(rank);
     CHECK(json_array_size(rows) == N_TRAIN);
@@ -353,15 +315,15 @@ static json_t *audit(const char *model, const char *name) {
 /* 4: audit finds the injected flips with the trained model, not without it. */
 static void test_audit(void) {
     json_t *trained = audit(out_dir, "rank_trained.jsonl"), *untrained = audit(model_dir, "rank_untrained.jsonl");
-    double auc = num(trained, "auroc_suspicion"), auc_p = num(trained, "auroc_p_rejected_better");
-    double auc0 = num(untrained, "auroc_suspicion");
+    double auc = json_num(trained, "auroc_suspicion"), auc_p = json_num(trained, "auroc_p_rejected_better");
+    double auc0 = json_num(untrained, "auroc_suspicion");
     fprintf(stderr, "  audit AUROC for the %d flipped pairs: trained %.4f (P(r>c) alone %.4f), untrained %.4f\n",
             N_FLIPPED, auc, auc_p, auc0);
     CHECK(auc >= 0.7);
     CHECK(auc_p >= 0.9);
     CHECK(auc0 < 0.5);
     /* Every response of the training file is over-long, and counted. */
-    CHECK(num(trained, "truncated_responses") == 2 * N_TRAIN);
+    CHECK(json_num(trained, "truncated_responses") == 2 * N_TRAIN);
     json_decref(trained);
     json_decref(untrained);
 }
@@ -430,12 +392,12 @@ static void test_score(void) {
                 worst_alone = fmax(worst_alone, fabs(p - alone.p[k]));
                 worst_batch = fmax(worst_batch, fabs(in_batch[pos[i]].p[k] - alone.p[k]));
             }
-            CHECK_NEAR(num(line, "mean"), alone.mean, 1e-6, 0);
+            CHECK_NEAR(json_num(line, "mean"), alone.mean, 1e-6, 0);
             int truncated = json_is_true(json_object_get(line, "truncated"));
             CHECK(truncated == alone.truncated && truncated == in_batch[pos[i]].truncated);
             CHECK(truncated == (i >= 2)); /* the XSTest responses are long, the others short */
             CHECK((alone.n_tokens > MAX_LEN) == truncated); /* n_tokens: before truncation */
-            CHECK(num(line, "n_tokens") == alone.n_tokens);
+            CHECK(json_num(line, "n_tokens") == alone.n_tokens);
         }
         fprintf(stderr, "  score: max |p| difference vs scorer alone %.2e, alone vs in a batch %.2e\n", worst_alone,
                 worst_batch);
@@ -458,11 +420,14 @@ int main(void) {
     model_dir = path_join(shared_data_dir(), "models/story-llama");
     out_dir = tmp("model");
     double t0 = now();
-    write_data();
-    RUN(test_train);
-    RUN(test_eval);
-    RUN(test_audit);
-    RUN(test_score);
+    /* Every test trains or scores story-llama on pairs cut from the shared xstest pairs. */
+    static const char *const needs[] = {"models/story-llama", "prefs/xstest-pairs.jsonl", NULL};
+    const char *missing = shared_data_missing(needs), *need = missing ? missing : needs[0];
+    if (!missing) write_data();
+    RUN_SHARED(test_train, need);
+    RUN_SHARED(test_eval, need);
+    RUN_SHARED(test_audit, need);
+    RUN_SHARED(test_score, need);
     fprintf(stderr, "e2e story: %.1f s\n", now() - t0);
     for (int i = 0; i < N_TRAIN + N_HELD; i++) {
         Pair *p = i < N_TRAIN ? &train_pairs[i] : &held_pairs[i - N_TRAIN];

@@ -12,55 +12,20 @@
 #include "eval/score_data.h"
 #include "eval/scorer.h"
 #include "io/fileio.h"
+#include "cli_testutil.h"
 #include "test.h"
 #include "util/vec.h"
 
 static char tmpdir[64];
 static char *model_dir;
 
-static const char *bin(void) {
-    const char *b = getenv("OPRM_BIN");
-    return b ? b : "build/asan/oprm";
-}
-
 static char *tmp(const char *name) {
     return path_join(tmpdir, name);
 }
 
-static char *slurp(const char *path) {
-    OprmError err = {{0}};
-    size_t n;
-    char *s = read_file(path, &n, &err);
-    return s ? s : xstrdup("");
-}
-
 /* Runs `oprm ARGS` with stdout/stderr captured; returns the exit code. */
 static int run(const char *args, char **out, char **err_text) {
-    char *o = tmp("stdout.txt"), *e = tmp("stderr.txt");
-    StrBuf cmd = {0};
-    sb_printf(&cmd, "%s %s >%s 2>%s", bin(), args, o, e);
-    int st = system(cmd.s);
-    int rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    if (out) *out = slurp(o);
-    if (err_text) *err_text = slurp(e);
-    sb_free(&cmd);
-    free(o);
-    free(e);
-    return rc;
-}
-
-/* Every line of a JSONL file, as an array. */
-static json_t *load_jsonl(const char *path) {
-    json_t *arr = json_array();
-    char *text = slurp(path);
-    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-        json_error_t jerr;
-        json_t *o = json_loads(line, 0, &jerr);
-        if (o) json_array_append_new(arr, o);
-        else fprintf(stderr, "bad JSON line in %s: %s\n", path, jerr.text);
-    }
-    free(text);
-    return arr;
+    return cli_run_in(tmpdir, "", args, out, err_text);
 }
 
 static json_t *load_json(const char *path) {
@@ -69,16 +34,11 @@ static json_t *load_json(const char *path) {
     return o ? o : json_object();
 }
 
-static double num(const json_t *o, const char *key) {
-    const json_t *v = json_object_get(o, key);
-    return v && json_is_number(v) ? json_number_value(v) : NAN;
-}
-
 /* Copies records of a shared file: up to `per_subset` of each subset in
  * `subsets` (NULL = the first `per_subset` records). */
 static void write_subset_file(const char *src_rel, const char *dst, const char *const *subsets, int per_subset) {
     char *src = path_join(shared_data_dir(), src_rel);
-    char *text = slurp(src);
+    char *text = slurp_text(src);
     FILE *f = fopen(dst, "w");
     int taken[8] = {0}, total = 0;
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
@@ -162,18 +122,18 @@ static void test_score_matches_scorer(void) {
             json_t *l = json_array_get(lines, i);
             CHECK(!strcmp(json_string_value(json_object_get(l, "side")), i % 2 ? "rejected" : "chosen"));
             CHECK(!strcmp(json_string_value(json_object_get(l, "id")), ds.recs[i / 2].id));
-            CHECK(num(l, "record") == (double)(i / 2) && num(l, "line") == (double)(i / 2 + 1));
+            CHECK(json_num(l, "record") == (double)(i / 2) && json_num(l, "line") == (double)(i / 2 + 1));
             json_t *dist = json_object_get(l, "distribution");
             CHECK(json_array_size(dist) == 9);
             for (int k = 0; k < 9; k++) CHECK_NEAR(json_number_value(json_array_get(dist, (size_t)k)), res[i].p[k], 1e-6, 0);
-            CHECK_NEAR(num(l, "mean"), res[i].mean, 1e-6, 0);
-            CHECK_NEAR(num(l, "std"), res[i].std, 1e-6, 0);
-            CHECK_NEAR(num(l, "entropy"), res[i].entropy, 1e-6, 0);
-            CHECK_NEAR(num(l, "bimodality"), res[i].bimodality, 1e-6, 0);
-            CHECK(num(l, "mode") == res[i].mode);
+            CHECK_NEAR(json_num(l, "mean"), res[i].mean, 1e-6, 0);
+            CHECK_NEAR(json_num(l, "std"), res[i].std, 1e-6, 0);
+            CHECK_NEAR(json_num(l, "entropy"), res[i].entropy, 1e-6, 0);
+            CHECK_NEAR(json_num(l, "bimodality"), res[i].bimodality, 1e-6, 0);
+            CHECK(json_num(l, "mode") == res[i].mode);
             CHECK(json_is_true(json_object_get(l, "truncated")) == (res[i].truncated != 0));
             CHECK(json_is_true(json_object_get(l, "bimodal")) == (res[i].bimodality >= 0.05));
-            CHECK(num(l, "n_tokens") == res[i].n_tokens);
+            CHECK(json_num(l, "n_tokens") == res[i].n_tokens);
             truncated += res[i].truncated;
         }
         /* llmbar prompts are long: --max-len 256 truncates some, and the count is reported. */
@@ -200,11 +160,12 @@ static void test_score_matches_scorer(void) {
     json_t *sl = json_array();
     for (char *line = strtok(so, "\n"); line; line = strtok(NULL, "\n")) json_array_append_new(sl, json_loads(line, 0, NULL));
     CHECK(json_array_size(sl) == 2);
-    CHECK(!strcmp(json_string_value(json_object_get(json_array_get(sl, 1), "side")), "response"));
+    const char *side = json_string_value(json_object_get(json_array_get(sl, 1), "side"));
+    CHECK(side && !strcmp(side, "response"));
     CHECK(json_object_get(json_array_get(sl, 0), "label") == NULL);
-    CHECK(num(json_array_get(sl, 0), "mean") != num(json_array_get(sl, 1), "mean"));
+    CHECK(json_num(json_array_get(sl, 0), "mean") != json_num(json_array_get(sl, 1), "mean"));
     /* --chat-format and --template change the scoring prompt (and so n_tokens). */
-    double plain_tokens = num(json_array_get(sl, 0), "n_tokens");
+    double plain_tokens = json_num(json_array_get(sl, 0), "n_tokens");
     json_decref(sl);
     free(so);
     free(se);
@@ -219,7 +180,7 @@ static void test_score_matches_scorer(void) {
         rc = run(args.s, &so, &se);
         CHECK(rc == 0);
         json_t *first = json_loads(so, JSON_DISABLE_EOF_CHECK, NULL);
-        CHECK(first && num(first, "n_tokens") != plain_tokens);
+        CHECK(first && json_num(first, "n_tokens") != plain_tokens);
         json_decref(first);
         free(so);
         free(se);
@@ -279,7 +240,7 @@ static void test_eval_recomputed(void) {
         json_t *c = json_array_get(all, 2 * i), *r = json_array_get(all, 2 * i + 1);
         double win, loss;
         pair_probs(json_object_get(c, "distribution"), json_object_get(r, "distribution"), &win, &loss);
-        int ok = num(c, "mean") > num(r, "mean");
+        int ok = json_num(c, "mean") > json_num(r, "mean");
         correct += ok;
         correct_p += win > loss;
         sum_win += win;
@@ -301,46 +262,46 @@ static void test_eval_recomputed(void) {
     }
     for (size_t i = 0; i < json_array_size(all); i++) truncated += json_is_true(json_object_get(json_array_get(all, i), "truncated"));
     for (size_t i = 0; i < json_array_size(ll); i++) truncated += json_is_true(json_object_get(json_array_get(ll, i), "truncated"));
-    CHECK(num(sum, "n") == 12);
-    CHECK_NEAR(num(sum, "accuracy"), correct / 12, 1e-12, 0);
-    CHECK_NEAR(num(sum, "accuracy_by_prob"), correct_p / 12, 1e-12, 0);
-    CHECK_NEAR(num(sum, "mean_p_chosen_better"), sum_win / 12, 1e-12, 0);
-    CHECK_NEAR(num(sum, "ece"), ece10(conf1, ones, 12), 1e-12, 0);
-    CHECK_NEAR(num(sum, "ece"), 1 - sum_win / 12, 1e-12, 0);
-    CHECK_NEAR(num(sum, "ece_symmetric"), ece10(conf, outc, 24), 1e-12, 0);
-    CHECK(num(sum, "responses") == 24 + (double)json_array_size(ll));
-    CHECK(num(sum, "truncated") == truncated);
-    CHECK(num(sum, "truncated_pairs") == truncated_pairs);
+    CHECK(json_num(sum, "n") == 12);
+    CHECK_NEAR(json_num(sum, "accuracy"), correct / 12, 1e-12, 0);
+    CHECK_NEAR(json_num(sum, "accuracy_by_prob"), correct_p / 12, 1e-12, 0);
+    CHECK_NEAR(json_num(sum, "mean_p_chosen_better"), sum_win / 12, 1e-12, 0);
+    CHECK_NEAR(json_num(sum, "ece"), ece10(conf1, ones, 12), 1e-12, 0);
+    CHECK_NEAR(json_num(sum, "ece"), 1 - sum_win / 12, 1e-12, 0);
+    CHECK_NEAR(json_num(sum, "ece_symmetric"), ece10(conf, outc, 24), 1e-12, 0);
+    CHECK(json_num(sum, "responses") == 24 + (double)json_array_size(ll));
+    CHECK(json_num(sum, "truncated") == truncated);
+    CHECK(json_num(sum, "truncated_pairs") == truncated_pairs);
     CHECK_STR_CONTAINS(json_string_value(json_object_get(sum, "ece_definition")), "metric_pair_ece_symmetric");
     json_t *subsets = json_object_get(sum, "subsets");
     CHECK(json_object_size(subsets) == 4);
     for (int k = 0; k < 4; k++) {
         json_t *sj = json_object_get(subsets, names[k]);
-        CHECK(num(sj, "n") == 3 && sub[k].n == 3);
-        CHECK_NEAR(num(sj, "accuracy"), sub[k].acc_sum / 3, 1e-12, 0);
+        CHECK(json_num(sj, "n") == 3 && sub[k].n == 3);
+        CHECK_NEAR(json_num(sj, "accuracy"), sub[k].acc_sum / 3, 1e-12, 0);
     }
     json_t *files = json_object_get(sum, "files");
     CHECK(json_array_size(files) == 3);
-    CHECK_NEAR(num(json_object_get(json_array_get(files, 0), "pairs"), "accuracy"), file[0].acc_sum / 9, 1e-12, 0);
-    CHECK_NEAR(num(json_object_get(json_array_get(files, 1), "pairs"), "accuracy"), file[1].acc_sum / 3, 1e-12, 0);
+    CHECK_NEAR(json_num(json_object_get(json_array_get(files, 0), "pairs"), "accuracy"), file[0].acc_sum / 9, 1e-12, 0);
+    CHECK_NEAR(json_num(json_object_get(json_array_get(files, 1), "pairs"), "accuracy"), file[1].acc_sum / 3, 1e-12, 0);
     CHECK(json_is_null(json_object_get(json_array_get(files, 2), "pairs")));
-    CHECK(num(json_object_get(json_array_get(files, 2), "kinds"), "points") == (double)json_array_size(ll));
+    CHECK(json_num(json_object_get(json_array_get(files, 2), "kinds"), "points") == (double)json_array_size(ll));
     /* Labelled responses: prometheus labels; counts per label add up. */
     double labelled = 0;
     const char *key;
     json_t *v;
-    json_object_foreach(json_object_get(sum, "labels"), key, v) labelled += num(v, "n");
+    json_object_foreach(json_object_get(sum, "labels"), key, v) labelled += json_num(v, "n");
     CHECK(labelled == (double)json_array_size(ll));
     /* RewardBench: llmbar-natural (100) and llmbar-adver-neighbor (134) are Chat Hard. */
     json_t *rb = json_object_get(sum, "rewardbench");
     double hard = (100 * sub[0].acc_sum / 3 + 134 * sub[1].acc_sum / 3) / 234;
-    CHECK_NEAR(num(json_object_get(rb, "sections"), "Chat Hard"), hard, 1e-12, 0);
+    CHECK_NEAR(json_num(json_object_get(rb, "sections"), "Chat Hard"), hard, 1e-12, 0);
     CHECK(json_is_null(json_object_get(json_object_get(rb, "sections"), "Chat")));
-    CHECK_NEAR(num(rb, "score"), hard / 4, 1e-12, 0);
+    CHECK_NEAR(json_num(rb, "score"), hard / 4, 1e-12, 0);
     CHECK(json_is_false(json_object_get(rb, "complete")));
     CHECK(json_array_size(json_object_get(rb, "subsets_ignored")) == 2);
     /* The report: one self-contained HTML page with the plots. */
-    char *html = slurp(report);
+    char *html = slurp_text(report);
     CHECK(!strncmp(html, "<!DOCTYPE html>", 15));
     CHECK_STR_CONTAINS(html, "</html>");
     size_t svgs = 0;
@@ -402,31 +363,31 @@ static void test_bon(void) {
         for (int i = 0; i < 3; i++) {
             json_t *l = json_array_get(sl, 3 * s + (size_t)i);
             d[i] = json_object_get(l, "distribution");
-            double u = num(l, "mean") - 0.5 * num(l, "std");
+            double u = json_num(l, "mean") - 0.5 * json_num(l, "std");
             if (u > best_u) {
                 best_u = u;
                 want = i;
             }
         }
-        double pb[3], total = num(b, "p_tie_top");
+        double pb[3], total = json_num(b, "p_tie_top");
         brute_p_best(d, pb);
         for (int i = 0; i < 3; i++) {
-            CHECK_NEAR(num(json_array_get(cands, (size_t)i), "p_best"), pb[i], 1e-9, 0);
-            total += num(json_array_get(cands, (size_t)i), "p_best");
+            CHECK_NEAR(json_num(json_array_get(cands, (size_t)i), "p_best"), pb[i], 1e-9, 0);
+            total += json_num(json_array_get(cands, (size_t)i), "p_best");
         }
         CHECK_NEAR(total, 1.0, 1e-12, 0);
-        CHECK(num(b, "p_tie_top") > 0); /* untrained: ties at the top are likely */
-        CHECK(num(b, "chosen") == want);
-        CHECK_NEAR(num(b, "utility"), best_u, 1e-9, 0);
+        CHECK(json_num(b, "p_tie_top") > 0); /* untrained: ties at the top are likely */
+        CHECK(json_num(b, "chosen") == want);
+        CHECK_NEAR(json_num(b, "utility"), best_u, 1e-9, 0);
         CHECK(json_is_true(json_object_get(b, "chosen_is_best")) == (want == 0));
         chosen_best += want == 0;
     }
-    CHECK(num(sum, "sets") == 4 && num(sum, "chosen_is_best") == chosen_best);
+    CHECK(json_num(sum, "sets") == 4 && json_num(sum, "chosen_is_best") == chosen_best);
     int trunc = 0;
     for (size_t i = 0; i < json_array_size(sl); i++) trunc += json_is_true(json_object_get(json_array_get(sl, i), "truncated"));
-    CHECK(num(sum, "truncated") == trunc);
-    CHECK_NEAR(num(sum, "accuracy"), chosen_best / 4.0, 1e-15, 0);
-    CHECK_NEAR(num(sum, "risk"), 0.5, 0, 0);
+    CHECK(json_num(sum, "truncated") == trunc);
+    CHECK_NEAR(json_num(sum, "accuracy"), chosen_best / 4.0, 1e-15, 0);
+    CHECK_NEAR(json_num(sum, "risk"), 0.5, 0, 0);
     json_decref(sl);
     json_decref(bl);
     json_decref(sum);
@@ -456,18 +417,18 @@ static void test_audit(void) {
     int flipped[8] = {0}, look_flipped = 0, bimodal = 0;
     for (size_t k = 0; k < n && k < 8; k++) {
         json_t *a = json_array_get(al, k);
-        CHECK(num(a, "rank") == (double)k + 1);
-        double s = num(a, "suspicion");
+        CHECK(json_num(a, "rank") == (double)k + 1);
+        double s = json_num(a, "suspicion");
         CHECK(s <= prev);
         prev = s;
-        size_t rec = (size_t)num(a, "record");
+        size_t rec = (size_t)json_num(a, "record");
         json_t *c = json_array_get(sl, 2 * rec), *r = json_array_get(sl, 2 * rec + 1);
         double win, loss;
         pair_probs(json_object_get(c, "distribution"), json_object_get(r, "distribution"), &win, &loss);
-        CHECK_NEAR(num(a, "p_chosen_better"), win, 1e-9, 0);
-        CHECK_NEAR(num(a, "p_rejected_better"), loss, 1e-9, 0);
-        double bc = num(c, "bimodality"), br = num(r, "bimodality");
-        CHECK_NEAR(num(a, "bimodality_chosen"), bc, 1e-12, 0);
+        CHECK_NEAR(json_num(a, "p_chosen_better"), win, 1e-9, 0);
+        CHECK_NEAR(json_num(a, "p_rejected_better"), loss, 1e-9, 0);
+        double bc = json_num(c, "bimodality"), br = json_num(r, "bimodality");
+        CHECK_NEAR(json_num(a, "bimodality_chosen"), bc, 1e-12, 0);
         CHECK_NEAR(s, loss + (bc > br ? bc : br), 1e-9, 0);
         /* the file flips records 0, 3, 6 */
         CHECK(json_is_true(json_object_get(a, "flipped")) == (rec % 3 == 0));
@@ -484,14 +445,14 @@ static void test_audit(void) {
                 pairs++;
                 wins += susp[i] > susp[j] ? 1 : susp[i] == susp[j] ? 0.5 : 0;
             }
-    CHECK(num(sum, "flipped_known") == 3 && pairs == 15);
-    CHECK_NEAR(num(sum, "auroc_suspicion"), wins / pairs, 1e-12, 0);
-    CHECK(num(sum, "look_flipped") == look_flipped);
-    CHECK(num(sum, "bimodal_pairs") == bimodal);
-    CHECK(num(sum, "pairs") == 8);
+    CHECK(json_num(sum, "flipped_known") == 3 && pairs == 15);
+    CHECK_NEAR(json_num(sum, "auroc_suspicion"), wins / pairs, 1e-12, 0);
+    CHECK(json_num(sum, "look_flipped") == look_flipped);
+    CHECK(json_num(sum, "bimodal_pairs") == bimodal);
+    CHECK(json_num(sum, "pairs") == 8);
     int trunc = 0;
     for (size_t i = 0; i < json_array_size(sl); i++) trunc += json_is_true(json_object_get(json_array_get(sl, i), "truncated"));
-    CHECK(num(sum, "truncated_responses") == trunc);
+    CHECK(json_num(sum, "truncated_responses") == trunc);
     /* --top 2 writes the two most suspicious only. */
     sb_clear(&args);
     sb_printf(&args, "audit --model %s --data %s --top 2 --no-progress", model_dir, data);
@@ -605,7 +566,7 @@ static void test_errors(void) {
 /* hhh pairs -> best-of-N sets and an audit file with flipped pairs. */
 static void write_derived_files(void) {
     char *src = path_join(shared_data_dir(), "prefs/hhh.jsonl");
-    char *text = slurp(src);
+    char *text = slurp_text(src);
     json_t *recs[8];
     int n = 0;
     for (char *line = strtok(text, "\n"); line && n < 8; line = strtok(NULL, "\n")) recs[n++] = json_loads(line, 0, NULL);
@@ -655,18 +616,24 @@ int main(void) {
     setenv("OMP_NUM_THREADS", "1", 1);
     static const char *const llmbar[] = {"llmbar-natural", "llmbar-adver-neighbor", "mtbench-human", NULL};
     char *p = tmp("pairs.jsonl"), *h = tmp("hhh3.jsonl"), *l = tmp("labels.jsonl");
-    write_subset_file("prefs/llmbar.jsonl", p, llmbar, 3);
-    write_subset_file("prefs/hhh.jsonl", h, NULL, 3);
-    write_subset_file("labels/prometheus.jsonl", l, NULL, 4);
-    write_derived_files();
+    /* Every test scores with the shared story-llama on files cut from the shared prefs and labels. */
+    static const char *const needs[] = {"models/story-llama", "prefs/llmbar.jsonl", "prefs/hhh.jsonl",
+                                        "labels/prometheus.jsonl", NULL};
+    const char *missing = shared_data_missing(needs), *need = missing ? missing : needs[0];
+    if (!missing) {
+        write_subset_file("prefs/llmbar.jsonl", p, llmbar, 3);
+        write_subset_file("prefs/hhh.jsonl", h, NULL, 3);
+        write_subset_file("labels/prometheus.jsonl", l, NULL, 4);
+        write_derived_files();
+    }
     free(p);
     free(h);
     free(l);
-    RUN(test_score_matches_scorer);
-    RUN(test_eval_recomputed);
-    RUN(test_bon);
-    RUN(test_audit);
-    RUN(test_errors);
+    RUN_SHARED(test_score_matches_scorer, need);
+    RUN_SHARED(test_eval_recomputed, need);
+    RUN_SHARED(test_bon, need);
+    RUN_SHARED(test_audit, need);
+    RUN_SHARED(test_errors, need);
     StrBuf rm = {0};
     sb_printf(&rm, "rm -rf '%s'", tmpdir);
     if (system(rm.s) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);

@@ -207,11 +207,11 @@ int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/oprm_test_hf_export_%d", (int)getpid());
     OprmError err = {{0}};
     CHECK(make_dirs(tmpdir, &err) == 0);
-    RUN(test_story_llama);
-    RUN(test_frames_differ);
-    RUN(test_qwen3);
-    RUN(test_trained_checkpoint);
-    RUN(test_note_printed);
+    RUN_SHARED(test_story_llama, "models/story-llama");
+    RUN_SHARED(test_frames_differ, "models/story-llama");
+    RUN_SHARED(test_qwen3, "tokenizers/qwen3");
+    RUN_SHARED(test_trained_checkpoint, "models/story-llama");
+    RUN_SHARED(test_note_printed, "models/story-llama");
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     CHECK(system(cmd) == 0);

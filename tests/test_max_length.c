@@ -10,7 +10,7 @@
 #include "train_testutil.h"
 
 static char tmp_dir[] = "/tmp/oprm_test_max_length_XXXXXX";
-static char model[600], data[600];
+static char model[TINY_PATH], data[TINY_PATH];
 
 static void test_rule(void) {
     OprmError err = {{0}};
@@ -101,11 +101,7 @@ static void test_commands(void) {
 }
 
 int main(void) {
-    if (!mkdtemp(tmp_dir)) return 1;
-    snprintf(model, sizeof model, "%s/model", tmp_dir);
-    snprintf(data, sizeof data, "%s/pairs.jsonl", tmp_dir);
-    if (tiny_model(model)) return 1;
-    tiny_pairs(data, 4, 0);
+    if (tiny_fixture(tmp_dir, model, data, NULL, 4)) return 1;
     RUN(test_rule);
     RUN(test_train);
     RUN(test_commands);

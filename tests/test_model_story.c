@@ -117,7 +117,7 @@ int main(void) {
     /* A tiny model decoding one token at a time: threads only add barrier waits
      * (test_model.c checks that one and two threads agree). */
     model_set_threads(1);
-    RUN(test_reference_values);
-    RUN(test_greedy_decoding);
+    RUN_SHARED(test_reference_values, "models/story-llama");
+    RUN_SHARED(test_greedy_decoding, "models/story-llama");
     return test_summary();
 }

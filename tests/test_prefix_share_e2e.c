@@ -13,6 +13,7 @@
 #include "io/fileio.h"
 #include "train/trainer.h"
 #include "test.h"
+#include "train_testutil.h"
 
 static char tmp_dir[] = "/tmp/oprm_test_prefix_XXXXXX";
 static char model_dir[512];
@@ -90,23 +91,10 @@ static char *bon_file(const char *name, const char *pairs, int n) {
 }
 
 static void base_config(TrainConfig *c, const char *data, const char *out) {
-    train_config_default(c);
-    c->model_dir = model_dir;
-    c->data[0] = data;
-    c->n_data = 1;
+    story_config(c, model_dir, data, out);
     c->eval_data = data;
-    c->output_dir = out;
-    c->max_length = 256;
-    c->batch_size = 2;
     c->grad_accum = 2;
     c->max_steps = 2;
-    c->learning_rate = 2e-3;
-    c->scheduler = SCHED_CONSTANT;
-    c->save_steps = 0;
-    c->seed = 7;
-    c->quiet = 1;
-    c->progress = 0;
-    c->threads = 1;
     c->overwrite_output_dir = 1;
 }
 
@@ -256,9 +244,9 @@ static void test_cli_flag(void) {
 int main(void) {
     if (!mkdtemp(tmp_dir)) return 1;
     snprintf(model_dir, sizeof model_dir, "%s/models/story-llama", shared_data_dir());
-    RUN(test_scorer_same);
-    RUN(test_train_same);
-    RUN(test_cli_flag);
+    RUN_SHARED(test_scorer_same, "models/story-llama");
+    RUN_SHARED(test_train_same, "models/story-llama");
+    RUN_SHARED(test_cli_flag, "models/story-llama");
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp_dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp_dir);

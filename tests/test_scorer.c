@@ -210,10 +210,10 @@ static void test_missing_model(void) {
 }
 
 int main(void) {
-    RUN(test_batching_independent);
-    RUN(test_direct_engine);
-    RUN(test_truncation_counted);
-    RUN(test_meta_max_len);
+    RUN_SHARED(test_batching_independent, "models/story-llama");
+    RUN_SHARED(test_direct_engine, "models/story-llama");
+    RUN_SHARED(test_truncation_counted, "models/story-llama");
+    RUN_SHARED(test_meta_max_len, "models/story-llama");
     RUN(test_missing_model);
     return test_summary();
 }

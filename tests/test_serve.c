@@ -12,6 +12,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -20,7 +22,9 @@
 #include "serve/http_client.h"
 #include "serve/loadgen.h"
 #include "serve/server.h"
+#include "cli_testutil.h"
 #include "test.h"
+#include "train_testutil.h"
 
 /* ---- the test backend ---------------------------------------------------- */
 
@@ -836,6 +840,57 @@ static void test_stalled_body(void) {
     serve_shutdown(s, 5000);
 }
 
+/* `oprm serve --body_timeout_ms N` (the dash spelling --body-timeout-ms is
+ * the one --help shows): the binary answers a stalled body after N ms, where
+ * before the flag it was always 10 s. A tiny random model (no shared data). */
+static void test_binary_body_timeout(void) {
+    char dir[] = "/tmp/oprm_test_serve_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char model[600], cmd[1600], line[512];
+    snprintf(model, sizeof model, "%s/model", dir);
+    CHECK(tiny_model(model) == 0);
+    const char *bin = cli_bin();
+    /* Listed in --help; a negative value is a usage error (exit 2) naming the flag. */
+    snprintf(cmd, sizeof cmd, "%s serve --help", bin);
+    FILE *h = popen(cmd, "r");
+    int listed = 0;
+    while (h && fgets(line, sizeof line, h)) listed |= strstr(line, "--body-timeout-ms N") != NULL;
+    CHECK(h && pclose(h) == 0);
+    CHECK(listed);
+    snprintf(cmd, sizeof cmd, "%s serve --model %s --body_timeout_ms -5 2>&1", bin, model);
+    FILE *b = popen(cmd, "r");
+    char said[1024] = "";
+    size_t got = b ? fread(said, 1, sizeof said - 1, b) : 0;
+    said[got] = 0;
+    int bad = b ? pclose(b) : -1;
+    CHECK(WIFEXITED(bad) && WEXITSTATUS(bad) == 2);
+    CHECK_STR_CONTAINS(said, "--body_timeout_ms");
+
+    const char *serve_args[] = {"--model", model, "--port", "0", "--threads", "1", "--body_timeout_ms", "250", NULL};
+    int port, out_fd;
+    pid_t pid = serve_spawn(serve_args, &port, &out_fd);
+    CHECK(pid > 0 && port > 0);
+    if (port > 0) {
+        char reply[4096];
+        double closed;
+        const char *short_body[] = {"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                    "Content-Length: 100\r\n\r\n{\"items\": ["};
+        raw_session(port, short_body, 1, 0, 8000, reply, sizeof reply, &closed);
+        CHECK_STR_CONTAINS(reply, "HTTP/1.1 400 Bad Request\r\n");
+        CHECK_STR_CONTAINS(reply, "request body incomplete: 11 bytes received, then nothing for 250 ms");
+        CHECK(closed >= 0.24 && closed < 2.0); /* 250 ms plus the watchdog's period, far from 10 s */
+    }
+    int status = 0;
+    if (pid > 0) {
+        kill(pid, SIGTERM);
+        waitpid(pid, &status, 0);
+    }
+    CHECK(pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    close(out_fd);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0);
+}
+
 /* "\u0000" inside a JSON string: every text is a C string past the parser, so a
  * NUL would cut it silently; it is refused with a message that says why. */
 static void test_nul_in_string(void) {
@@ -971,6 +1026,7 @@ int main(void) {
     RUN(test_dynamic_batching);
     RUN(test_malformed_inputs);
     RUN(test_stalled_body);
+    RUN(test_binary_body_timeout);
     RUN(test_nul_in_string);
     RUN(test_metrics_truncated);
     RUN(test_graceful_drain);

@@ -15,6 +15,7 @@
 #include "eval/scorer.h"
 #include "serve/http_client.h"
 #include "serve/server.h"
+#include "cli_testutil.h"
 #include "test.h"
 
 #define HOST "127.0.0.1"
@@ -217,26 +218,6 @@ static void test_equals_oprm_score(void) {
     json_decref(items);
 }
 
-/* Reads the "listening on http://127.0.0.1:PORT" line (bounded wait). */
-static int read_port(int fd) {
-    char buf[512];
-    size_t n = 0;
-    for (int i = 0; i < 600 && n < sizeof buf - 1; i++) {
-        ssize_t r = read(fd, buf + n, sizeof buf - 1 - n);
-        if (r > 0) {
-            n += (size_t)r;
-            buf[n] = 0;
-            const char *p = strstr(buf, "listening on http://127.0.0.1:");
-            if (p && strchr(p, '\n')) return atoi(p + strlen("listening on http://127.0.0.1:"));
-        } else if (r == 0) {
-            return -1;
-        } else if (errno != EINTR) {
-            return -1;
-        }
-    }
-    return -1;
-}
-
 typedef struct {
     int port, status, n_results;
 } BigRequest;
@@ -273,20 +254,11 @@ static int in_flight(int port) {
 }
 
 static void test_binary_sigterm(void) {
-    const char *bin = getenv("OPRM_BIN");
-    if (!bin) bin = "build/asan/oprm";
-    int out[2];
-    CHECK(pipe(out) == 0);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(out[1], 1);
-        close(out[0]);
-        execl(bin, bin, "serve", "--model", MODEL, "--port", "0", "--threads", "2", "--max-batch-items", "4",
-              (char *)NULL);
-        _exit(127);
-    }
-    close(out[1]);
-    int port = read_port(out[0]);
+    const char *args[] = {"--model", MODEL, "--port", "0", "--threads", "2", "--max-batch-items", "4", NULL};
+    int port, out_fd;
+    pid_t pid = serve_spawn(args, &port, &out_fd);
+    CHECK(pid > 0);
+    if (pid <= 0) return;
     CHECK(port > 0);
     BigRequest big = {port, 0, 0};
     pthread_t t;
@@ -318,14 +290,14 @@ static void test_binary_sigterm(void) {
     if (started) pthread_join(t, NULL);
     /* The request in flight at SIGTERM was finished, not dropped. */
     CHECK(big.status == 200 && big.n_results == 48);
-    close(out[0]);
+    close(out_fd);
 }
 
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
     snprintf(MODEL, sizeof MODEL, "%s/models/story-llama", shared_data_dir());
-    RUN(test_routes_equal_scorer);
-    RUN(test_equals_oprm_score);
-    RUN(test_binary_sigterm);
+    RUN_SHARED(test_routes_equal_scorer, "models/story-llama");
+    RUN_SHARED(test_equals_oprm_score, "models/story-llama");
+    RUN_SHARED(test_binary_sigterm, "models/story-llama");
     return test_summary();
 }

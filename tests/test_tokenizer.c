@@ -8,6 +8,7 @@
 
 #include "test.h"
 #include "tok/tokenizer.h"
+#include "tok_testutil.h"
 
 static char tmp_dir[64];
 
@@ -25,63 +26,14 @@ static void write_text(const char *name, const char *text) {
     fclose(f);
 }
 
-/* Loads a tokenizer from a JSON object written to a temporary file; the
- * object is consumed. Returns NULL with err set on failure. */
-/* Loads root from a file named `name` in the temp dir (errors name that file). */
+/* Loads root (consumed) from a file named `name` in the temp dir (errors name that file). */
 static Tokenizer *load_json_as(json_t *root, const char *name, OprmError *err) {
-    const char *path = tmp_path(name);
-    json_dump_file(root, path, 0);
-    json_decref(root);
-    Tokenizer *t = tok_load(path, err);
-    unlink(path);
-    return t;
+    return tok_load_json_at(root, tmp_path(name), err);
 }
 
+/* The same as tokenizer.json. Returns NULL with err set on failure. */
 static Tokenizer *load_json(json_t *root, OprmError *err) {
-    const char *path = tmp_path("tokenizer.json");
-    json_dump_file(root, path, 0);
-    json_decref(root);
-    Tokenizer *t = tok_load(path, err);
-    unlink(path);
-    return t;
-}
-
-/* GPT-2's byte alphabet, as a test-side reference (bytes_to_unicode). */
-static void byte_char(int b, char out[4]) {
-    int printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
-    unsigned cp = (unsigned)b;
-    if (!printable) {
-        int k = 0;
-        for (int x = 0; x < b; x++)
-            if (!((x >= 33 && x <= 126) || (x >= 161 && x <= 172) || (x >= 174 && x <= 255))) k++;
-        cp = 256 + (unsigned)k;
-    }
-    if (cp < 0x80) out[0] = (char)cp, out[1] = 0;
-    else out[0] = (char)(0xC0 | (cp >> 6)), out[1] = (char)(0x80 | (cp & 63)), out[2] = 0;
-}
-
-/* A byte-level BPE: ids 0..255 are the bytes, then the extra tokens in order
- * (ids 256, 257, ...) with one merge each ("a b" for an extra "ab"). */
-static json_t *bytelevel_tokenizer(const char *const *extra_merges, size_t n_extra, json_t *pre_tokenizer) {
-    json_t *vocab = json_object(), *merges = json_array();
-    for (int b = 0; b < 256; b++) {
-        char c[4];
-        byte_char(b, c);
-        json_object_set_new(vocab, c, json_integer(b));
-    }
-    for (size_t i = 0; i < n_extra; i++) {
-        char joined[64];
-        const char *sp = strchr(extra_merges[i], ' ');
-        snprintf(joined, sizeof joined, "%.*s%s", (int)(sp - extra_merges[i]), extra_merges[i], sp + 1);
-        json_object_set_new(vocab, joined, json_integer(256 + (json_int_t)i));
-        json_array_append_new(merges, json_string(extra_merges[i]));
-    }
-    json_t *model = json_pack("{s:s, s:o, s:o}", "type", "BPE", "vocab", vocab, "merges", merges);
-    if (!pre_tokenizer)
-        pre_tokenizer = json_pack("{s:s, s:b, s:b}", "type", "ByteLevel", "add_prefix_space", 0, "use_regex", 1);
-    return json_pack("{s:s, s:[], s:n, s:o, s:n, s:{s:s}, s:o}", "version", "1.0", "added_tokens", "normalizer",
-                     "pre_tokenizer", pre_tokenizer, "post_processor", "decoder", "type", "ByteLevel", "model",
-                     model);
+    return load_json_as(root, "tokenizer.json", err);
 }
 
 static int encodes_as(const Tokenizer *t, const char *text, const int32_t *want, size_t n) {
@@ -531,16 +483,16 @@ int main(void) {
     if (!mkdtemp(tmp_dir)) return 1;
     RUN(test_missing_and_corrupt);
     RUN(test_unsupported_features);
-    RUN(test_invalid_utf8_is_rejected);
+    RUN_SHARED(test_invalid_utf8_is_rejected, "tokenizers/mistral");
     RUN(test_digit_ids_synthetic);
     RUN(test_added_token_flags);
     RUN(test_metaspace_suffix_pieces);
     RUN(test_split_behaviors);
     RUN(test_digits_pretokenizer);
     RUN(test_replace_regex_and_whitespace_split);
-    RUN(test_metaspace_matches_mistral_oracle);
-    RUN(test_story_llama);
-    RUN(test_cli);
+    RUN_SHARED(test_metaspace_matches_mistral_oracle, "tokenizers/vectors/oracle-mistral.jsonl");
+    RUN_SHARED(test_story_llama, "models/story-llama");
+    RUN_SHARED(test_cli, "tokenizers/mistral");
     rmdir(tmp_dir);
     return test_summary();
 }

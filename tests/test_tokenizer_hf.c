@@ -109,9 +109,9 @@ static void test_mistral(void) { check_tokenizer("mistral", "tokenizers/mistral"
 static void test_story_llama(void) { check_tokenizer("story-llama", "models/story-llama"); }
 
 int main(void) {
-    RUN(test_qwen3);
-    RUN(test_llama3);
-    RUN(test_mistral);
-    RUN(test_story_llama);
+    RUN_SHARED(test_qwen3, "tokenizers/qwen3");
+    RUN_SHARED(test_llama3, "tokenizers/llama3");
+    RUN_SHARED(test_mistral, "tokenizers/mistral");
+    RUN_SHARED(test_story_llama, "models/story-llama");
     return test_summary();
 }

@@ -251,8 +251,8 @@ static void test_mistral_vectors(void) {
 }
 
 int main(void) {
-    RUN(test_qwen3_vectors);
-    RUN(test_llama3_vectors);
-    RUN(test_mistral_vectors);
+    RUN_SHARED(test_qwen3_vectors, "tokenizers/vectors");
+    RUN_SHARED(test_llama3_vectors, "tokenizers/vectors");
+    RUN_SHARED(test_mistral_vectors, "tokenizers/vectors");
     return test_summary();
 }

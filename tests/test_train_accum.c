@@ -13,7 +13,7 @@
 #include "train_testutil.h"
 
 static char tmp_dir[] = "/tmp/oprm_test_train_accum_XXXXXX";
-static char model[600], data[600], ldata[600];
+static char model[TINY_PATH], data[TINY_PATH], ldata[TINY_PATH];
 
 typedef struct {
     float *g;
@@ -207,13 +207,7 @@ static void test_label_fraction_in_batches(void) {
 }
 
 int main(void) {
-    if (!mkdtemp(tmp_dir)) return 1;
-    snprintf(model, sizeof model, "%s/model", tmp_dir);
-    snprintf(data, sizeof data, "%s/pairs.jsonl", tmp_dir);
-    snprintf(ldata, sizeof ldata, "%s/labelled.jsonl", tmp_dir);
-    if (tiny_model(model)) return 1;
-    tiny_pairs(data, 12, 0);
-    tiny_pairs(ldata, 12, 1);
+    if (tiny_fixture(tmp_dir, model, data, ldata, 12)) return 1;
     RUN(test_data_lengths_differ);
     RUN(test_grad_accumulation);
     RUN(test_label_fraction_subset);

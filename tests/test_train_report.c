@@ -151,7 +151,7 @@ int main(void) {
         perror("mkdtemp");
         return 1;
     }
-    RUN(test_eval_data_report);
+    RUN_SHARED(test_eval_data_report, "models/story-llama");
     RUN(test_docs_lora);
     rmdir(dir);
     return test_summary();

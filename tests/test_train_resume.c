@@ -12,7 +12,7 @@
 #include "train_testutil.h"
 
 static char tmp_dir[] = "/tmp/oprm_test_train_resume_XXXXXX";
-static char model[600], data[600], ldata[600];
+static char model[TINY_PATH], data[TINY_PATH], ldata[TINY_PATH];
 
 static char *tmp(const char *name) {
     return path_join(tmp_dir, name);
@@ -21,30 +21,6 @@ static char *tmp(const char *name) {
 static int stop_at;
 static int hook_stop(void *ctx, int64_t step, void *m) {
     return step == stop_at;
-}
-
-static double *losses_of(const char *dir, size_t *n) {
-    char *p = path_join(dir, TRAINER_STATE_FILE);
-    TrainerState st;
-    OprmError err = {{0}};
-    int rc = trainer_state_read(p, &st, &err);
-    free(p);
-    *n = 0;
-    CHECK(rc == 0);
-    if (rc) return NULL;
-    double *l = malloc((st.loss_count + 1) * sizeof *l);
-    memcpy(l, st.loss_history, st.loss_count * sizeof *l);
-    *n = st.loss_count;
-    trainer_state_free(&st);
-    return l;
-}
-
-static char *slurp(const char *dir, const char *name, size_t *len) {
-    char *p = path_join(dir, name);
-    OprmError err;
-    char *d = read_file(p, len, &err);
-    free(p);
-    return d;
 }
 
 /* What the command line gives on resume: only --resume and --output. */
@@ -84,7 +60,7 @@ static void exact_case(const char *name, TrainConfig *c) {
     if (rc) fprintf(stderr, "%s resume: %s\n", name, err.msg);
     CHECK(rc == 0 && r.steps == 5);
     size_t na, nb;
-    double *la = losses_of(full, &na), *lb = losses_of(cut, &nb);
+    double *la = run_losses(full, &na), *lb = run_losses(cut, &nb);
     int same = la && lb && na == 5 && nb == 5 && !memcmp(la, lb, na * sizeof *la);
     CHECK(same);
     fprintf(stderr, "  %s: losses %s (step 5: %.17g vs %.17g)\n", name, same ? "bit-identical" : "DIFFER",
@@ -93,13 +69,13 @@ static void exact_case(const char *name, TrainConfig *c) {
     free(lb);
     const char *weights = c->lora_rank > 0 ? "adapter/adapter_model.safetensors" : "model.safetensors";
     size_t sa = 0, sb = 0;
-    char *wa = slurp(full, weights, &sa), *wb = slurp(cut, weights, &sb);
+    char *wa = read_in(full, weights, &sa), *wb = read_in(cut, weights, &sb);
     CHECK(wa && wb && sa == sb && !memcmp(wa, wb, sa));
     free(wa);
     free(wb);
     if (c->loss == TRAIN_LOSS_BT) {
-        wa = slurp(full, BT_HEAD_FILE, &sa);
-        wb = slurp(cut, BT_HEAD_FILE, &sb);
+        wa = read_in(full, BT_HEAD_FILE, &sa);
+        wb = read_in(cut, BT_HEAD_FILE, &sb);
         CHECK(wa && wb && sa == sb && !memcmp(wa, wb, sa));
         free(wa);
         free(wb);
@@ -139,6 +115,118 @@ static void test_exact_resume_matrix(void) {
     c.warmup_steps = 2;
     c.weight_decay = 0.1;
     exact_case("warmup_cosine", &c);
+}
+
+/* tiny_pairs' records with the fields renamed (question / good / poor) and an
+ * invalid record (no "good") after the first: read only with the data flags. */
+static void renamed_pairs(const char *src, const char *dst) {
+    size_t len = 0;
+    OprmError err;
+    char *text = read_file(src, &len, &err);
+    FILE *f = fopen(dst, "w");
+    CHECK(text && f);
+    if (!text || !f) {
+        free(text);
+        if (f) fclose(f);
+        return;
+    }
+    int line = 0;
+    for (char *l = strtok(text, "\n"); l; l = strtok(NULL, "\n")) {
+        json_t *o = json_loads(l, 0, NULL), *r = json_object();
+        json_object_set(r, "question", json_object_get(o, "prompt"));
+        json_object_set(r, "good", json_object_get(o, "chosen"));
+        json_object_set(r, "poor", json_object_get(o, "rejected"));
+        char *d = json_dumps(r, JSON_COMPACT);
+        fprintf(f, "%s\n", d);
+        if (line++ == 0) fprintf(f, "{\"question\": \"q\", \"poor\": \"only one side\"}\n");
+        free(d);
+        json_decref(r);
+        json_decref(o);
+    }
+    fclose(f);
+    free(text);
+}
+
+/* The data readers' flags are training args: recorded in oprm.json, taken back
+ * on resume (before, a resume read the files with the default field names and
+ * stopped: "field 'prompt' missing"), bit-exact; a contradicting value is
+ * refused naming both values. */
+static void test_data_flags_resume(void) {
+    char *rdata = tmp("renamed.jsonl");
+    renamed_pairs(data, rdata);
+    TrainConfig c;
+    tiny_config(&c, model, rdata, NULL);
+    c.data_opt.fields.prompt = "question";
+    c.data_opt.fields.chosen = "good";
+    c.data_opt.fields.rejected = "poor";
+    c.data_opt.kind = REC_PAIR;
+    c.data_opt.skip_invalid = 1;
+    exact_case("data_flags", &c);
+    char *out = tmp("data_flags_cut");
+    size_t len;
+    char *meta = read_in(out, "oprm.json", &len);
+    CHECK_STR_CONTAINS(meta, "\"prompt_key\": \"question\"");
+    CHECK_STR_CONTAINS(meta, "\"chosen_key\": \"good\"");
+    CHECK_STR_CONTAINS(meta, "\"rejected_key\": \"poor\"");
+    CHECK_STR_CONTAINS(meta, "\"chosen_label_key\": \"chosen_label\"");
+    CHECK_STR_CONTAINS(meta, "\"data_kind\": \"pair\"");
+    CHECK_STR_CONTAINS(meta, "\"skip_invalid\": true");
+    free(meta);
+
+    /* The binary: resume from checkpoint-2 of a CLI run with nothing but
+     * --resume and --output; contradicting flags are refused, nothing changes. */
+    char *cli = tmp("data_flags_cli"), *scratch = tmp("cli3.txt");
+    char args[3072], text[8192];
+    snprintf(args, sizeof args,
+             "train --model %s --data %s --output %s --max_length 160 --per_device_train_batch_size 2 --max_steps 4 "
+             "--save_steps 2 --prompt-key question --chosen_key good --rejected-key=poor --data-kind pair "
+             "--skip-invalid --threads 1 --quiet",
+             model, rdata, cli);
+    int status = run_oprm(args, scratch, text, sizeof text);
+    if (status) fprintf(stderr, "%s\n", text);
+    CHECK(status == 0);
+    char *ck2 = path_join(cli, "checkpoint-2");
+    uint64_t before = tree_hash(cli, 1469598103934665603ULL);
+    static const struct {
+        const char *flag, *given, *saved;
+    } bad[] = {
+        {"--chosen-key chosen", "--chosen-key chosen", "--chosen-key good"},
+        {"--prompt_key=prompt", "--prompt-key prompt", "--prompt-key question"},
+        {"--data-kind point", "--data-kind point", "--data-kind pair"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(args, sizeof args, "train --resume %s --output %s %s", ck2, cli, bad[i].flag);
+        status = run_oprm(args, scratch, text, sizeof text);
+        CHECK(status == 1);
+        CHECK_STR_CONTAINS(text, bad[i].given);
+        CHECK_STR_CONTAINS(text, bad[i].saved);
+        CHECK_STR_CONTAINS(text, "contradicts the run being resumed");
+    }
+    CHECK(tree_hash(cli, 1469598103934665603ULL) == before);
+    /* The same values again are no contradiction. */
+    snprintf(args, sizeof args, "train --resume %s --output %s --chosen-key good --skip-invalid --threads 1 --quiet",
+             ck2, cli);
+    status = run_oprm(args, scratch, text, sizeof text);
+    if (status) fprintf(stderr, "%s\n", text);
+    CHECK(status == 0);
+    CHECK(!strstr(text, "missing"));
+    meta = read_in(cli, "oprm.json", &len);
+    CHECK_STR_CONTAINS(meta, "\"prompt_key\": \"question\"");
+    CHECK_STR_CONTAINS(meta, "\"skip_invalid\": true");
+    free(meta);
+    /* A run trained without --skip-invalid refuses it on resume. */
+    char *plain = tmp("finished");
+    snprintf(args, sizeof args, "train --resume --output %s --skip-invalid", plain);
+    status = run_oprm(args, scratch, text, sizeof text);
+    CHECK(status == 1);
+    CHECK_STR_CONTAINS(text, "--skip-invalid contradicts the run being resumed");
+    CHECK_STR_CONTAINS(text, "was trained without --skip-invalid");
+    free(plain);
+    free(ck2);
+    free(scratch);
+    free(cli);
+    free(out);
+    free(rdata);
 }
 
 /* A finished run: resuming it (settings left out, or the same ones) says so
@@ -216,18 +304,18 @@ static void test_finished_run_untouched(void) {
     /* A larger --max_steps extends the run from checkpoint-6: steps 1..6 keep
      * their losses, 7..8 are new. */
     size_t n0, n1;
-    double *l0 = losses_of(out, &n0);
+    double *l0 = run_losses(out, &n0);
     rc.max_steps = 8;
     int ext = train_run(&rc, &r, &err);
     if (ext) fprintf(stderr, "extend: %s\n", err.msg);
     CHECK(ext == 0 && r.steps == 8);
-    double *l1 = losses_of(out, &n1);
+    double *l1 = run_losses(out, &n1);
     CHECK(l0 && l1 && n0 == 6 && n1 == 8 && !memcmp(l0, l1, 6 * sizeof *l0));
     free(l0);
     free(l1);
     /* The schedule, batch, max_length of the extension came from the run. */
     size_t len;
-    char *meta = slurp(out, "oprm.json", &len);
+    char *meta = read_in(out, "oprm.json", &len);
     CHECK_STR_CONTAINS(meta, "\"max_length\": 160");
     CHECK_STR_CONTAINS(meta, "\"per_device_train_batch_size\": 1");
     free(meta);
@@ -269,7 +357,7 @@ static void test_lora_resume_without_rank(void) {
              model, data, out);
     CHECK(run_oprm(args, scratch, text, sizeof text) == 0);
     size_t len;
-    char *meta = slurp(out, "oprm.json", &len);
+    char *meta = read_in(out, "oprm.json", &len);
     CHECK_STR_CONTAINS(meta, "\"lora_targets\": \"q_proj,v_proj\"");
     free(meta);
     /* Back to step 2, then resume with nothing but the checkpoint and --output. */
@@ -290,14 +378,9 @@ static void test_lora_resume_without_rank(void) {
 }
 
 int main(void) {
-    if (!mkdtemp(tmp_dir)) return 1;
-    snprintf(model, sizeof model, "%s/model", tmp_dir);
-    snprintf(data, sizeof data, "%s/pairs.jsonl", tmp_dir);
-    snprintf(ldata, sizeof ldata, "%s/labelled.jsonl", tmp_dir);
-    if (tiny_model(model)) return 1;
-    tiny_pairs(data, 12, 0);
-    tiny_pairs(ldata, 12, 1);
+    if (tiny_fixture(tmp_dir, model, data, ldata, 12)) return 1;
     RUN(test_finished_run_untouched);
+    RUN(test_data_flags_resume);
     RUN(test_extend_needs_checkpoint);
     RUN(test_lora_resume_without_rank);
     RUN(test_exact_resume_matrix);

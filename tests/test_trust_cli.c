@@ -14,40 +14,19 @@
 
 #include "io/fileio.h"
 #include "io/safetensors.h"
+#include "cli_testutil.h"
 #include "test.h"
 #include "util/vec.h"
 
 static char tmpdir[64];
 
-static const char *bin(void) {
-    const char *b = getenv("OPRM_BIN");
-    return b ? b : "build/asan/oprm";
-}
-
 static char *tmp(const char *name) {
     return path_join(tmpdir, name);
 }
 
-static char *slurp(const char *path) {
-    OprmError err = {{0}};
-    size_t n;
-    char *s = read_file(path, &n, &err);
-    return s ? s : xstrdup("");
-}
-
 /* Runs `PREFIX oprm ARGS` in sh with stdout/stderr captured; returns the exit code. */
 static int run_in(const char *prefix, const char *args, char **out, char **err_text) {
-    char *o = tmp("stdout.txt"), *e = tmp("stderr.txt");
-    StrBuf cmd = {0};
-    sb_printf(&cmd, "%s %s %s >%s 2>%s", prefix, bin(), args, o, e);
-    int st = system(cmd.s);
-    int rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    if (out) *out = slurp(o);
-    if (err_text) *err_text = slurp(e);
-    sb_free(&cmd);
-    free(o);
-    free(e);
-    return rc;
+    return cli_run_in(tmpdir, prefix, args, out, err_text);
 }
 
 static int run(const char *args, char **out, char **err_text) {
@@ -101,7 +80,7 @@ static int scaled_model(const char *src, const char *dst, float scale) {
 
 /* The first n lines of src into dst. */
 static void head_lines(const char *src, const char *dst, int n) {
-    char *text = slurp(src);
+    char *text = slurp_text(src);
     FILE *f = fopen(dst, "w");
     int k = 0;
     for (char *line = strtok(text, "\n"); line && k < n; line = strtok(NULL, "\n"), k++) fprintf(f, "%s\n", line);
@@ -112,11 +91,6 @@ static void head_lines(const char *src, const char *dst, int n) {
 #define N_PAIRS 200
 
 static char *base_model, *confident_model, *saturated_model, *uniform_model, *pairs_path;
-
-static double num(const json_t *o, const char *key) {
-    const json_t *v = json_object_get(o, key);
-    return v && json_is_number(v) ? json_number_value(v) : NAN;
-}
 
 static int in_unit(double x) {
     return x >= 0.0 && x <= 1.0;
@@ -133,9 +107,9 @@ static void eval_on(const char *model, int n_pairs) {
     json_error_t je;
     json_t *j = json_loads(out, 0, &je);
     CHECK(j != NULL);
-    CHECK(num(j, "n") == n_pairs);
-    double acc = num(j, "accuracy"), ece = num(j, "ece"), eces = num(j, "ece_symmetric");
-    double pw = num(j, "mean_p_chosen_better"), pt = num(j, "mean_p_tie");
+    CHECK(json_num(j, "n") == n_pairs);
+    double acc = json_num(j, "accuracy"), ece = json_num(j, "ece"), eces = json_num(j, "ece_symmetric");
+    double pw = json_num(j, "mean_p_chosen_better"), pt = json_num(j, "mean_p_tie");
     CHECK(in_unit(acc) && in_unit(ece) && in_unit(eces) && in_unit(pw) && in_unit(pt));
     /* ece = 1 - mean P(c>r) (every pair has outcome 1), to rounding */
     CHECK_NEAR(ece, 1.0 - pw, 1e-12, 0);
@@ -161,12 +135,12 @@ static void test_uniform_model(void) {
     char *out = NULL, *err = NULL;
     CHECK(run(a.s, &out, &err) == 0);
     json_t *j = json_loads(out, 0, NULL);
-    CHECK(num(j, "n") == N_PAIRS);
-    CHECK(num(j, "accuracy") == 0.0 && num(j, "accuracy_by_prob") == 0.0);
-    CHECK_NEAR(num(j, "ece"), 5.0 / 9, 1e-12, 0);
-    CHECK_NEAR(num(j, "ece_symmetric"), 1.0 / 18, 1e-12, 0);
-    CHECK_NEAR(num(j, "mean_p_chosen_better"), 4.0 / 9, 1e-12, 0);
-    CHECK_NEAR(num(j, "mean_p_tie"), 1.0 / 9, 1e-12, 0);
+    CHECK(json_num(j, "n") == N_PAIRS);
+    CHECK(json_num(j, "accuracy") == 0.0 && json_num(j, "accuracy_by_prob") == 0.0);
+    CHECK_NEAR(json_num(j, "ece"), 5.0 / 9, 1e-12, 0);
+    CHECK_NEAR(json_num(j, "ece_symmetric"), 1.0 / 18, 1e-12, 0);
+    CHECK_NEAR(json_num(j, "mean_p_chosen_better"), 4.0 / 9, 1e-12, 0);
+    CHECK_NEAR(json_num(j, "mean_p_tie"), 1.0 / 9, 1e-12, 0);
     json_decref(j);
     free(out);
     free(err);
@@ -176,18 +150,18 @@ static void test_uniform_model(void) {
     json_t *o = json_loads(strtok(out, "\n"), 0, NULL);
     json_t *c = json_object_get(o, "candidates");
     CHECK(json_array_size(c) == 2);
-    CHECK_NEAR(num(json_array_get(c, 0), "p_best"), 4.0 / 9, 1e-12, 0);
-    CHECK_NEAR(num(json_array_get(c, 1), "p_best"), 4.0 / 9, 1e-12, 0);
-    CHECK_NEAR(num(o, "p_tie_top"), 1.0 / 9, 1e-12, 0);
-    CHECK(num(o, "chosen") == 0); /* equal utilities: the lowest index */
+    CHECK_NEAR(json_num(json_array_get(c, 0), "p_best"), 4.0 / 9, 1e-12, 0);
+    CHECK_NEAR(json_num(json_array_get(c, 1), "p_best"), 4.0 / 9, 1e-12, 0);
+    CHECK_NEAR(json_num(o, "p_tie_top"), 1.0 / 9, 1e-12, 0);
+    CHECK(json_num(o, "chosen") == 0); /* equal utilities: the lowest index */
     json_decref(o);
     free(out);
     sb_free(&a);
     sb_printf(&a, "audit --model %s --data %s --max-len 128 --threads 1", uniform_model, pairs_path);
     CHECK(run(a.s, &out, NULL) == 0);
     o = json_loads(strtok(out, "\n"), 0, NULL);
-    CHECK_NEAR(num(o, "suspicion"), 4.0 / 9, 1e-12, 0);
-    CHECK_NEAR(num(o, "p_rejected_better"), 4.0 / 9, 1e-12, 0);
+    CHECK_NEAR(json_num(o, "suspicion"), 4.0 / 9, 1e-12, 0);
+    CHECK_NEAR(json_num(o, "p_rejected_better"), 4.0 / 9, 1e-12, 0);
     json_decref(o);
     free(out);
     sb_free(&a);
@@ -209,11 +183,11 @@ static void test_bon_audit_confident(void) {
             json_t *o = json_loads(line, 0, NULL);
             if (!o) continue;
             lines++;
-            double tie = num(o, "p_tie_top"), sum = tie;
+            double tie = json_num(o, "p_tie_top"), sum = tie;
             int ok = in_unit(tie);
             json_t *c = json_object_get(o, "candidates");
             for (size_t i = 0; i < json_array_size(c); i++) {
-                double pb = num(json_array_get(c, i), "p_best");
+                double pb = json_num(json_array_get(c, i), "p_best");
                 ok &= in_unit(pb);
                 sum += pb;
             }
@@ -235,10 +209,10 @@ static void test_bon_audit_confident(void) {
             json_t *o = json_loads(line, 0, NULL);
             if (!o) continue;
             lines++;
-            double w = num(o, "p_chosen_better"), t = num(o, "p_tie"), l = num(o, "p_rejected_better");
+            double w = json_num(o, "p_chosen_better"), t = json_num(o, "p_tie"), l = json_num(o, "p_rejected_better");
             CHECK(in_unit(w) && in_unit(t) && in_unit(l));
             CHECK_NEAR(w + t + l, 1.0, 1e-9, 0);
-            CHECK(num(o, "suspicion") >= 0.0 && num(o, "suspicion") <= 2.0);
+            CHECK(json_num(o, "suspicion") >= 0.0 && json_num(o, "suspicion") <= 2.0);
             json_decref(o);
         }
         CHECK(lines == N_PAIRS);
@@ -406,11 +380,11 @@ static void test_skipped_pairs_eval(void) {
     if (rc) fprintf(stderr, "%s\n", err);
     check_reported(err, path);
     json_t *j = json_loads(out, 0, NULL);
-    CHECK(num(j, "n") == 21);
+    CHECK(json_num(j, "n") == 21);
     json_t *ps = json_object_get(j, "pairs_skipped");
-    CHECK(num(ps, "labels_contradict") == 1 && num(ps, "identical") == 1);
+    CHECK(json_num(ps, "labels_contradict") == 1 && json_num(ps, "identical") == 1);
     json_t *f0 = json_array_get(json_object_get(j, "files"), 0);
-    CHECK(num(f0, "skipped_contradicting") == 1 && num(f0, "skipped_identical") == 1 && num(f0, "records") == 21);
+    CHECK(json_num(f0, "skipped_contradicting") == 1 && json_num(f0, "skipped_identical") == 1 && json_num(f0, "records") == 21);
     json_decref(j);
     free(out);
     free(err);
@@ -432,14 +406,14 @@ static void test_skipped_pairs_audit(void) {
     for (char *l = strtok(out, "\n"); l; l = strtok(NULL, "\n")) {
         json_t *o = json_loads(l, 0, NULL);
         lines += o != NULL;
-        line22 += num(o, "line") == 22 || num(o, "line") == 23;
-        line21 += num(o, "line") == 21;
+        line22 += json_num(o, "line") == 22 || json_num(o, "line") == 23;
+        line21 += json_num(o, "line") == 21;
         json_decref(o);
     }
     CHECK(lines == 21 && line22 == 0 && line21 == 1);
     json_error_t je;
     json_t *j = json_load_file(sum, 0, &je);
-    CHECK(num(j, "pairs") == 21 && num(j, "skipped_contradicting") == 1 && num(j, "skipped_identical") == 1);
+    CHECK(json_num(j, "pairs") == 21 && json_num(j, "skipped_contradicting") == 1 && json_num(j, "skipped_identical") == 1);
     json_decref(j);
     free(out);
     free(err);
@@ -461,7 +435,7 @@ static void test_skipped_pairs_train(void) {
     CHECK_STR_CONTAINS(err, "; 2 pairs left out (contradicting labels or identical texts, spec §3)");
     CHECK_STR_CONTAINS(err, "left out of --data: 1 contradicting, 1 identical chosen and rejected");
     char *logp = path_join(run_dir, "train_log.jsonl");
-    char *log = slurp(logp);
+    char *log = slurp_text(logp);
     CHECK_STR_CONTAINS(log, "\"pairs_skipped_at_load\":{\"labels_contradict\":1,\"identical\":1}");
     CHECK_STR_CONTAINS(log, "\"eval_records\":21,");
     CHECK_STR_CONTAINS(log, "\"eval_pairs_skipped\":2");
@@ -574,7 +548,7 @@ int main(void) {
         RUN(test_skipped_pairs_eval);
         RUN(test_skipped_pairs_audit);
         RUN(test_skipped_pairs_train);
-        RUN(test_cue_commands);
+        RUN_SHARED(test_cue_commands, "tokenizers/qwen3");
     }
     StrBuf rm = {0};
     sb_printf(&rm, "rm -rf '%s'", tmpdir);

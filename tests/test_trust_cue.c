@@ -13,6 +13,7 @@
 
 #include "tok/prompt.h"
 #include "tok/tokenizer.h"
+#include "tok_testutil.h"
 #include "test.h"
 
 static char tmp_dir[64];
@@ -48,47 +49,12 @@ static Tokenizer *load_shared(const char *name) {
 }
 
 static Tokenizer *load_json(json_t *root, OprmError *err) {
-    const char *path = tmp_path("tokenizer.json");
-    json_dump_file(root, path, 0);
-    json_decref(root);
-    Tokenizer *t = tok_load(path, err);
-    unlink(path);
-    return t;
-}
-
-/* GPT-2's byte alphabet (bytes_to_unicode). */
-static void byte_char(int b, char out[4]) {
-    int printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
-    unsigned cp = (unsigned)b;
-    if (!printable) {
-        int k = 0;
-        for (int x = 0; x < b; x++)
-            if (!((x >= 33 && x <= 126) || (x >= 161 && x <= 172) || (x >= 174 && x <= 255))) k++;
-        cp = 256 + (unsigned)k;
-    }
-    if (cp < 0x80) out[0] = (char)cp, out[1] = 0;
-    else out[0] = (char)(0xC0 | (cp >> 6)), out[1] = (char)(0x80 | (cp & 63)), out[2] = 0;
+    return tok_load_json_at(root, tmp_path("tokenizer.json"), err);
 }
 
 /* A byte-level BPE (ids 0..255 = bytes) with one merged token per extra merge. */
 static json_t *bytelevel(const char *const *merges_in, size_t n) {
-    json_t *vocab = json_object(), *merges = json_array();
-    for (int b = 0; b < 256; b++) {
-        char c[4];
-        byte_char(b, c);
-        json_object_set_new(vocab, c, json_integer(b));
-    }
-    for (size_t i = 0; i < n; i++) {
-        char joined[64];
-        const char *sp = strchr(merges_in[i], ' ');
-        snprintf(joined, sizeof joined, "%.*s%s", (int)(sp - merges_in[i]), merges_in[i], sp + 1);
-        json_object_set_new(vocab, joined, json_integer(256 + (json_int_t)i));
-        json_array_append_new(merges, json_string(merges_in[i]));
-    }
-    json_t *model = json_pack("{s:s, s:o, s:o}", "type", "BPE", "vocab", vocab, "merges", merges);
-    json_t *pre = json_pack("{s:s, s:b, s:b}", "type", "ByteLevel", "add_prefix_space", 0, "use_regex", 1);
-    return json_pack("{s:s, s:[], s:n, s:o, s:n, s:{s:s}, s:o}", "version", "1.0", "added_tokens", "normalizer",
-                     "pre_tokenizer", pre, "post_processor", "decoder", "type", "ByteLevel", "model", model);
+    return bytelevel_tokenizer(merges_in, n, NULL);
 }
 
 /* For every digit d: encode(rendered prompt + d) == scoring ids + [digit id]. */
@@ -256,8 +222,8 @@ int main(void) {
         perror("mkdtemp");
         return 1;
     }
-    RUN(test_real_tokenizers_custom_cue);
-    RUN(test_refused_cues);
+    RUN_SHARED(test_real_tokenizers_custom_cue, "tokenizers");
+    RUN_SHARED(test_refused_cues, "tokenizers");
     RUN(test_synthetic_cues);
     RUN(test_unk_digit_message);
     char cmd[128];

@@ -17,7 +17,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: oprm bench --config FILE --seq N [--steps N] [--warmup N] [--threads N] [--mode train|score|both]\n"
             "                  [--weights f32|bf16] [--compute f32|bf16] [--lora-rank R] [--seed S]\n"
-            "                  [--device cpu|cuda|cuda:N] [--nseq N]\n\n"
+            "                  [--device cpu|cuda|cuda:N] [--nseq N] [--gradient_checkpointing 0|1]\n\n"
             "Random weights from a Hugging Face config.json; one chosen and one rejected sequence\n"
             "of N random tokens each, packed in one batch. The train step is forward, the nine\n"
             "digit logits (rows 16..24 of the LM head), the OPRM pair loss, backward and AdamW;\n"
@@ -39,8 +39,11 @@ static void usage(FILE *f) {
             "  --lora-rank R    LoRA of rank R on q,k,v,o,gate,up,down (alpha 2R) instead of\n"
             "                   full fine-tuning\n"
             "  --seed S         weights and tokens (default 0)\n"
-            "  --device D       scoring device: cpu (default) or cuda[:N] (BF16 weights; --mode score)\n"
-            "  --nseq N         sequences per scoring batch (default 2; --mode score)\n"
+            "  --device D       cpu (default) or cuda[:N]: --mode score (BF16 weights) or --mode train\n"
+            "                   (the CUDA training engine: fp32 master weights and AdamW on the GPU)\n"
+            "  --nseq N         sequences per batch (default 2; --mode score, or an even count for\n"
+            "                   --device cuda --mode train: pairs)\n"
+            "  --gradient_checkpointing B  1: recompute activations in backward (--device cuda --mode train)\n"
             "  -h, --help       show this help\n\n"
             "FLOPs: 6 x non-embedding params x tokens (train), 2 x (score), plus causal\n"
             "attention 2 x layers x heads x head_dim x T(T+1) per sequence (x3 for train).\n");
@@ -96,6 +99,9 @@ int cmd_bench(int argc, char **argv) {
         } else if (!strcmp(a, "--nseq")) {
             if (parse_int(a, val, 1, 1 << 20, &v)) return EXIT_USAGE;
             o.nseq = (int)v;
+        } else if (!strcmp(a, "--gradient_checkpointing") || !strcmp(a, "--gradient-checkpointing")) {
+            if (parse_int(a, val, 0, 1, &v)) return EXIT_USAGE;
+            o.recompute = (int)v;
         } else if (!strcmp(a, "--device")) {
             DeviceFlag df = {"bench", &o.device, 0};
             if (device_flag_parse(&df, a, val)) return EXIT_USAGE;
@@ -152,7 +158,7 @@ int cmd_bench(int argc, char **argv) {
     json_object_set_new(j, "steps", json_integer(o.steps));
     json_object_set_new(j, "weights", json_string(o.weights == WEIGHTS_BF16 ? "bf16" : "f32"));
     json_object_set_new(j, "lora_rank", json_integer(o.lora_rank));
-    if (o.mode & BENCH_SCORE) {
+    if ((o.mode & BENCH_SCORE) || o.device.kind == DEVICE_CUDA) {
         json_object_set_new(j, "device", json_string(r.device));
         json_object_set_new(j, "nseq", json_integer(o.nseq > 0 ? o.nseq : 2));
     }
@@ -165,7 +171,7 @@ int cmd_bench(int argc, char **argv) {
         json_object_set_new(j, "train_step_ms", sig4(r.train_step_ms));
         json_object_set_new(j, "train_step_ms_min", sig4(r.train_step_ms_min));
         json_object_set_new(j, "train_cpu_ms", sig4(r.train_cpu_ms));
-        json_object_set_new(j, "train_tokens_per_cpu_s", sig4(2.0 * o.seq / (r.train_cpu_ms * 1e-3)));
+        json_object_set_new(j, "train_tokens_per_cpu_s", sig4((double)(o.nseq > 0 ? o.nseq : 2) * o.seq / (r.train_cpu_ms * 1e-3)));
         json_object_set_new(j, "forward_ms", sig4(r.fwd_ms));
         json_object_set_new(j, "head_loss_ms", sig4(r.head_ms));
         json_object_set_new(j, "backward_ms", sig4(r.bwd_ms));

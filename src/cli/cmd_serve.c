@@ -92,6 +92,10 @@ static int parse_args(int argc, char **argv, Args *a) {
                              (double)(1L << 32)));
     options_add(&o, OPT("--max-connections", "N", "concurrent connections [256]", OPT_INT,
                              &a->cfg.max_connections, 1, 65536));
+    options_add(&o, OPT("--body-timeout-ms", "N",
+                             "a request body that stops arriving for N ms is answered 400\n"
+                             "and its connection closed [10000; 0 = wait for the idle timeout]",
+                             OPT_INT, &a->cfg.body_timeout_ms, 0, 3600000));
     options_add(&o, OPT("--drain-timeout-s", "N", "on SIGTERM, wait up to N s for in-flight requests [30]",
                              OPT_INT, &a->drain_timeout_s, 0, 3600));
     options_section(&o, "load test (loopback only; alternates the server with batching as set and off):");

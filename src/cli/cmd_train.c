@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cli/cli.h"
 #include "cli/device_flag.h"
@@ -63,6 +64,18 @@ static int parse_scheduler(void *ctx, const char *flag, const char *v) {
     return 0;
 }
 
+/* transformers' booleans: --flag alone, or --flag true|false (1|0, yes|no). */
+static int parse_bool(void *ctx, const char *flag, const char *v) {
+    int *dst = ctx;
+    if (!strcasecmp(v, "true") || !strcmp(v, "1") || !strcasecmp(v, "yes")) *dst = 1;
+    else if (!strcasecmp(v, "false") || !strcmp(v, "0") || !strcasecmp(v, "no")) *dst = 0;
+    else {
+        fprintf(stderr, "oprm train: %s must be true or false, got '%s'\n", flag, v);
+        return -1;
+    }
+    return 0;
+}
+
 /* seed: --seed is parsed as int64 and stored into the config's uint64 after. */
 static void add_rows(Options *o, TrainConfig *c, int64_t *seed) {
     options_section(o, "Model and data:");
@@ -115,11 +128,18 @@ static void add_rows(Options *o, TrainConfig *c, int64_t *seed) {
                             -9.3e18, 9.3e18, .tag = TAG(TRAIN_SET_SEED)));
     options_add(o, OPT(OPT_NAMES_THREADS, "N", "engine threads, 0 = all cores [0]", OPT_INT, &c->threads, INT_MIN,
                             INT_MAX));
-    /* Checked at parse time only: training runs on the CPU until the CUDA trainer exists. */
-    static Device train_device;
-    static DeviceFlag train_device_flag = {"train", &train_device, 1};
-    options_add(o, OPT(OPT_NAMES_DEVICE, "D", "cpu (CUDA training is not yet available) [cpu]", OPT_CUSTOM,
-                            .parse = device_flag_parse, .ctx = &train_device_flag));
+    /* The flag parser of every command; the train default stays cpu (a GPU is used when asked for). */
+    static DeviceFlag train_device_flag;
+    train_device_flag = (DeviceFlag){"train", &c->device, 0};
+    options_add(o, OPT(OPT_NAMES_DEVICE, "D",
+                            "cpu, cuda or cuda:N: where the engine trains (a GPU keeps\n"
+                            "weights, gradients and AdamW state; same checkpoints) [cpu]",
+                            OPT_CUSTOM, .parse = device_flag_parse, .ctx = &train_device_flag));
+    options_add(o, OPT("--gradient_checkpointing", "BOOL",
+                            "recompute each layer's activations in backward: less GPU\n"
+                            "memory, same results; no effect on the CPU [false]",
+                            OPT_CUSTOM, .parse = parse_bool, .ctx = &c->gradient_checkpointing,
+                            .optional_value = "true", .tag = TAG(TRAIN_SET_GRADIENT_CHECKPOINTING)));
     options_add(o, OPT("--bf16", NULL,
                             "mixed precision: BF16 matmuls (fp32 accumulation), fp32\n"
                             "master weights and optimizer; needs avx512_bf16, else fp32\n"
@@ -197,7 +217,6 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "oprm train: %s (see oprm train --help)\n", err.msg);
         return EXIT_USAGE;
     }
-    if (!c.quiet) fprintf(stderr, "oprm train: device cpu\n");
     TrainResult res;
     int rc = train_run(&c, &res, &err);
     if (rc == 1 && dist_rank() == 0) fprintf(stderr, "oprm train: %s\n", err.msg);

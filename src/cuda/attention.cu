@@ -26,7 +26,7 @@ static size_t attn_smem(int hd) {
     return sizeof(float) * ((size_t)CUDA_ATTN_KT * (hd + 1) + (size_t)CUDA_ATTN_KT * hd + (size_t)CUDA_ATTN_QT * hd);
 }
 
-__global__ void attention_kernel(bf16 *out, const bf16 *qkv, const CudaAttnTile *tiles, int H, int KV, int hd,
+__global__ void attention_kernel(bf16 *out, float *lse, const bf16 *qkv, const CudaAttnTile *tiles, int H, int KV, int hd,
                                  float scale) {
     extern __shared__ float smem[];
     float *Ks = smem;                                  // [KT][hd + 1]
@@ -99,6 +99,7 @@ __global__ void attention_kernel(bf16 *out, const bf16 *qkv, const CudaAttnTile 
         int qi = warp * ATT_QPW + j;
         if (qi >= tile.q_n) break;
         float inv = 1.0f / l[j];
+        if (lse && lane == 0) lse[(size_t)(tile.seq_row + tile.q_pos + qi) * H + h] = m[j] + logf(l[j]);
         bf16 *o = out + (size_t)(tile.seq_row + tile.q_pos + qi) * H * hd + (size_t)h * hd;
         for (int i = 0; i < ATT_DPL; i++) {
             int d = lane + 32 * i;
@@ -111,8 +112,8 @@ void attention_setup(int hd) {
     cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)attn_smem(hd));
 }
 
-void launch_attention(bf16 *out, const bf16 *qkv, const CudaAttnTile *tiles, int n_tiles, int H, int KV, int hd,
-                      cudaStream_t st) {
+void launch_attention(bf16 *out, float *lse, const bf16 *qkv, const CudaAttnTile *tiles, int n_tiles, int H, int KV,
+                      int hd, cudaStream_t st) {
     dim3 grid(n_tiles, H);
-    attention_kernel<<<grid, 32 * ATT_WARPS, attn_smem(hd), st>>>(out, qkv, tiles, H, KV, hd, 1.0f / sqrtf((float)hd));
+    attention_kernel<<<grid, 32 * ATT_WARPS, attn_smem(hd), st>>>(out, lse, qkv, tiles, H, KV, hd, 1.0f / sqrtf((float)hd));
 }

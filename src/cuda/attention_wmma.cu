@@ -64,7 +64,7 @@ __device__ static void load_rows(bf16 *dst, int ld, const bf16 *src, size_t W, i
     }
 }
 
-__global__ void attention_wmma_kernel(bf16 *out, const bf16 *qkv, const CudaAttnTile *tiles, int H, int KV, int hd,
+__global__ void attention_wmma_kernel(bf16 *out, float *lse, const bf16 *qkv, const CudaAttnTile *tiles, int H, int KV, int hd,
                                       float scale) {
     extern __shared__ __align__(128) unsigned char wsm[];
     const WmmaSmem L = wmma_layout(hd);
@@ -161,6 +161,9 @@ __global__ void attention_wmma_kernel(bf16 *out, const bf16 *qkv, const CudaAttn
         bf16 *o = out + (size_t)(tile.seq_row + tile.q_pos + r) * H * hd + (size_t)h * hd;
         o[d] = __float2bfloat16(Os[(size_t)r * L.ldo + d] / Ls[r]);
     }
+    if (lse)
+        for (int r = threadIdx.x; r < tile.q_n; r += blockDim.x)
+            lse[(size_t)(tile.seq_row + tile.q_pos + r) * H + h] = Ms[r] + logf(Ls[r]);
 }
 
 int attention_wmma_supported(int hd) {
@@ -172,9 +175,9 @@ void attention_wmma_setup(int hd) {
                          (int)wmma_layout(hd).total);
 }
 
-void launch_attention_wmma(bf16 *out, const bf16 *qkv, const CudaAttnTile *tiles, int n_tiles, int H, int KV, int hd,
+void launch_attention_wmma(bf16 *out, float *lse, const bf16 *qkv, const CudaAttnTile *tiles, int n_tiles, int H, int KV, int hd,
                            cudaStream_t st) {
     dim3 grid(n_tiles, H);
-    attention_wmma_kernel<<<grid, 128, wmma_layout(hd).total, st>>>(out, qkv, tiles, H, KV, hd,
+    attention_wmma_kernel<<<grid, 128, wmma_layout(hd).total, st>>>(out, lse, qkv, tiles, H, KV, hd,
                                                                      1.0f / sqrtf((float)hd));
 }

@@ -8,53 +8,15 @@
 // batch of max_tokens_per_batch tokens, carved at load; a forward allocates
 // nothing, so running out of memory can only happen at load, where the
 // message names the device, the bytes needed and what to do.
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#include "cuda/engine_cuda.cuh"
 
-#include "cuda/gemm.cuh"
-#include "cuda/kernels.cuh"
-#include "engine/devmath.h"
 
-extern "C" {
-#include "engine/engine_impl.h"
-}
 
-#define GIB (1024.0 * 1024.0 * 1024.0)
-#define HEAD_ROWS_MAX 16
-
-typedef struct {
-    bf16 *wqkv, *wo, *wgu, *wdown;          // [W, D], [D, Q], [2F, D], [D, F]
-    float *bqkv, *qn, *kn, *n1, *n2;        // NULL where the architecture has none
-} DevLayer;
-
-typedef struct {
-    int dev;
-    char name[256];
-    ModelConfig cfg;
-    cudaStream_t st;
-    Gemm gemm;
-    char *pool;
-    size_t pool_size, pool_used;
-    DevLayer *L;
-    bf16 *embed, *lm_head;
-    float *final_norm;
-    double *inv_freq;
-    float *x, *h_last, *logits;
-    bf16 *h, *qkv, *att, *y, *gu, *a;
-    int32_t *ids, *pos, *last, *rows;
-    CudaAttnTile *tiles;
-    int max_tokens, nseq;
-    int attn_wmma; // 1: attention_wmma.cu (tensor cores), 0: attention.cu
-    int32_t *h_pos, *h_lastidx; // host staging
-    CudaAttnTile *h_tiles;
-} CudaEngine;
-
-static int fail_cuda(OprmError *err, const CudaEngine *c, cudaError_t e, const char *what) {
+int fail_cuda(OprmError *err, const CudaEngine *c, cudaError_t e, const char *what) {
     return oprm_fail(err, "%s on cuda:%d (%s): %s [%s]", what, c->dev, c->name, cudaGetErrorString(e),
                      cudaGetErrorName(e));
 }
-static int fail_lt(OprmError *err, const CudaEngine *c, cublasStatus_t s, const char *what) {
+int fail_lt(OprmError *err, const CudaEngine *c, cublasStatus_t s, const char *what) {
     return oprm_fail(err, "%s on cuda:%d (%s): cuBLASLt status %d", what, c->dev, c->name, (int)s);
 }
 
@@ -92,10 +54,11 @@ static void *take(CudaEngine *c, size_t bytes) {
     return c->pool_used <= c->pool_size ? c->pool + off : NULL;
 }
 
-static void cuda_free_impl(void *impl) {
+void cuda_free_impl(void *impl) {
     CudaEngine *c = (CudaEngine *)impl;
     if (!c) return;
     if (c->pool || c->st) cudaSetDevice(c->dev);
+    cuda_train_free(c);
     gemm_free(&c->gemm);
     if (c->pool) cudaFree(c->pool);
     if (c->st) cudaStreamDestroy(c->st);
@@ -124,7 +87,7 @@ static cudaError_t put_f32(float *dst, const ModelParam *p) {
     return e;
 }
 
-static void *slot_base(CudaEngine *c, const CudaWeightSlot *w) {
+void *slot_base(CudaEngine *c, const CudaWeightSlot *w) {
     if (w->layer < 0) return w->kind == CW_EMBED ? (void *)c->embed : w->kind == CW_LM_HEAD ? (void *)c->lm_head
                                                                                            : (void *)c->final_norm;
     DevLayer *L = &c->L[w->layer];
@@ -247,7 +210,7 @@ static int alloc_all(CudaEngine *c, const CudaMemPlan *plan, OprmError *err) {
     return 0;
 }
 
-static int upload(CudaEngine *c, const Model *m, OprmError *err) {
+static int upload(CudaEngine *c, const Model *m, int train, OprmError *err) {
     const ModelConfig *k = &c->cfg;
     int np = 0, placed = 0;
     ModelParam *ps = model_params((Model *)m, &np);
@@ -257,6 +220,7 @@ static int upload(CudaEngine *c, const Model *m, OprmError *err) {
         if (r < 0) return fail_cuda(err, c, e, "cannot copy the weights to the GPU");
         if (r == 0 && !strstr(ps[i].name, ".lora_"))
             return oprm_fail(err, "the CUDA engine has no place for tensor \"%s\"", ps[i].name);
+        if (strstr(ps[i].name, ".lora_") && train) continue; // the adapters: cuda_train_init
         if (strstr(ps[i].name, ".lora_"))
             return oprm_fail(err, "the CUDA engine scores merged models only: \"%s\" is a LoRA adapter (merge it, or "
                                   "use --device cpu)", ps[i].name);
@@ -276,12 +240,9 @@ static int upload(CudaEngine *c, const Model *m, OprmError *err) {
     return 0;
 }
 
-static int cuda_forward(void *impl, const SeqBatch *b, float *h_last, OprmError *err) {
-    CudaEngine *c = (CudaEngine *)impl;
+int cuda_stage_batch(CudaEngine *c, const SeqBatch *b, OprmError *err) {
     const ModelConfig *k = &c->cfg;
-    int D = k->hidden, H = k->n_heads, KV = k->n_kv_heads, hd = k->head_dim, F = k->ffn, nseq = b->nseq;
-    int W = (int)cuda_qkv_width(k), Q = H * hd;
-    float eps = (float)k->rms_eps;
+    int nseq = b->nseq;
     c->nseq = 0;
     cudaSetDevice(c->dev); // engines on several GPUs may share a thread
     for (int s = 0; s < nseq; s++)
@@ -299,6 +260,21 @@ static int cuda_forward(void *impl, const SeqBatch *b, float *h_last, OprmError 
     if (e == cudaSuccess)
         e = cudaMemcpyAsync(c->tiles, c->h_tiles, sizeof(CudaAttnTile) * (size_t)n_tiles, cudaMemcpyHostToDevice, st);
     if (e != cudaSuccess) return fail_cuda(err, c, e, "cannot copy the batch to the GPU");
+    c->tr.n_tiles = n_tiles;
+    return T;
+}
+
+static int cuda_forward(void *impl, const SeqBatch *b, float *h_last, OprmError *err) {
+    CudaEngine *c = (CudaEngine *)impl;
+    const ModelConfig *k = &c->cfg;
+    int D = k->hidden, H = k->n_heads, KV = k->n_kv_heads, hd = k->head_dim, F = k->ffn, nseq = b->nseq;
+    int W = (int)cuda_qkv_width(k), Q = H * hd;
+    float eps = (float)k->rms_eps;
+    int T = cuda_stage_batch(c, b, err);
+    if (T < 0) return -1;
+    int n_tiles = c->tr.n_tiles;
+    cudaStream_t st = c->st;
+    cudaError_t e;
 
     launch_embed(c->x, c->embed, c->ids, T, D, st);
     cublasStatus_t s = CUBLAS_STATUS_SUCCESS;
@@ -308,9 +284,9 @@ static int cuda_forward(void *impl, const SeqBatch *b, float *h_last, OprmError 
         launch_residual_rmsnorm(c->x, l ? c->y : NULL, L->n1, eps, c->h, T, D, st);
         s = gemm_bf16(&c->gemm, c->qkv, c->h, L->wqkv, T, W, D, st);
         if (s != CUBLAS_STATUS_SUCCESS) break;
-        launch_qkv_post(c->qkv, L->bqkv, L->qn, L->kn, eps, c->pos, c->inv_freq, T, H, KV, hd, st);
-        if (c->attn_wmma) launch_attention_wmma(c->att, c->qkv, c->tiles, n_tiles, H, KV, hd, st);
-        else launch_attention(c->att, c->qkv, c->tiles, n_tiles, H, KV, hd, st);
+        launch_qkv_post(c->qkv, c->qkv, L->bqkv, L->qn, L->kn, eps, c->pos, c->inv_freq, T, H, KV, hd, st);
+        if (c->attn_wmma) launch_attention_wmma(c->att, NULL, c->qkv, c->tiles, n_tiles, H, KV, hd, st);
+        else launch_attention(c->att, NULL, c->qkv, c->tiles, n_tiles, H, KV, hd, st);
         s = gemm_bf16(&c->gemm, c->y, c->att, L->wo, T, D, Q, st);
         if (s != CUBLAS_STATUS_SUCCESS) break;
         launch_residual_rmsnorm(c->x, c->y, L->n2, eps, c->h, T, D, st);
@@ -321,7 +297,7 @@ static int cuda_forward(void *impl, const SeqBatch *b, float *h_last, OprmError 
     }
     if (s != CUBLAS_STATUS_SUCCESS) return fail_lt(err, c, s, "a cuBLASLt matrix product failed");
     // Only the last position of each sequence goes through the final norm.
-    launch_final_norm_last(c->x, c->y, c->last, c->final_norm, eps, c->h_last, nseq, D, st);
+    launch_final_norm_last(c->x, c->y, c->last, c->final_norm, eps, c->h_last, NULL, nseq, D, st);
     e = cudaGetLastError();
     if (e == cudaSuccess && h_last)
         e = cudaMemcpyAsync(h_last, c->h_last, 4 * (size_t)nseq * D, cudaMemcpyDeviceToHost, st);
@@ -331,7 +307,7 @@ static int cuda_forward(void *impl, const SeqBatch *b, float *h_last, OprmError 
     return 0;
 }
 
-static int cuda_head_rows(void *impl, const int32_t *rows, int nrows, float *logits, OprmError *err) {
+int cuda_head_rows(void *impl, const int32_t *rows, int nrows, float *logits, OprmError *err) {
     CudaEngine *c = (CudaEngine *)impl;
     if (nrows < 1 || nrows > HEAD_ROWS_MAX)
         return oprm_fail(err, "engine_head_rows: %d rows (the CUDA engine reads 1..%d)", nrows, HEAD_ROWS_MAX);
@@ -347,7 +323,7 @@ static int cuda_head_rows(void *impl, const int32_t *rows, int nrows, float *log
     return e == cudaSuccess ? 0 : fail_cuda(err, c, e, "the head rows failed");
 }
 
-// Training (issue 14) fills the remaining entries.
+// Scoring; a training engine (EngineOptions.train) gets CUDA_TRAIN_OPS (train_cuda.cu).
 static const EngineOps CUDA_OPS = {cuda_forward, cuda_head_rows, NULL, cuda_free_impl, NULL, 0, NULL, NULL, NULL, NULL,
                                    NULL};
 
@@ -384,17 +360,22 @@ extern "C" int engine_cuda_init(Engine *e, const Model *m, const EngineOptions *
         }
         CudaMemPlan plan;
         cuda_mem_plan(&c->cfg, c->max_tokens, &plan);
-        if (alloc_all(c, &plan, err) || upload(c, m, err)) goto fail;
+        if (opt->train && cuda_train_fits(c, m, opt, err)) goto fail;
+        if (alloc_all(c, &plan, err) || upload(c, m, opt->train, err)) goto fail;
+        if (opt->train && cuda_train_init(c, m, opt, err)) goto fail;
         attention_setup(c->cfg.head_dim);
         if (c->attn_wmma) attention_wmma_setup(c->cfg.head_dim);
         size_t free_b = 0, total_b = 0;
         cudaMemGetInfo(&free_b, &total_b);
-        e->ops = &CUDA_OPS;
+        e->ops = opt->train ? &CUDA_TRAIN_OPS : &CUDA_OPS;
         e->impl = c;
         e->cfg = c->cfg;
         e->max_tokens = c->max_tokens;
-        snprintf(e->desc, sizeof e->desc, "cuda:%d %.120s (%.1f GiB; %.2f GiB used by oprm, batches up to %d tokens, %s attention)",
-                 c->dev, c->name, total_b / GIB, c->pool_size / GIB, c->max_tokens, c->attn_wmma ? "wmma" : "tiled");
+        snprintf(e->desc, sizeof e->desc, "cuda:%d %.120s (%.1f GiB; %.2f GiB used by oprm, batches up to %d tokens, %s attention%s)",
+                 c->dev, c->name, total_b / GIB, (c->pool_size + c->tr.pool_size) / GIB, c->max_tokens,
+                 c->attn_wmma ? "wmma" : "tiled",
+                 !opt->train ? "" : c->tr.lora ? (c->tr.recompute ? ", LoRA training, recomputation" : ", LoRA training")
+                                               : (c->tr.recompute ? ", full training, recomputation" : ", full training"));
         return 0;
     }
 fail:

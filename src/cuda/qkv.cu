@@ -7,7 +7,7 @@
 
 #define QKV_PAIRS (CUDA_MAX_HEAD_DIM / 2 / 32)
 
-__global__ void qkv_post_kernel(bf16 *qkv, const float *bias, const float *qn, const float *kn, float eps,
+__global__ void qkv_post_kernel(bf16 *qkv, const bf16 *in, const float *bias, const float *qn, const float *kn, float eps,
                                 const int32_t *pos, const double *inv_freq, int H, int KV, int hd) {
     int t = blockIdx.x, lane = threadIdx.x & 31;
     int head = blockIdx.y * (blockDim.x >> 5) + (threadIdx.x >> 5);
@@ -16,13 +16,14 @@ __global__ void qkv_post_kernel(bf16 *qkv, const float *bias, const float *qn, c
     int is_v = head >= H + KV, half = hd / 2;
     size_t W = (size_t)nh * hd, col = (size_t)head * hd;
     bf16 *v = qkv + (size_t)t * W + col;
+    const bf16 *vin = in + (size_t)t * W + col;
     float a[QKV_PAIRS], b[QKV_PAIRS], ss = 0.0f;
     for (int k = 0; k < QKV_PAIRS; k++) {
         int i = lane + 32 * k;
         a[k] = b[k] = 0.0f;
         if (i < half) {
-            a[k] = __bfloat162float(v[i]);
-            b[k] = __bfloat162float(v[i + half]);
+            a[k] = __bfloat162float(vin[i]);
+            b[k] = __bfloat162float(vin[i + half]);
             if (bias) {
                 a[k] += bias[col + i];
                 b[k] += bias[col + i + half];
@@ -54,9 +55,9 @@ __global__ void qkv_post_kernel(bf16 *qkv, const float *bias, const float *qn, c
     }
 }
 
-void launch_qkv_post(bf16 *qkv, const float *bias, const float *qn, const float *kn, float eps,
+void launch_qkv_post(bf16 *qkv, const bf16 *in, const float *bias, const float *qn, const float *kn, float eps,
                      const int32_t *pos, const double *inv_freq, int T, int H, int KV, int hd, cudaStream_t st) {
     const int warps = 4;
     dim3 grid(T, (H + 2 * KV + warps - 1) / warps);
-    qkv_post_kernel<<<grid, 32 * warps, 0, st>>>(qkv, bias, qn, kn, eps, pos, inv_freq, H, KV, hd);
+    qkv_post_kernel<<<grid, 32 * warps, 0, st>>>(qkv, in, bias, qn, kn, eps, pos, inv_freq, H, KV, hd);
 }

@@ -17,6 +17,41 @@ const char *const DATA_FLAGS_HELP =
     "  --data-kind KIND        auto, pair, point or best-of-n [auto: from the fields present]\n"
     "  --skip-invalid          skip invalid records and report them (default: stop at the first)\n";
 
+const DataFieldFlag DATA_FIELD_FLAGS[DATA_N_FIELD_FLAGS] = {
+    {"--prompt-key", "prompt_key", offsetof(DataFields, prompt)},
+    {"--chosen-key", "chosen_key", offsetof(DataFields, chosen)},
+    {"--rejected-key", "rejected_key", offsetof(DataFields, rejected)},
+    {"--chosen-label-key", "chosen_label_key", offsetof(DataFields, chosen_label)},
+    {"--rejected-label-key", "rejected_label_key", offsetof(DataFields, rejected_label)},
+    {"--response-key", "response_key", offsetof(DataFields, response)},
+    {"--label-key", "label_key", offsetof(DataFields, label)},
+    {"--best-key", "best_key", offsetof(DataFields, best)},
+    {"--others-key", "others_key", offsetof(DataFields, others)},
+    {"--id-key", "id_key", offsetof(DataFields, id)},
+    {"--subset-key", "subset_key", offsetof(DataFields, subset)},
+};
+
+const char *data_field_get(const DataOptions *o, int k) {
+    return *(const char *const *)((const char *)&o->fields + DATA_FIELD_FLAGS[k].offset);
+}
+
+void data_field_set(DataOptions *o, int k, const char *name) {
+    *(const char **)((char *)&o->fields + DATA_FIELD_FLAGS[k].offset) = name;
+}
+
+const char *data_kind_flag_name(int kind) {
+    return kind == REC_PAIR ? "pair" : kind == REC_POINT ? "point" : kind == REC_BEST_OF_N ? "best-of-n" : "auto";
+}
+
+int data_kind_flag_parse(const char *value, int *kind, OprmError *err) {
+    if (!strcmp(value, "auto")) *kind = KIND_AUTO;
+    else if (!strcmp(value, "pair")) *kind = REC_PAIR;
+    else if (!strcmp(value, "point")) *kind = REC_POINT;
+    else if (!strcmp(value, "best-of-n")) *kind = REC_BEST_OF_N;
+    else return oprm_fail(err, "--data-kind: unknown kind '%s' (auto, pair, point, best-of-n)", value);
+    return 0;
+}
+
 /* Compares a flag name allowing '_' for '-'. n: length of the argument's name part. */
 static int flag_is(const char *arg, size_t n, const char *name) {
     if (strlen(name) != n) return 0;
@@ -35,40 +70,23 @@ int data_flag_parse(DataOptions *o, int argc, char **argv, int i, OprmError *err
     if (flag_is(arg, n, "--skip-invalid")) {
         if (eq) return oprm_fail(err, "--skip-invalid takes no value");
         o->skip_invalid = 1;
+        o->given |= DATA_GIVEN_SKIP_INVALID;
         return 1;
     }
-    static const struct {
-        const char *flag;
-        size_t offset;
-    } keys[] = {
-        {"--prompt-key", offsetof(DataFields, prompt)},
-        {"--chosen-key", offsetof(DataFields, chosen)},
-        {"--rejected-key", offsetof(DataFields, rejected)},
-        {"--chosen-label-key", offsetof(DataFields, chosen_label)},
-        {"--rejected-label-key", offsetof(DataFields, rejected_label)},
-        {"--response-key", offsetof(DataFields, response)},
-        {"--label-key", offsetof(DataFields, label)},
-        {"--best-key", offsetof(DataFields, best)},
-        {"--others-key", offsetof(DataFields, others)},
-        {"--id-key", offsetof(DataFields, id)},
-        {"--subset-key", offsetof(DataFields, subset)},
-    };
     int is_kind = flag_is(arg, n, "--data-kind");
     int key = -1;
-    for (size_t k = 0; k < sizeof keys / sizeof *keys; k++)
-        if (flag_is(arg, n, keys[k].flag)) key = (int)k;
+    for (int k = 0; k < DATA_N_FIELD_FLAGS; k++)
+        if (flag_is(arg, n, DATA_FIELD_FLAGS[k].flag)) key = k;
     if (key < 0 && !is_kind) return 0;
     const char *value = eq ? eq + 1 : i + 1 < argc ? argv[i + 1] : NULL;
     if (!value || !value[0])
         return oprm_fail(err, "%.*s needs a value", (int)n, arg);
     if (is_kind) {
-        if (!strcmp(value, "auto")) o->kind = KIND_AUTO;
-        else if (!strcmp(value, "pair")) o->kind = REC_PAIR;
-        else if (!strcmp(value, "point")) o->kind = REC_POINT;
-        else if (!strcmp(value, "best-of-n")) o->kind = REC_BEST_OF_N;
-        else return oprm_fail(err, "--data-kind: unknown kind '%s' (auto, pair, point, best-of-n)", value);
+        if (data_kind_flag_parse(value, &o->kind, err)) return -1;
+        o->given |= DATA_GIVEN_KIND;
     } else {
-        *(const char **)((char *)&o->fields + keys[key].offset) = value;
+        data_field_set(o, key, value);
+        o->given |= DATA_GIVEN_FIELD(key);
     }
     return eq ? 1 : 2;
 }

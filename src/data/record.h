@@ -65,6 +65,8 @@ typedef struct {
     int kind;               /* KIND_AUTO (from the fields present) or a RecordKind */
     int skip_invalid;       /* skip invalid records and count them instead of failing */
     int point_label_required; /* a point record without a label is invalid (training) */
+    unsigned given;         /* which were set by a flag (data/flags.h: DATA_GIVEN_*); a resumed
+                               run takes the others from the run */
 } DataOptions;
 
 /* Default field names (prompt, chosen, rejected, chosen_label, rejected_label,

@@ -69,4 +69,59 @@ OPRM_HD float dm_online_softmax_merge(float *m, float *l, float bm, float bl) {
     return ca;
 }
 
+/* SwiGLU backward: from da = dL/da with a = silu(g) * u, the gradients of g
+ * and u (the CPU's swiglu_backward formula). */
+OPRM_HD void dm_swiglu_backward(float g, float u, float da, float *dg, float *du) {
+    float sg = 1.0f / (1.0f + expf(-g));
+    *du = da * g * sg;
+    *dg = da * u * sg * (1.0f + g * (1.0f - sg));
+}
+
+/* The RoPE rotation of the pair (a, b) by an angle with cosine c and sine s;
+ * sign -1 rotates back, which is also the backward (the rotation is
+ * orthogonal). */
+OPRM_HD void dm_rope_rotate(float *a, float *b, float c, float s, float sign) {
+    float x = *a, y = *b, sn = sign * s;
+    *a = x * c - y * sn;
+    *b = y * c + x * sn;
+}
+
+/* One AdamW element, torch.optim.AdamW as src/train/adamw.h states it: the
+ * constants are those src/train/adamw.c derives per step (in double, then
+ * rounded to float), the element arithmetic the same float operations in the
+ * same order, so device and host agree bit for bit where the compilers do not
+ * contract differently (nvcc is built with --fmad=false for this file: see
+ * adamw.cu). */
+typedef struct {
+    float b1, omb1, b2, omb2, bc2_sqrt, eps, neg_step_size;
+} DmAdamW;
+OPRM_HD DmAdamW dm_adamw_consts(double lr, double beta1, double beta2, double eps, long long step) {
+    DmAdamW k;
+    double t = (double)step, bc1 = 1.0 - pow(beta1, t), bc2 = 1.0 - pow(beta2, t);
+    k.neg_step_size = (float)(-(lr / bc1));
+    k.bc2_sqrt = (float)sqrt(bc2);
+    k.b1 = (float)beta1;
+    k.omb1 = (float)(1.0 - beta1);
+    k.b2 = (float)beta2;
+    k.omb2 = (float)(1.0 - beta2);
+    k.eps = (float)eps;
+    return k;
+}
+/* decay_mul: (float)(1 - lr * weight_decay) where decay applies, else 1. */
+OPRM_HD void dm_adamw_update(float *p, float *m, float *v, float g, float decay_mul, const DmAdamW *k) {
+    float pi = *p * decay_mul;
+    float mi = *m * k->b1 + k->omb1 * g;
+    float vi = *v * k->b2 + k->omb2 * (g * g);
+    float denom = sqrtf(vi) / k->bc2_sqrt + k->eps;
+    *p = pi + k->neg_step_size * (mi / denom);
+    *m = mi;
+    *v = vi;
+}
+
+/* RMSNorm backward of one row given the row's mean(dy * w * xhat) (dot / D):
+ * dx_j = rstd * (dy_j w_j - xhat_j * mean). */
+OPRM_HD float dm_rmsnorm_dx(float dy, float w, float x, float rstd, float mean) {
+    return rstd * (dy * w - x * rstd * mean);
+}
+
 #endif

@@ -14,16 +14,29 @@ static EngineOptions resolved(const EngineOptions *opt) {
     return o;
 }
 
-static int check_train(const EngineOptions *o, OprmError *err) {
-    if (o->train && o->device.kind == DEVICE_CUDA)
-        return oprm_fail(err, "training on CUDA is not yet available (it is part 2 of the CUDA backend); "
-                              "train with --device cpu");
-    return 0;
+/* A training engine needs backward and, where it keeps the parameters on its
+ * device, the optimizer and checkpoint calls too. One built without them (a
+ * CUDA engine without training kernels) is refused here, when the trainer
+ * sets up, not at its first step. */
+static int check_train_ops(const Engine *e, OprmError *err) {
+    const EngineOps *o = e->ops;
+    int ok = o->backward && o->head_backward && o->zero_grad;
+    if (!o->params_on_host) ok = ok && o->grad_sqnorm && o->adamw_step && o->params_download && o->params_upload;
+    if (ok) return 0;
+    char d[32];
+    return oprm_fail(err, "training on %s is not available in this build (its engine has no %s yet); train with "
+                          "--device cpu", device_str(e->device, d, sizeof d),
+                     o->backward && o->head_backward ? "optimizer on the device" : "backward pass");
+}
+
+static Engine *trained_or_refused(Engine *e, const EngineOptions *o, OprmError *err) {
+    if (!o->train || !check_train_ops(e, err)) return e;
+    engine_free(e);
+    return NULL;
 }
 
 Engine *engine_load(const char *dir, const EngineOptions *opt_in, OprmError *err) {
     EngineOptions o = resolved(opt_in);
-    if (check_train(&o, err)) return NULL;
     Engine *e = xcalloc(1, sizeof *e);
     e->device = o.device;
     if (o.device.kind == DEVICE_CPU) {
@@ -37,7 +50,7 @@ Engine *engine_load(const char *dir, const EngineOptions *opt_in, OprmError *err
             free(e);
             return NULL;
         }
-        return e;
+        return trained_or_refused(e, &o, err);
     }
     /* CUDA: read the checkpoint on the host in BF16 (stored BF16 kept as is,
      * F32/F16 rounded once), copy to the GPU, drop the host copy. */
@@ -53,12 +66,11 @@ Engine *engine_load(const char *dir, const EngineOptions *opt_in, OprmError *err
         free(e);
         return NULL;
     }
-    return e;
+    return trained_or_refused(e, &o, err);
 }
 
 Engine *engine_from_model(Model *m, const EngineOptions *opt_in, OprmError *err) {
     EngineOptions o = resolved(opt_in);
-    if (check_train(&o, err)) return NULL;
     Engine *e = xcalloc(1, sizeof *e);
     e->device = o.device;
     int rc = o.device.kind == DEVICE_CPU ? engine_cpu_init(e, m, 0, &o, err) : engine_cuda_init(e, m, &o, err);
@@ -66,7 +78,7 @@ Engine *engine_from_model(Model *m, const EngineOptions *opt_in, OprmError *err)
         free(e);
         return NULL;
     }
-    return e;
+    return trained_or_refused(e, &o, err);
 }
 
 void engine_free(Engine *e) {
@@ -85,8 +97,9 @@ const char *engine_describe(const Engine *e) {
     return e->desc;
 }
 
-int engine_forward(Engine *e, const SeqBatch *b, float *h_last, OprmError *err) {
+static int forward_checked(Engine *e, const SeqBatch *b, float *h_last, int eval, OprmError *err) {
     e->nseq_last = 0;
+    e->eval_last = 0;
     if (b->nseq <= 0) return oprm_fail(err, "engine_forward: empty batch");
     if (e->max_tokens > 0) {
         long total = 0;
@@ -95,9 +108,25 @@ int engine_forward(Engine *e, const SeqBatch *b, float *h_last, OprmError *err) 
             return oprm_fail(err, "a batch of %ld tokens exceeds --max_tokens_per_batch %d of %s (raise it, or "
                                   "shorten the sequences with --max-len)", total, e->max_tokens, e->desc);
     }
-    if (e->ops->forward(e->impl, b, h_last, err)) return -1;
+    int (*fwd)(void *, const SeqBatch *, float *, OprmError *) =
+        eval && e->forward_eval ? e->forward_eval : e->ops->forward;
+    if (fwd(e->impl, b, h_last, err)) return -1;
     e->nseq_last = b->nseq;
+    e->eval_last = eval;
     return 0;
+}
+
+int engine_forward(Engine *e, const SeqBatch *b, float *h_last, OprmError *err) {
+    return forward_checked(e, b, h_last, 0, err);
+}
+
+int engine_forward_eval(Engine *e, const SeqBatch *b, float *h_last, OprmError *err) {
+    return forward_checked(e, b, h_last, 1, err);
+}
+
+static int no_backward_after_eval(const Engine *e, const char *what, OprmError *err) {
+    if (!e->eval_last) return 0;
+    return oprm_fail(err, "%s: the last forward was engine_forward_eval (nothing kept to go back through)", what);
 }
 
 int engine_head_rows(Engine *e, const int32_t *rows, int nrows, float *logits, OprmError *err) {
@@ -114,6 +143,7 @@ int engine_backward(Engine *e, const float *dh_last, OprmError *err) {
         return oprm_fail(err, "backward is not available on %s yet (CUDA training is part 2); use --device cpu",
                          device_str(e->device, d, sizeof d));
     }
+    if (no_backward_after_eval(e, "engine_backward", err)) return -1;
     return e->ops->backward(e->impl, dh_last, err);
 }
 
@@ -123,6 +153,7 @@ int engine_head_backward(Engine *e, const int32_t *rows, int nrows, const float 
         char d[32];
         return oprm_fail(err, "backward is not available on %s; use --device cpu", device_str(e->device, d, sizeof d));
     }
+    if (no_backward_after_eval(e, "engine_head_backward", err)) return -1;
     return e->ops->head_backward(e->impl, rows, nrows, dlogits, err);
 }
 

@@ -53,6 +53,13 @@ const char *engine_describe(const Engine *e);
  * it (on its device) for engine_head_rows. A batch over the engine's
  * max_tokens_per_batch is an error naming the flag. */
 int engine_forward(Engine *e, const SeqBatch *b, float *h_last, OprmError *err);
+/* engine_forward that keeps nothing for backward (evaluation during training,
+ * like torch.no_grad()): h_last and engine_head_rows as after engine_forward;
+ * engine_backward / engine_head_backward after it refuse. The CPU engine runs
+ * model_forward(train = 0), exactly what scoring computes; other engines run
+ * their forward (the entry sits in struct Engine, not in EngineOps, so the
+ * vtable's positional initialisers stay as they are). */
+int engine_forward_eval(Engine *e, const SeqBatch *b, float *h_last, OprmError *err);
 /* logits[s * nrows + k] = h_last[s] . W_lm_head[rows[k]] for the last forward
  * (fp32 on every device). */
 int engine_head_rows(Engine *e, const int32_t *rows, int nrows, float *logits, OprmError *err);

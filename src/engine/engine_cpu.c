@@ -15,12 +15,7 @@ typedef struct {
     int nseq;
 } CpuEngine;
 
-Model *engine_cpu_model(Engine *e) {
-    return e && e->device.kind == DEVICE_CPU ? ((CpuEngine *)e->impl)->m : NULL;
-}
-
-static int cpu_forward(void *impl, const SeqBatch *b, float *h_last, OprmError *err) {
-    CpuEngine *c = impl;
+static int cpu_run(CpuEngine *c, const SeqBatch *b, int train, float *h_last, OprmError *err) {
     size_t need = (size_t)b->nseq * (size_t)model_config(c->m)->hidden;
     if (need > c->h_cap) {
         free(c->h);
@@ -28,10 +23,20 @@ static int cpu_forward(void *impl, const SeqBatch *b, float *h_last, OprmError *
         c->h_cap = need;
     }
     c->nseq = 0;
-    if (model_forward(c->m, b, c->train, c->h, err)) return -1;
+    if (model_forward(c->m, b, train, c->h, err)) return -1;
     c->nseq = b->nseq;
     if (h_last) memcpy(h_last, c->h, need * sizeof *c->h);
     return 0;
+}
+
+static int cpu_forward(void *impl, const SeqBatch *b, float *h_last, OprmError *err) {
+    CpuEngine *c = impl;
+    return cpu_run(c, b, c->train, h_last, err);
+}
+
+/* Evaluation during training: the scoring forward (one set of activations). */
+static int cpu_forward_eval(void *impl, const SeqBatch *b, float *h_last, OprmError *err) {
+    return cpu_run(impl, b, 0, h_last, err);
 }
 
 static int cpu_head_rows(void *impl, const int32_t *rows, int nrows, float *logits, OprmError *err) {
@@ -75,6 +80,11 @@ static const EngineOps CPU_OPS = {.forward = cpu_forward,
                                   .params_on_host = 1,
                                   .zero_grad = cpu_zero_grad};
 
+/* By its vtable: a test engine (tests/engine_sim.h) may wrap a CPU one. */
+Model *engine_cpu_model(Engine *e) {
+    return e && e->ops == &CPU_OPS ? ((CpuEngine *)e->impl)->m : NULL;
+}
+
 int engine_cpu_init(Engine *e, Model *m, int own, const EngineOptions *opt, OprmError *err) {
     (void)err;
     CpuEngine *c = xcalloc(1, sizeof *c);
@@ -82,6 +92,7 @@ int engine_cpu_init(Engine *e, Model *m, int own, const EngineOptions *opt, Oprm
     c->own = own;
     c->train = opt->train;
     e->ops = &CPU_OPS;
+    e->forward_eval = cpu_forward_eval;
     e->impl = c;
     e->cfg = *model_config(m);
     e->max_tokens = 0; /* the CPU arena grows to any batch */

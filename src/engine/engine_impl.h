@@ -12,6 +12,11 @@ struct Engine {
     char desc[256];
     int max_tokens; /* 0 = no limit (CPU) */
     int nseq_last;  /* sequences of the last forward; 0 = none yet */
+    int eval_last;  /* the last forward was engine_forward_eval: nothing to go back through */
+    /* engine_forward_eval where the engine has its own (CPU: train = 0); NULL =
+     * ops->forward. Outside EngineOps so that positional vtable initialisers
+     * (src/cuda/engine_cuda.cu) need no new entry. */
+    int (*forward_eval)(void *impl, const SeqBatch *b, float *h_last, OprmError *err);
 };
 
 /* CPU engine on m; owns m when own != 0. */

@@ -34,49 +34,9 @@ const char *response_side_name(RecordKind kind, size_t response) {
     }
 }
 
-/* One batch: records [first, first+n) already read into recs. */
-static int score_batch(Scorer *s, DataRecord *recs, size_t n, size_t first, ScoredRecordFn fn, void *ctx,
-                       OprmError *err) {
-    size_t n_items = 0, n_turns = 0;
-    for (size_t r = 0; r < n; r++) {
-        n_items += recs[r].n_responses;
-        n_turns += recs[r].n_responses * recs[r].prompt.n;
-    }
-    ScoreRequest *items = xcalloc(n_items, sizeof *items);
-    ScoreTurn *turns = xcalloc(n_turns ? n_turns : 1, sizeof *turns);
-    ScoreResult *res = xcalloc(n_items, sizeof *res);
-    size_t it = 0, tt = 0;
-    for (size_t r = 0; r < n; r++)
-        for (size_t k = 0; k < recs[r].n_responses; k++) {
-            score_request_of(&recs[r], k, turns + tt, &items[it++]);
-            tt += recs[r].prompt.n;
-        }
-    int rc = scorer_score(s, items, (int)n_items, res, err);
-    if (rc != 0) {
-        /* The scorer names the item; say which record and line it was. */
-        int bad = 0;
-        if (sscanf(err->msg, "item %d:", &bad) == 1 && bad >= 0) {
-            size_t acc = 0;
-            for (size_t r = 0; r < n; r++) {
-                if ((size_t)bad < acc + recs[r].n_responses) {
-                    oprm_prefix(err, "line %zu (record %zu, %s): ", recs[r].line, first + r,
-                                response_side_name(recs[r].kind, (size_t)bad - acc));
-                    break;
-                }
-                acc += recs[r].n_responses;
-            }
-        }
-    }
-    for (size_t r = 0, at = 0; rc == 0 && r < n; at += recs[r].n_responses, r++)
-        rc = fn(ctx, &recs[r], first + r, res + at, err);
-    free(res);
-    free(turns);
-    free(items);
-    return rc;
-}
-
 /* Reads the batch that starts at record i (the same greedy cut as one
- * process makes, so every batch is scored exactly as it would be alone). */
+ * process makes, so every batch is scored exactly as it would be alone).
+ * On an error, *n counts the records read before it (the caller frees them). */
 static int read_batch(DataFile *f, size_t i, size_t total, int batch_responses, DataRecord *recs, size_t *n,
                       OprmError *err) {
     size_t responses = 0;
@@ -89,7 +49,9 @@ static int read_batch(DataFile *f, size_t i, size_t total, int batch_responses, 
     return 0;
 }
 
-/* Scores one batch into res (n_items results). */
+/* Scores the responses of records [first, first+n), read into recs, into
+ * *res_out (*n_res results, in record order; the caller frees it). A scorer
+ * error names the item; the message then says which record and line it was. */
 static int score_only(Scorer *s, DataRecord *recs, size_t n, size_t first, ScoreResult **res_out, size_t *n_res,
                       OprmError *err) {
     size_t n_items = 0, n_turns = 0;
@@ -125,6 +87,18 @@ static int score_only(Scorer *s, DataRecord *recs, size_t n, size_t first, Score
     free(items);
     *res_out = res;
     *n_res = n_items;
+    return rc;
+}
+
+/* One batch scored in this process, then fn for each of its records. */
+static int score_batch(Scorer *s, DataRecord *recs, size_t n, size_t first, ScoredRecordFn fn, void *ctx,
+                       OprmError *err) {
+    ScoreResult *res = NULL;
+    size_t n_res = 0;
+    int rc = score_only(s, recs, n, first, &res, &n_res, err);
+    for (size_t r = 0, at = 0; rc == 0 && r < n; at += recs[r].n_responses, r++)
+        rc = fn(ctx, &recs[r], first + r, res + at, err);
+    free(res);
     return rc;
 }
 
@@ -188,15 +162,8 @@ int score_data_file(Scorer *s, DataFile *f, int batch_responses, Progress *progr
     DataRecord *recs = xcalloc((size_t)batch_responses, sizeof *recs);
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < total;) {
-        size_t n = 0, responses = 0;
-        while (i + n < total && n < (size_t)batch_responses && responses < (size_t)batch_responses) {
-            if (data_read(f, i + n, &recs[n], err) != 0) {
-                rc = -1;
-                break;
-            }
-            responses += recs[n].n_responses;
-            n++;
-        }
+        size_t n = 0;
+        rc = read_batch(f, i, total, batch_responses, recs, &n, err);
         if (rc == 0) rc = score_batch(s, recs, n, i, fn, ctx, err);
         for (size_t r = 0; r < n; r++) record_free(&recs[r]);
         i += n;

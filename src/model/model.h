@@ -95,6 +95,8 @@ int model_save_adapter(const Model *m, const char *dir, OprmError *err);
 int model_load_adapter(Model *m, const char *dir, OprmError *err);
 /* The directory model_load read (NULL for random models). */
 const char *model_base_path(const Model *m);
+/* lora_alpha of a LoRA model (the adapters' scale is alpha / rank), 0 without LoRA. */
+double model_lora_alpha(const Model *m);
 
 /* nseq sequences packed back to back: sequence s is ids[off_s .. off_s+lens[s]).
  *

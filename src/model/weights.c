@@ -26,6 +26,7 @@ void model_set_threads(int n) {
 
 const ModelConfig *model_config(const Model *m) { return &m->cfg; }
 const char *model_base_path(const Model *m) { return m->base_dir; }
+double model_lora_alpha(const Model *m) { return m->lora_rank > 0 ? m->lora_alpha : 0.0; }
 
 static const char *const slot_module[N_SLOTS] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
                                                   "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",

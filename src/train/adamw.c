@@ -166,6 +166,10 @@ static double chunk_sum_squares(const float *g, size_t lo, size_t hi) {
  * partial sums are added afterwards per tensor in chunk order, then over
  * tensors in order: the same value for any thread count. */
 double grad_global_norm(const ModelParam *params, int nparams) {
+    return sqrt(grad_sum_squares(params, nparams));
+}
+
+double grad_sum_squares(const ModelParam *params, int nparams) {
     size_t nchunks = 0;
     for (int i = 0; i < nparams; i++)
         if (params[i].grad) nchunks += (params[i].numel + NORM_CHUNK - 1) / NORM_CHUNK;
@@ -198,7 +202,7 @@ double grad_global_norm(const ModelParam *params, int nparams) {
     free(clo);
     free(chi);
     free(part);
-    return sqrt(total);
+    return total;
 }
 
 /* Elementwise, so (like the AdamW update) one region over the concatenation. */

@@ -57,6 +57,9 @@ int adamw_step_zero_grad(AdamW *opt, ModelParam *params, int nparams, double lr,
 /* sqrt(sum of squared gradient elements) over trainable tensors, summed in
  * double in a fixed order (the result does not depend on the thread count). */
 double grad_global_norm(const ModelParam *params, int nparams);
+/* The sum under that root, the same double: the tensors' sums added in order,
+ * so a list split in two (engine tensors, then the BT head) adds up to it. */
+double grad_sum_squares(const ModelParam *params, int nparams);
 
 /* torch.nn.utils.clip_grad_norm_: scales every gradient by
  * min(1, max_norm / (norm + 1e-6)) and returns the norm before clipping.

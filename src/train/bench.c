@@ -45,6 +45,10 @@ typedef struct {
     int32_t rows[OPRM_LEVELS];
     float *h_last, *dh_last;
     float *logits, dlogits[2 * OPRM_LEVELS];
+    Engine *train_engine; /* --device cuda --mode train: the device-parameter engine */
+    float *dlogits_all;   /* [nseq * 9]: one pair loss per (chosen, rejected) couple */
+    int *decay;           /* per trainable tensor (adamw_param_decays) */
+    int64_t opt_steps;
 } BenchState;
 
 typedef struct {
@@ -81,6 +85,44 @@ static int train_step(BenchState *s, TrainPhases *ph, double *loss, OprmError *e
     return 0;
 }
 
+/* The train step on a device-parameter engine (CUDA): nseq/2 pairs packed in
+ * one batch (sequence 2p chosen, 2p + 1 rejected), the mean pair loss, the
+ * head backward, AdamW on the device. The logits come back to the host, so
+ * the step's time includes the device's work. */
+static int engine_train_step(BenchState *s, TrainPhases *ph, double *loss, OprmError *err) {
+    double t0 = now_ms();
+    if (engine_forward(s->train_engine, &s->batch, NULL, err) ||
+        engine_head_rows(s->train_engine, s->rows, OPRM_LEVELS, s->logits, err))
+        return -1;
+    double t1 = now_ms(), sum = 0;
+    int pairs = s->nseq / 2;
+    for (int p = 0; p < pairs; p++) {
+        double zc[OPRM_LEVELS], zr[OPRM_LEVELS], gc[OPRM_LEVELS], gr[OPRM_LEVELS], l;
+        for (int k = 0; k < OPRM_LEVELS; k++) {
+            zc[k] = s->logits[(2 * p) * OPRM_LEVELS + k];
+            zr[k] = s->logits[(2 * p + 1) * OPRM_LEVELS + k];
+        }
+        if (ordinal_pair_loss(zc, zr, &l, gc, gr, err)) return -1;
+        sum += l;
+        for (int k = 0; k < OPRM_LEVELS; k++) {
+            s->dlogits_all[(2 * p) * OPRM_LEVELS + k] = (float)(gc[k] / pairs);
+            s->dlogits_all[(2 * p + 1) * OPRM_LEVELS + k] = (float)(gr[k] / pairs);
+        }
+    }
+    *loss = sum / pairs;
+    double t2 = now_ms();
+    if (engine_head_backward(s->train_engine, s->rows, OPRM_LEVELS, s->dlogits_all, err)) return -1;
+    double t3 = now_ms();
+    EngineAdamWStep st = {1e-5, 0.9, 0.999, 1e-8, 0.01, ++s->opt_steps, 1.0, s->decay};
+    if (engine_adamw_step(s->train_engine, &st, err)) return -1;
+    double t4 = now_ms();
+    ph->fwd += t1 - t0;
+    ph->head += t2 - t1;
+    ph->bwd += t3 - t2;
+    ph->opt += t4 - t3;
+    return 0;
+}
+
 /* The logits come back to the host, so the step's time includes the device's work. */
 static int score_step(BenchState *s, OprmError *err) {
     if (engine_forward(s->engine, &s->batch, NULL, err)) return -1;
@@ -95,11 +137,15 @@ static int check_options(const BenchOptions *o, const ModelConfig *c, OprmError 
     if (o->weights == WEIGHTS_BF16 && o->lora_rank == 0 && (o->mode & BENCH_TRAIN))
         return oprm_fail(err, "--weights bf16 stores frozen weights: it needs --lora-rank R for training, "
                               "or --mode score (full fine-tuning keeps fp32 master weights)");
-    if (o->device.kind == DEVICE_CUDA && (o->mode & BENCH_TRAIN))
-        return oprm_fail(err, "--device cuda benchmarks scoring only (CUDA training is not yet available): "
-                              "add --mode score");
-    if (o->nseq < 0 || (o->nseq && o->nseq != 2 && (o->mode & BENCH_TRAIN)))
-        return oprm_fail(err, "--nseq other than 2 is for --mode score (the train step scores one pair)");
+    int cuda_train = o->device.kind == DEVICE_CUDA && (o->mode & BENCH_TRAIN);
+    if (cuda_train && o->mode != BENCH_TRAIN)
+        return oprm_fail(err, "--device cuda: pick --mode train or --mode score (the two build different engines)");
+    if (cuda_train && o->weights == WEIGHTS_BF16 && o->lora_rank == 0)
+        return oprm_fail(err, "--weights bf16 with --device cuda --mode train needs --lora-rank R");
+    if (cuda_train && (o->nseq < 0 || o->nseq % 2))
+        return oprm_fail(err, "--nseq must be even for --device cuda --mode train (chosen, rejected pairs)");
+    if (!cuda_train && (o->nseq < 0 || (o->nseq && o->nseq != 2 && (o->mode & BENCH_TRAIN))))
+        return oprm_fail(err, "--nseq other than 2 is for --mode score (the CPU train step scores one pair)");
     if (c->vocab < DIGIT_FIRST + OPRM_LEVELS)
         return oprm_fail(err, "%s: vocab_size %d is smaller than the digit rows %d..%d the benchmark reads",
                          o->config_path, c->vocab, DIGIT_FIRST, DIGIT_FIRST + OPRM_LEVELS - 1);
@@ -116,10 +162,12 @@ int bench_run(const BenchOptions *o, BenchResult *res, OprmError *err) {
     res->threads = omp_get_max_threads();
     ModelOptions mo = {0};
     mo.frozen_storage = o->weights;
-    if (o->device.kind == DEVICE_CUDA) { /* the GPU holds BF16 weights: build them so once on the host */
+    if (o->device.kind == DEVICE_CUDA && !(o->mode & BENCH_TRAIN)) { /* the GPU holds BF16 weights: build them so once */
         mo.frozen_storage = WEIGHTS_BF16;
         mo.inference_only = 1;
     }
+    if (o->device.kind == DEVICE_CUDA && (o->mode & BENCH_TRAIN) && o->lora_rank > 0)
+        mo.frozen_storage = WEIGHTS_BF16; /* the frozen base: BF16 on the GPU anyway */
     mo.lora_rank = o->lora_rank;
     mo.bf16_compute = o->bf16_compute;
     mo.lora_alpha = 2.0 * o->lora_rank;
@@ -154,7 +202,40 @@ int bench_run(const BenchOptions *o, BenchResult *res, OprmError *err) {
     res->score_flops_per_step = 2.0 * res->params_non_embedding * N + attn;
 
     int rc = -1;
-    if (o->mode & BENCH_TRAIN) {
+    if ((o->mode & BENCH_TRAIN) && o->device.kind == DEVICE_CUDA) {
+        EngineOptions eo = {.device = o->device, .max_tokens_per_batch = N, .train = 1, .recompute = o->recompute};
+        s.train_engine = engine_from_model(s.m, &eo, err);
+        if (!s.train_engine) goto done;
+        snprintf(res->device, sizeof res->device, "%s", engine_describe(s.train_engine));
+        s.dlogits_all = xcalloc((size_t)nseq * OPRM_LEVELS, sizeof(float));
+        s.decay = xcalloc((size_t)(s.nparams ? s.nparams : 1), sizeof(int));
+        for (int i = 0, k = 0; i < s.nparams; i++)
+            if (s.params[i].grad) s.decay[k++] = adamw_param_decays(s.params[i].name);
+        TrainPhases ph = {0};
+        for (int i = 0; i < o->warmup; i++)
+            if (engine_train_step(&s, &ph, &res->last_loss, err)) goto done;
+        memset(&ph, 0, sizeof ph);
+        double total = 0, best = INFINITY;
+        res->train_window[0] = now_ms() * 1e-3;
+        double cpu0 = cpu_ms();
+        for (int i = 0; i < o->steps; i++) {
+            double t = now_ms();
+            if (engine_train_step(&s, &ph, &res->last_loss, err)) goto done;
+            double dt = now_ms() - t;
+            total += dt;
+            if (dt < best) best = dt;
+        }
+        res->train_window[1] = now_ms() * 1e-3;
+        res->train_cpu_ms = (cpu_ms() - cpu0) / o->steps;
+        res->train_step_ms = total / o->steps;
+        res->train_step_ms_min = best;
+        res->fwd_ms = ph.fwd / o->steps;
+        res->head_ms = ph.head / o->steps;
+        res->bwd_ms = ph.bwd / o->steps;
+        res->opt_ms = ph.opt / o->steps;
+        res->train_tokens_per_s = N / (res->train_step_ms * 1e-3);
+        res->train_gflops = res->train_flops_per_step / (res->train_step_ms * 1e-3) / 1e9;
+    } else if (o->mode & BENCH_TRAIN) {
         AdamWConfig ac = {.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01};
         s.opt = adamw_new(s.params, s.nparams, &ac);
         TrainPhases ph = {0};
@@ -209,6 +290,9 @@ int bench_run(const BenchOptions *o, BenchResult *res, OprmError *err) {
     }
     rc = 0;
 done:
+    engine_free(s.train_engine);
+    free(s.dlogits_all);
+    free(s.decay);
     engine_free(s.engine);
     adamw_free(s.opt);
     free(lens);

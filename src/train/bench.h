@@ -35,7 +35,8 @@ typedef struct {
     int bf16_compute;          /* BF16 GEMMs (ModelOptions.bf16_compute) */
     uint64_t seed;
     Device device;             /* scoring device (zero = cpu here: a benchmark never picks silently) */
-    int nseq;                  /* sequences per batch (0 = 2: one pair) */
+    int nseq;                  /* sequences per batch (0 = 2: one pair; --device cuda --mode train: any even count) */
+    int recompute;             /* --device cuda --mode train: recompute activations in backward */
 } BenchOptions;
 
 typedef struct {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/flags.h"
 #include "dist/dist.h"
 #include "model/model.h"
 #include "tok/chat.h"
@@ -110,6 +111,16 @@ json_t *train_args_json(const TrainConfig *c) {
     json_object_set_new(a, "lr_scheduler_type", json_string(schedule_kind_name(c->scheduler)));
     json_object_set_new(a, "loss", json_string(c->loss == TRAIN_LOSS_BT ? "bt" : "oprm"));
     json_object_set_new(a, "rgft_mode", json_string(rgft_mode_name(c)));
+    /* transformers' name; where the run trained (a resume may use another device). */
+    json_object_set_new(a, "gradient_checkpointing", json_boolean(c->gradient_checkpointing));
+    char dev[32];
+    json_object_set_new(a, "device", json_string(device_str(c->device, dev, sizeof dev)));
+    /* How the data readers read the files (field names, kind, skipping): a
+     * resumed run must read them the same way. */
+    for (int k = 0; k < DATA_N_FIELD_FLAGS; k++)
+        json_object_set_new(a, DATA_FIELD_FLAGS[k].key, json_string(data_field_get(&c->data_opt, k)));
+    json_object_set_new(a, "data_kind", json_string(data_kind_flag_name(c->data_opt.kind)));
+    json_object_set_new(a, "skip_invalid", json_boolean(c->data_opt.skip_invalid));
     if (c->lora_rank > 0) {
         unsigned mask = LORA_ALL;
         OprmError ignored;
@@ -218,6 +229,38 @@ static int resume_string(const json_t *args, const char *key, const char *flag, 
     return strcmp(given, json_string_value(sv)) ? refuse(err, dir, flag, given, json_string_value(sv)) : 0;
 }
 
+/* The data readers' flags: the command line sets them in data_opt.given
+ * (c->unset == 0 counts every setting as set, as elsewhere). */
+static int resume_data_flags(TrainConfig *c, const json_t *args, const char *dir, OprmError *err) {
+    DataOptions *o = &c->data_opt;
+    int all_set = c->unset == 0;
+    for (int k = 0; k < DATA_N_FIELD_FLAGS; k++) {
+        const char *v = NULL;
+        if (resume_string(args, DATA_FIELD_FLAGS[k].key, DATA_FIELD_FLAGS[k].flag,
+                          all_set || (o->given & DATA_GIVEN_FIELD(k)), data_field_get(o, k), &v, dir, err))
+            return -1;
+        if (v) data_field_set(o, k, v);
+    }
+    const char *v = NULL;
+    if (resume_string(args, "data_kind", "--data-kind", all_set || (o->given & DATA_GIVEN_KIND),
+                      data_kind_flag_name(o->kind), &v, dir, err))
+        return -1;
+    if (v && data_kind_flag_parse(v, &o->kind, err)) return oprm_prefix(err, "%s/oprm.json: ", dir);
+    json_t *skip = json_object_get(args, "skip_invalid");
+    if (!skip) return 0;
+    if (!json_is_boolean(skip))
+        return oprm_fail(err, "%s/oprm.json: training_args.skip_invalid is not true or false", dir);
+    int saved = json_is_true(skip);
+    if (!all_set && !(o->given & DATA_GIVEN_SKIP_INVALID)) o->skip_invalid = saved;
+    else if (o->skip_invalid != saved)
+        return oprm_fail(err, "%s contradicts the run being resumed: %s was trained %s --skip-invalid. Leave "
+                         "--skip-invalid out when resuming (a resumed run takes every setting from the run itself), "
+                         "or start a new run in another --output_dir",
+                         o->skip_invalid ? "--skip-invalid" : "leaving out --skip-invalid", dir,
+                         saved ? "with" : "without");
+    return 0;
+}
+
 int train_args_resume(TrainConfig *c, const OprmMeta *meta, const char *dir, OprmError *err) {
     const json_t *args = meta->training_args;
     if (args && !json_is_object(args)) return oprm_fail(err, "%s/oprm.json: training_args is not an object", dir);
@@ -267,6 +310,7 @@ int train_args_resume(TrainConfig *c, const OprmMeta *meta, const char *dir, Opr
         }
     }
     if (resume_numeric(c, args, dir, err)) return -1;
+    if (resume_data_flags(c, args, dir, err)) return -1;
     const char *v = NULL;
     if (resume_string(args, "lr_scheduler_type", "--lr_scheduler_type", is_set(c, TRAIN_SET_SCHEDULER),
                       schedule_kind_name(c->scheduler), &v, dir, err))
@@ -280,6 +324,10 @@ int train_args_resume(TrainConfig *c, const OprmMeta *meta, const char *dir, Opr
         c->rgft_enabled = strcmp(v, "none") != 0;
         if (c->rgft_enabled && rgft_parse_mode(v, &c->rgft.mode, err)) return oprm_prefix(err, "%s/oprm.json: ", dir);
     }
+    /* Recomputation changes memory, not results: taken from the run when not
+     * given (the run may need it to fit), never a contradiction. */
+    json_t *gc = json_object_get(args, "gradient_checkpointing");
+    if (json_is_boolean(gc) && !is_set(c, TRAIN_SET_GRADIENT_CHECKPOINTING)) c->gradient_checkpointing = json_is_true(gc);
     if (c->lora_rank > 0) {
         json_t *alpha = json_object_get(args, "lora_alpha");
         if (json_is_number(alpha)) {

@@ -3,6 +3,7 @@
 #include <dirent.h>
 
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -27,6 +28,7 @@
 #include "train/oprm_meta.h"
 #include "train/rng.h"
 #include "train/train_batch.h"
+#include "train/train_device.h"
 #include "train/train_dist.h"
 #include "train/train_log.h"
 #include "util/progress.h"
@@ -56,6 +58,7 @@ void train_config_default(TrainConfig *c) {
     c->label_fraction = 1.0;
     c->progress = -1;
     c->dataloader_num_workers = 1;
+    c->device = (Device){DEVICE_CPU, 0};
 }
 
 int train_config_check(const TrainConfig *c, OprmError *err) {
@@ -107,7 +110,11 @@ typedef struct {
     ScoringTemplate tpl;
     int32_t digits[9];
     BatchSetup setup;
-    Model *model;
+    Model *model;       /* the host model: the CPU engine trains it; a device engine's checkpoint image */
+    Engine *engine;     /* every forward and backward goes through it */
+    int on_host;        /* engine_params_on_host: the trainer clips and steps the host tensors itself */
+    TrainDevice dev;    /* !on_host: the step split between the engine and the host (train_device.h) */
+    int np_model;       /* params[0, np_model) are the model's, the BT head after them */
     int hidden;
     ModelParam *params; /* the engine's parameters, plus the BT head last when --loss bt */
     int nparams;
@@ -124,6 +131,7 @@ typedef struct {
     int64_t truncated, contradictions, tokens_total;
     /* pairs the reader left out (spec §3): of --data by reason, of --eval-data in all */
     int64_t load_contradicting, load_identical, eval_load_skipped;
+    int64_t best_of_n; /* best-of-N sets in --data and --eval-data */
     char *last_checkpoint;
     json_t *args;
     int progress;
@@ -237,6 +245,9 @@ static int save_checkpoint_rank0(Trainer *t, int final, AdamW *opt, OprmError *e
 /* Rank 0 alone writes (with the optimizer state gathered from every ZeRO
  * shard first); every rank learns whether the save worked. */
 static int save_checkpoint(Trainer *t, int final, OprmError *err) {
+    /* A device engine's weights (and, for a checkpoint, moments) into the
+     * host image first: the files are those of the host path. */
+    if (!t->on_host && dist_agree(train_device_download(&t->dev, !final, err), err)) return -1;
     AdamW *full = final ? NULL : train_dist_full_opt(&t->dist, t->opt, t->params, t->nparams);
     int rc = dist_rank() == 0 ? save_checkpoint_rank0(t, final, full, err) : 0;
     if (full && full != t->opt) adamw_free(full);
@@ -296,22 +307,21 @@ static int run_micro_batch(Trainer *t, MicroBatch *b, int train, double scale, S
                    .group = t->cfg->no_prefix_sharing ? NULL : b->group}; /* exact either way */
     size_t hn = (size_t)b->nseq * (size_t)t->hidden;
     float *h = xmalloc(hn * sizeof *h);
-    float *dh = train ? xcalloc(hn, sizeof *dh) : NULL;
-    int rc = model_forward(t->model, &sb, train, h, err);
+    float *dh = train && t->cfg->loss == TRAIN_LOSS_BT ? xcalloc(hn, sizeof *dh) : NULL;
+    /* Evaluation keeps nothing for backward (the scoring forward). */
+    int rc = train ? engine_forward(t->engine, &sb, h, err) : engine_forward_eval(t->engine, &sb, h, err);
     BatchLoss bl;
     if (rc == 0) {
         if (t->cfg->loss == TRAIN_LOSS_BT) {
+            /* The BT head is a host vector: dL/dh_last is made here from h_last. */
             rc = batch_bt_loss(b, h, t->bt_w, t->hidden, scale, dh, train ? t->bt_g : NULL, &bl, err);
-            if (rc == 0 && bl.bad_item < 0 && train) rc = model_backward(t->model, dh, err);
+            if (rc == 0 && bl.bad_item < 0 && train) rc = engine_backward(t->engine, dh, err);
         } else {
             float *logits = xmalloc((size_t)b->nseq * 9 * sizeof *logits);
             float *dlogits = train ? xmalloc((size_t)b->nseq * 9 * sizeof *dlogits) : NULL;
-            model_head_rows_forward(t->model, h, b->nseq, t->digits, 9, logits);
-            rc = batch_oprm_loss(b, logits, scale, dlogits, &bl, err);
-            if (rc == 0 && bl.bad_item < 0 && train) {
-                model_head_rows_backward(t->model, h, b->nseq, t->digits, 9, dlogits, dh);
-                rc = model_backward(t->model, dh, err);
-            }
+            rc = engine_head_rows(t->engine, t->digits, 9, logits, err);
+            if (rc == 0) rc = batch_oprm_loss(b, logits, scale, dlogits, &bl, err);
+            if (rc == 0 && bl.bad_item < 0 && train) rc = engine_head_backward(t->engine, t->digits, 9, dlogits, err);
             free(logits);
             free(dlogits);
         }
@@ -437,6 +447,7 @@ static int open_data(Trainer *t, OprmError *err) {
         t->file_start[i] = t->total;
         t->total += data_count(t->files[i]);
         points += rep.by_kind[REC_POINT];
+        t->best_of_n += (int64_t)rep.by_kind[REC_BEST_OF_N];
     }
     t->file_start[c->n_data] = t->total;
     if (points && (c->loss == TRAIN_LOSS_BT || !c->rgft_enabled))
@@ -448,6 +459,7 @@ static int open_data(Trainer *t, OprmError *err) {
         t->eval = data_open(c->eval_data, &eo, &rep, err);
         if (!t->eval) return oprm_prefix(err, "--eval-data: ");
         t->eval_load_skipped = (int64_t)(rep.by_reason[DATA_CONTRADICTION] + rep.by_reason[DATA_IDENTICAL]);
+        t->best_of_n += (int64_t)rep.by_kind[REC_BEST_OF_N];
         /* Its own report: records skipped with --skip-invalid there are not silent either. */
         if (!c->quiet) {
             char label[1100];
@@ -533,6 +545,60 @@ static int resume_template(Trainer *t, OprmError *err) {
     return 0;
 }
 
+/* The most responses of one record: 2 (a pair), or the largest best-of-N set,
+ * which only data holding such sets reads through for. */
+static int64_t most_responses(Trainer *t) {
+    int64_t most = 2;
+    DataFile *files[TRAIN_MAX_DATA_FILES + 1];
+    int n = 0;
+    for (int i = 0; i < t->cfg->n_data; i++) files[n++] = t->files[i];
+    if (t->eval) files[n++] = t->eval;
+    for (int f = 0; f < n && t->best_of_n > 0; f++)
+        for (size_t i = 0; i < data_count(files[f]); i++) {
+            DataRecord rec;
+            OprmError ignored;
+            if (data_read(files[f], i, &rec, &ignored)) continue; /* reported when the loop reads it */
+            if ((int64_t)rec.n_responses > most) most = (int64_t)rec.n_responses;
+            record_free(&rec);
+        }
+    return most;
+}
+
+/* The training engine on the host model, once a resume has loaded the model
+ * and the optimizer state: a device engine copies the weights when it is
+ * built and receives the moments from the upload. */
+static int create_engine(Trainer *t, OprmError *err) {
+    TrainConfig *c = t->cfg;
+    /* The most tokens of a micro-batch (or an eval batch): records x
+     * responses x max_length; a device engine sizes its buffers by it. */
+    int sized = c->device.kind != DEVICE_CPU || c->make_engine; /* the CPU engine grows to any batch */
+    int64_t most = (int64_t)c->batch_size * (sized ? most_responses(t) : 2) * c->max_length;
+    EngineOptions eo = {.device = c->device,
+                        .threads = c->threads,
+                        .max_tokens_per_batch = most > INT_MAX ? INT_MAX : (int)most,
+                        .train = 1,
+                        .recompute = c->gradient_checkpointing};
+    t->engine = c->make_engine ? c->make_engine(c->engine_ctx, t->model, &eo, err)
+                               : engine_from_model(t->model, &eo, err);
+    if (!t->engine) return -1;
+    t->on_host = engine_params_on_host(t->engine);
+    if (!c->quiet) {
+        fprintf(stderr, "oprm train: device %s\n", engine_describe(t->engine));
+        if (c->gradient_checkpointing && engine_device(t->engine).kind == DEVICE_CPU)
+            fprintf(stderr, "note: --gradient_checkpointing has no effect on the CPU (its engine keeps every "
+                            "layer's activations for backward)\n");
+    }
+    if (t->on_host) return 0;
+    char dev[32];
+    device_str(engine_device(t->engine), dev, sizeof dev);
+    if (train_device_check_ranks(dist_size(), dev, err) ||
+        train_device_init(&t->dev, t->engine, t->params, t->np_model, t->opt, err))
+        return -1;
+    /* A resume loaded the checkpoint into the host image: onto the device. */
+    if (t->resume_dir && train_device_upload(&t->dev, err)) return oprm_prefix(err, "--resume %s: ", t->resume_dir);
+    return 0;
+}
+
 static int setup(Trainer *t, OprmError *err) {
     TrainConfig *c = t->cfg;
     ModelOptions mo = {0};
@@ -590,6 +656,7 @@ static int setup(Trainer *t, OprmError *err) {
         }
     int np;
     ModelParam *mp = model_params(t->model, &np);
+    t->np_model = np;
     t->nparams = np + (c->loss == TRAIN_LOSS_BT);
     t->params = xcalloc((size_t)t->nparams, sizeof *t->params);
     memcpy(t->params, mp, (size_t)np * sizeof *mp);
@@ -649,6 +716,7 @@ static int setup(Trainer *t, OprmError *err) {
         t->st.data_count = t->total;
         rng_permutation(&t->st.rng, t->st.data_order, t->total);
     }
+    if (create_engine(t, err)) return -1;
     t->st.max_steps = total;
     if (dist_rank() != 0) { /* rank 0 alone writes the output directory */
         t->args = train_args_json(c);
@@ -672,6 +740,8 @@ static void teardown(Trainer *t) {
     free(t->params);
     free(t->bt_w);
     free(t->bt_g);
+    train_device_free(&t->dev);
+    engine_free(t->engine); /* before the model a CPU engine borrows */
     model_free(t->model);
     tok_free(t->tok);
     scoring_template_free(&t->tpl);
@@ -684,7 +754,7 @@ static void teardown(Trainer *t) {
 /* ---- the loop ---- */
 
 static void zero_grads(Trainer *t) {
-    model_zero_grad(t->model);
+    engine_zero_grad(t->engine);
     if (t->bt_g) memset(t->bt_g, 0, (size_t)t->hidden * sizeof *t->bt_g);
 }
 
@@ -969,8 +1039,18 @@ int train_run(const TrainConfig *cfg_in, TrainResult *result, OprmError *err) {
             step_contra = (int64_t)sums[6];
         }
         double loss = ss.loss_sum / ss.items;
-        if (cfg->grad_hook) cfg->grad_hook(cfg->hook_ctx, t.st.global_step + 1, t.params, t.nparams);
-        double grad_norm = train_dist_grads(&t.dist, t.params, t.nparams, cfg->max_grad_norm);
+        /* Host parameters: the gradients summed over ranks and clipped in
+         * place. A device engine: the norm from it, the clip factor given to
+         * its AdamW step (the BT head, on the host, is clipped here). */
+        double grad_norm, clip = 1.0;
+        ModelParam *host = t.params + t.np_model; /* the BT head, if any */
+        int nhost = t.nparams - t.np_model;
+        if (t.on_host) {
+            if (cfg->grad_hook) cfg->grad_hook(cfg->hook_ctx, t.st.global_step + 1, t.params, t.nparams);
+            grad_norm = train_dist_grads(&t.dist, t.params, t.nparams, cfg->max_grad_norm);
+        } else if (train_device_grads(&t.dev, host, nhost, cfg->max_grad_norm, &grad_norm, &clip, err)) {
+            goto done;
+        }
         if (!isfinite(loss) || !isfinite(grad_norm)) {
             stop_on_bad_loss(&t, mbs, cfg->grad_accum - 1, -1,
                              isfinite(loss) ? "the gradient norm is NaN or infinite" : "the loss is NaN or infinite",
@@ -978,7 +1058,9 @@ int train_run(const TrainConfig *cfg_in, TrainResult *result, OprmError *err) {
             goto done;
         }
         double lr = schedule_lr(&t.sched, cfg->learning_rate, t.st.global_step);
-        if (train_dist_step(&t.dist, t.opt, t.params, t.nparams, lr, err)) goto done;
+        if (t.on_host ? train_dist_step(&t.dist, t.opt, t.params, t.nparams, lr, err)
+                      : train_device_step(&t.dev, t.opt, host, nhost, lr, clip, err))
+            goto done;
         t.st.global_step++;
         trainer_state_push_loss(&t.st, loss);
         t.truncated += step_trunc;

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "data/record.h"
+#include "engine/engine.h"
 #include "model/model.h"
 #include "ordinal/rgft.h"
 #include "train/schedule.h"
@@ -34,14 +35,16 @@ typedef enum {
     TRAIN_SET_SCHEDULER, TRAIN_SET_WEIGHT_DECAY, TRAIN_SET_MAX_GRAD_NORM, TRAIN_SET_SEED, TRAIN_SET_ADAM_BETA1,
     TRAIN_SET_ADAM_BETA2, TRAIN_SET_ADAM_EPSILON, TRAIN_SET_LOSS, TRAIN_SET_RGFT_MODE, TRAIN_SET_RGFT_HALFWIDTH,
     TRAIN_SET_RGFT_FLOOR, TRAIN_SET_LABEL_FRACTION, TRAIN_SET_LORA_RANK, TRAIN_SET_LORA_ALPHA, TRAIN_SET_LORA_TARGETS,
-    TRAIN_SET_CHAT_FORMAT, TRAIN_SET_TEMPLATE, TRAIN_SET_COUNT
+    TRAIN_SET_CHAT_FORMAT, TRAIN_SET_TEMPLATE, TRAIN_SET_GRADIENT_CHECKPOINTING, TRAIN_SET_COUNT
 } TrainSetting;
 #define TRAIN_SET_BIT(s) (UINT64_C(1) << (s))
 #define TRAIN_SET_ALL (TRAIN_SET_BIT(TRAIN_SET_COUNT) - 1)
 
 /* Called after every completed optimizer step (after its log line and any
  * checkpoint of that step). Tests use it to raise SIGINT, poison weights or
- * limit file sizes. Returning non-zero stops the run like Ctrl-C. */
+ * limit file sizes. Returning non-zero stops the run like Ctrl-C. model is
+ * the host Model; with a device-parameter engine (CUDA) its weights are only
+ * the image of the last checkpoint, and changing them changes nothing. */
 typedef int (*TrainStepHook)(void *ctx, int64_t step, void *model);
 
 struct TrainConfig {
@@ -65,6 +68,9 @@ struct TrainConfig {
     double max_grad_norm;     /* 1.0 (<= 0: no clipping) */
     uint64_t seed;            /* 42 */
     int threads;              /* 0 = all cores */
+    Device device;            /* where the engine trains: cpu (the default) or cuda:N (--device) */
+    int gradient_checkpointing; /* recompute each layer's activations in backward (EngineOptions.recompute;
+                                   the CPU engine keeps them all and ignores it) */
     int no_prefix_sharing;    /* 1: compute each sequence's prompt again (--no-prefix-sharing) */
     double adam_beta1, adam_beta2, adam_epsilon; /* 0.9, 0.999, 1e-8 */
     int64_t logging_steps;    /* 1 */
@@ -100,8 +106,15 @@ struct TrainConfig {
     void *hook_ctx;
     /* Tests: called once per optimizer step with the accumulated gradients
      * (every micro-batch of the step, before clipping); params are the
-     * trainable tensors (the BT head last with --loss bt). */
+     * trainable tensors (the BT head last with --loss bt). Only with an
+     * engine that keeps its parameters on the host (the CPU engine): a
+     * device's gradients never come to the host. */
     void (*grad_hook)(void *ctx, int64_t step, const ModelParam *params, int n);
+    /* Tests: builds the training engine on the host model in place of
+     * engine_from_model (tests/engine_sim.h: a device-parameter engine
+     * simulated on the CPU). ctx = engine_ctx. */
+    Engine *(*make_engine)(void *ctx, Model *m, const EngineOptions *opt, OprmError *err);
+    void *engine_ctx;
 };
 
 void train_config_default(TrainConfig *c);
