@@ -73,6 +73,10 @@ echo "# end $(date -u +%FT%TZ) load: $(cut -d' ' -f1-3 /proc/loadavg)"
 "$py" - "$out" "$cfg" "$seq" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
+ceil = {}
+for r in rows:  # each round starts with its sgemm_peak runs: remember them for the runs that follow
+    if r["run"].startswith("sgemm_peak_"): ceil[r["run"][-2:]] = r["result"]["sgemm_gflops"]
+    else: r["ceiling"] = ceil.get(r["run"][-2:], float("nan"))
 def best(prefix, key):
     c = [(r["result"][key], r["run"]) for r in rows if r["run"].startswith(prefix) and key in r["result"]]
     return max(c) if c else (float("nan"), "-")
@@ -81,15 +85,20 @@ loads = [float(r["load"]) for r in rows]
 name = sys.argv[2].split("/")[-1].replace(".json", "")
 print(f"\n{name}, 2 x {sys.argv[3]} tokens; load average during the runs {min(loads):.1f}..{max(loads):.1f}; "
       f"sgemm ceiling {peak:.1f} GFLOP/s ({prun})")
-print("\n| tokens/s (wall, best thread count) | oprm fp32 | oprm bf16 | torch fp32 | torch bf16 | oprm fp32 / torch fp32 | oprm best / torch best | oprm bf16 / oprm fp32 | oprm fp32 GFLOP/s (% of sgemm ceiling) |")
+print("\n| tokens/s (wall, best thread count) | oprm fp32 | oprm bf16 | torch fp32 | torch bf16 | oprm fp32 / torch fp32 | oprm best / torch best | oprm bf16 / oprm fp32 | oprm fp32 GFLOP/s (% of the sgemm ceiling of its round and thread count) |")
 print("|---|---|---|---|---|---|---|---|---|")
 for k in ("train", "score"):
     key = k + "_tokens_per_s"
     of, ofr = best("oprm_f32", key); ob, obr = best("oprm_bf16", key)
     tf, tfr = best("torch_f32", key); tb, tbr = best("torch_bf16", key)
-    g, _ = best("oprm_f32", k + "_gflops")
+    # against the ceiling measured in the same round with the same thread count
+    g, grun, gpk = max(((r["result"][k + "_gflops"], r["run"], r["ceiling"]) for r in rows
+                        if r["run"].startswith("oprm_f32") and k + "_gflops" in r["result"]), default=(float("nan"), "-", float("nan")))
     print(f"| {k} | {of:.0f} ({ofr[-2:]}) | {ob:.0f} ({obr[-2:]}) | {tf:.0f} ({tfr[-2:]}) | {tb:.0f} ({tbr[-2:]}) "
-          f"| **{of/tf:.2f}x** | **{max(of, ob)/max(tf, tb):.2f}x** | {ob/of:.2f}x | {g:.1f} ({g/peak:.0%}) |")
+          f"| **{of/tf:.2f}x** | **{max(of, ob)/max(tf, tb):.2f}x** | {ob/of:.2f}x | {g:.1f} ({g/gpk:.0%} of {gpk:.0f}, {grun[-2:]}) |")
+if not any(r["run"].endswith("_t1") and not r["run"].startswith("sgemm") for r in rows):
+    print("\n(no 1-thread runs in THREADS: no tokens per CPU-second table)")
+    sys.exit(0)
 print("\n| tokens per CPU-second (1 thread) | oprm fp32 | oprm bf16 | torch fp32 | torch bf16 | oprm fp32 / torch fp32 | oprm bf16 / torch bf16 | oprm bf16 / oprm fp32 |")
 print("|---|---|---|---|---|---|---|---|")
 for k in ("train", "score"):

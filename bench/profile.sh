@@ -31,10 +31,10 @@ for line in sys.stdin:
     if m: rows.append((float(m.group(1)), m.group(2), m.group(4)))
 def category(dso, sym):
     if "openblas" in dso: return "GEMM (OpenBLAS kernels + packing)"
-    if re.search(r"bf16_kernel|gemm_oprm|pack_(kcontig|rcontig|scalar|block)", sym):
+    if re.search(r"bf16_kernel|gemm_oprm|gemm_multi|pack_(kcontig|rcontig|scalar|block|a_block|b_panel|rows_f32)|bf16_pack", sym):
         return "GEMM (oprm BF16 kernel + packing)"
     if "gomp" in dso: return "OpenMP runtime (barriers, spinning, fork/join)"
-    if re.search(r"attention|block_probs|expf|exp@|__exp", sym): return "attention (incl. softmax expf)"
+    if re.search(r"attention|block_probs|expf|exp@|__exp|__ieee754_log", sym): return "attention (incl. softmax expf)"
     if re.search(r"rmsnorm|rope|swiglu|linear_(forward|backward)|model_(forward|backward)|head_rows", sym):
         return "norms, rope, SwiGLU, bias, embedding (elementwise)"
     if re.search(r"update_tensor|adamw|grad_|sqrt", sym): return "optimizer (AdamW update)"

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "model/bf16_gemm.h"
+#include "model/layers.h"
 #include "model/model.h"
 #include "model/model_internal.h"
 #include "test.h"
@@ -80,6 +81,63 @@ static void test_kernel(void) {
                        (int)(s % 3 == 1), seed++);
 }
 
+/* BF16 attention (scoring) against the fp32 kernel on the same units: plain
+ * sequences crossing the 64-row query blocks, a shared prefix read by two
+ * continuations, and one query per sequence (the last layer). hd 40 leaves a
+ * partial 32-column panel; q, k, v uniform in +-1.5. Bounds: bf16 rounding of
+ * q and k moves a score by ~|q||k| 2^-9 / sqrt(hd), p and v add 2^-9 each, so
+ * outputs (|v| <= 1.5) stay within 2e-2 and lse within 2e-2 of fp32. */
+static void check_attention_bf16(const AttnUnits *u, int n_rows, int q_rows, int max_len, int H, int KV, int hd,
+                                 unsigned seed, const char *what) {
+    size_t nq = (size_t)q_rows * H * hd, nk = (size_t)n_rows * KV * hd;
+    float *q = malloc(nq * 4), *k = malloc(nk * 4), *v = malloc(nk * 4);
+    float *o32 = calloc(nq, 4), *o16 = calloc(nq, 4), *l32 = calloc((size_t)q_rows * H, 4),
+          *l16 = calloc((size_t)q_rows * H, 4);
+    for (size_t i = 0; i < nq; i++) q[i] = 1.5f * frand(&seed);
+    for (size_t i = 0; i < nk; i++) k[i] = 1.5f * frand(&seed), v[i] = 1.5f * frand(&seed);
+    size_t a = attention_scratch_floats(max_len), b = attention_bf16_scratch_floats(max_len, H / KV, hd);
+    AttnScratch sc = {NULL, a > b ? a : b, 2};
+    sc.buf = malloc(2 * sc.per_thread * sizeof(float));
+    attention_forward_units(o32, l32, &sc, q, k, v, u, H, KV, hd);
+    attention_forward_units_bf16(o16, l16, &sc, q, k, v, u, H, KV, hd);
+    double worst = 0, sum = 0, worst_l = 0;
+    for (size_t i = 0; i < nq; i++) {
+        double e = fabs((double)o16[i] - o32[i]);
+        worst = fmax(worst, e);
+        sum += e;
+    }
+    for (size_t i = 0; i < (size_t)q_rows * H; i++) worst_l = fmax(worst_l, fabs((double)l16[i] - l32[i]));
+    printf("bf16 attention, %s: max |out diff| %.3g (mean %.3g), max |lse diff| %.3g\n", what, worst, sum / nq,
+           worst_l);
+    CHECK(worst <= 2e-2);
+    CHECK(sum / nq <= 3e-3);
+    CHECK(worst > 0); /* the BF16 path ran */
+    CHECK(worst_l <= 2e-2);
+    free(q), free(k), free(v), free(o32), free(o16), free(l32), free(l16), free(sc.buf);
+}
+
+static void test_attention_bf16(void) {
+    bf16_gemm_reprobe();
+    if (bf16_gemm_backend() != BF16_OPRM) {
+        CHECK(bf16_gemm_backend() == BF16_NONE || bf16_gemm_backend() == BF16_OPENBLAS);
+        return;
+    }
+    /* Two sequences, 70 and 130 rows (blocks of 64, 6 and 2 rows). */
+    int32_t off[3] = {0, 70}, len[3] = {70, 130};
+    AttnUnits plain = {.n = 2, .off = off, .len = len};
+    check_attention_bf16(&plain, 200, 200, 130, 4, 2, 40, 3, "two sequences, hd 40");
+    check_attention_bf16(&plain, 200, 200, 130, 6, 1, 64, 4, "two sequences, 6 heads on 1 KV head, hd 64");
+    /* A 20-row prefix (its own unit) read by continuations of 50 and 90 rows. */
+    int32_t poff[3] = {0, 20, 70}, plen[3] = {20, 50, 90}, pre_off[3] = {0, 0, 0}, pre_len[3] = {0, 20, 20};
+    AttnUnits pre = {.n = 3, .off = poff, .len = plen, .pre_off = pre_off, .pre_len = pre_len};
+    check_attention_bf16(&pre, 160, 160, 110, 4, 2, 64, 5, "shared prefix");
+    /* One query per sequence (the last layer): query rows 0..2. */
+    int32_t q_off[3] = {0, 1, 2}, q_len[3] = {1, 1, 1};
+    AttnUnits last = {.n = 3, .off = poff, .len = plen, .pre_off = pre_off, .pre_len = pre_len, .q_off = q_off,
+                      .q_len = q_len};
+    check_attention_bf16(&last, 160, 3, 110, 4, 2, 64, 6, "last rows only");
+}
+
 /* A small Qwen2 (biases) with GQA; weights scaled up so every layer matters. */
 static Model *small_model(int bf16, uint64_t seed) {
     ModelConfig c = {0};
@@ -140,6 +198,71 @@ static void test_forced_off(void) {
     model_free(b);
     unsetenv("OPRM_BF16");
     bf16_gemm_reprobe();
+}
+
+/* Pre-packed BF16 weights (bf16_prepack.c) on an inference-only BF16 model
+ * whose shapes allow it (out multiples of 32): scoring gives the very same
+ * h_last as without pre-packing (OPRM_BF16_PREPACK=0), the matrices are
+ * packed after the forward, and model_params() hands back the stored layout
+ * bit for bit (the next forward packs again, same result). */
+static void test_prepacked_weights(void) {
+    bf16_gemm_reprobe();
+    if (bf16_gemm_backend() != BF16_OPRM) {
+        CHECK(bf16_gemm_backend() == BF16_NONE || bf16_gemm_backend() == BF16_OPENBLAS);
+        return;
+    }
+    ModelConfig c = {0};
+    c.arch = ARCH_QWEN2;
+    strcpy(c.architecture, "Qwen2ForCausalLM");
+    c.hidden = 64, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = 16, c.ffn = 96, c.vocab = 80;
+    c.max_pos = 512, c.rope_theta = 10000, c.rms_eps = 1e-6, c.qkv_bias = 1, c.bos_id = c.eos_id = -1;
+    ModelOptions o = {0};
+    o.bf16_compute = 1, o.frozen_storage = WEIGHTS_BF16, o.inference_only = 1;
+    OprmError err;
+    Model *m = model_new_random(&c, &o, 9, &err);
+    CHECK(m != NULL);
+    if (!m) return;
+    int np;
+    ModelParam *ps = model_params(m, &np);
+    size_t total = 0;
+    for (int i = 0; i < np; i++) total += ps[i].data_bf16 ? ps[i].numel : 0;
+    uint16_t *snap = malloc(total * 2), *p = snap;
+    for (int i = 0; i < np; i++)
+        if (ps[i].data_bf16) memcpy(p, ps[i].data_bf16, ps[i].numel * 2), p += ps[i].numel;
+    int32_t ids[NTOK];
+    for (int i = 0; i < NTOK; i++) ids[i] = (i * 37 + 5) % 80;
+    SeqBatch b = {ids, LENS, 3, NULL};
+    float h0[3 * 64], h1[3 * 64], h2[3 * 64];
+    setenv("OPRM_BF16_PREPACK", "0", 1);
+    CHECK(model_forward(m, &b, 0, h0, &err) == 0);
+    CHECK(m->bf16_packed == 0);
+    unsetenv("OPRM_BF16_PREPACK");
+    CHECK(model_forward(m, &b, 0, h1, &err) == 0);
+    CHECK(m->bf16_packed == 1);
+    CHECK(!memcmp(h0, h1, sizeof h0));
+    ps = model_params(m, &np);
+    CHECK(m->bf16_packed == 0);
+    int same = 1;
+    p = snap;
+    for (int i = 0; i < np; i++)
+        if (ps[i].data_bf16) same &= !memcmp(p, ps[i].data_bf16, ps[i].numel * 2), p += ps[i].numel;
+    CHECK(same);
+    CHECK(model_forward(m, &b, 0, h2, &err) == 0);
+    CHECK(m->bf16_packed == 1 && !memcmp(h0, h2, sizeof h0));
+    /* A BF16 product really ran: fp32 scoring of the same weights differs a little. */
+    double worst = 0;
+    setenv("OPRM_BF16", "0", 1);
+    bf16_gemm_reprobe();
+    Model *f = model_new_random(&c, &(ModelOptions){.frozen_storage = WEIGHTS_BF16, .inference_only = 1}, 9, &err);
+    float hf[3 * 64];
+    CHECK(f && model_forward(f, &b, 0, hf, &err) == 0);
+    for (int i = 0; i < 3 * 64; i++) worst = fmax(worst, fabs((double)hf[i] - h0[i]));
+    CHECK(worst > 0 && worst < 0.1);
+    unsetenv("OPRM_BF16");
+    bf16_gemm_reprobe();
+    model_free(f);
+    model_free(m);
+    free(snap);
 }
 
 static double cosine(const float *x, const float *y, size_t n) {
@@ -249,6 +372,8 @@ static void test_story_llama_scoring(void) {
 
 int main(void) {
     RUN(test_kernel);
+    RUN(test_attention_bf16);
+    RUN(test_prepacked_weights);
     RUN(test_forced_off);
     RUN(test_train_step_grads);
     RUN(test_story_llama_scoring);

@@ -23,6 +23,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "model/bf16_gemm.h"
 #include "model/fastexp.h"
 #include "model/layers.h"
 
@@ -128,6 +129,89 @@ void attention_forward_units(float *out, float *lse, const AttnScratch *scratch,
             size_t r0 = (size_t)(i0 - first);
             block_probs(p, lh + r0 * n_heads, qh + r0 * qs, kp, kh, P, qs, ks, hd, i0, i1, n_heads, scale, 0);
             mix_2seg(oh + r0 * qs, qs, 1.0f, p, vp, vh, ks, P, i1 - i0, i1, hd, 0.0f);
+        }
+    }
+}
+
+/* ---- BF16 forward (scoring with BF16 compute) ----
+ * One task per (unit, KV group): the group's keys and values are rounded to
+ * bf16 and packed once, and the query heads sharing them are stacked into one
+ * product per query block (group x 64 rows instead of 64), so both products
+ * run in the BF16 kernel at a useful size. Scores and softmax stay fp32; the
+ * probabilities are rounded to bf16 for the product with V. */
+
+static size_t up16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+size_t attention_bf16_scratch_floats(int max_len, int group, int hd) {
+    size_t M = (size_t)group * ATTN_BLOCK, T = (size_t)max_len;
+    size_t nptr = (M > T ? M : T) * (sizeof(void *) / sizeof(float) + 1);
+    return up16(M * T) + up16(M * hd) + up16(T * hd) + up16(nptr) +
+           up16((bf16_packed_b_elems(max_len, hd) + 1) / 2) + up16((bf16_packed_b_elems(hd, max_len) + 1) / 2) +
+           up16((bf16_packed_a_elems((int)M, hd) + 1) / 2) + up16((bf16_packed_a_elems((int)M, max_len) + 1) / 2);
+}
+
+void attention_forward_units_bf16(float *out, float *lse, const AttnScratch *scratch, const float *q, const float *k,
+                                  const float *v, const AttnUnits *u, int n_heads, int n_kv, int hd) {
+    int qs = n_heads * hd, ks = n_kv * hd, group = n_heads / n_kv;
+    float scale = 1.0f / sqrtf((float)hd);
+    size_t work = units_work(u, n_heads, hd);
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(scratch->threads) if (work > OMP_MIN_WORK)
+    for (int task = 0; task < u->n * n_kv; task++) {
+        int s = task / n_kv, g = task % n_kv, P = unit_pre_len(u, s), T = P + u->len[s],
+            first = T - unit_q_len(u, s), qoff = unit_q_off(u, s), pre = unit_pre_off(u, s);
+        size_t Mmax = (size_t)group * ATTN_BLOCK, Tz = (size_t)T;
+        float *base = scratch->buf + (size_t)omp_get_thread_num() * scratch->per_thread;
+        float *sc = base, *o = sc + up16(Mmax * Tz), *vg = o + up16(Mmax * hd);
+        const float **ptr = (const float **)(vg + up16(Tz * hd));
+        size_t nptr = (Mmax > Tz ? Mmax : Tz) * (sizeof(void *) / sizeof(float) + 1);
+        uint16_t *kb = (uint16_t *)((float *)ptr + up16(nptr));
+        uint16_t *vb = (uint16_t *)((float *)kb + up16((bf16_packed_b_elems(T, hd) + 1) / 2));
+        uint16_t *qa = (uint16_t *)((float *)vb + up16((bf16_packed_b_elems(hd, T) + 1) / 2));
+        uint16_t *pa = (uint16_t *)((float *)qa + up16((bf16_packed_a_elems((int)Mmax, hd) + 1) / 2));
+        /* K^T: column j is key j's head-g slice (the prefix rows first). */
+        for (int j = 0; j < T; j++)
+            ptr[j] = k + (size_t)(j < P ? pre + j : u->off[s] + j - P) * ks + (size_t)g * hd;
+        bf16_pack_b_rows(kb, T, hd, ptr);
+        const float *vsrc = v + (size_t)u->off[s] * ks + (size_t)g * hd;
+        ptrdiff_t vrs = ks;
+        if (P > 0) { /* two segments: gather them into one [T, hd] block */
+            for (int j = 0; j < T; j++)
+                memcpy(vg + (size_t)j * hd, v + (size_t)(j < P ? pre + j : u->off[s] + j - P) * ks + (size_t)g * hd,
+                       sizeof(float) * hd);
+            vsrc = vg;
+            vrs = hd;
+        }
+        bf16_pack_b(vb, hd, T, (GemmOp){vsrc, 0, vrs, 1});
+        for (int i0 = first; i0 < T; i0 += ATTN_BLOCK) {
+            int i1 = i0 + ATTN_BLOCK < T ? i0 + ATTN_BLOCK : T, nb = i1 - i0, M = group * nb;
+            size_t r0 = (size_t)(i0 - first);
+            /* Stacked row R: head g * group + R / nb, query position i0 + R % nb. */
+            for (int R = 0; R < M; R++)
+                ptr[R] = q + (qoff + r0 + (size_t)(R % nb)) * qs + (size_t)(g * group + R / nb) * hd;
+            bf16_pack_a_rows(qa, M, hd, ptr);
+            bf16_gemm_packed(M, i1, hd, qa, hd, kb, hd, 0.0f, sc, i1);
+            for (int R = 0; R < M; R++) {
+                int r = R % nb, i = i0 + r;
+                float *restrict row = sc + (size_t)R * i1;
+                float mx = row[0];
+                #pragma omp simd reduction(max : mx)
+                for (int j = 1; j <= i; j++) mx = row[j] > mx ? row[j] : mx;
+                #pragma omp simd
+                for (int j = 0; j <= i; j++) row[j] = fast_expf((row[j] - mx) * scale);
+                double sum = 0;
+                #pragma omp simd reduction(+ : sum)
+                for (int j = 0; j <= i; j++) sum += row[j];
+                float inv = (float)(1.0 / sum);
+                #pragma omp simd
+                for (int j = 0; j <= i; j++) row[j] *= inv;
+                for (int j = i + 1; j < i1; j++) row[j] = 0.0f;
+                lse[(qoff + r0 + (size_t)r) * n_heads + (size_t)(g * group + R / nb)] = mx * scale + (float)log(sum);
+            }
+            bf16_pack_a(pa, M, i1, (GemmOp){sc, 0, i1, 1});
+            bf16_gemm_packed(M, hd, i1, pa, i1, vb, T, 0.0f, o, hd);
+            for (int R = 0; R < M; R++)
+                memcpy(out + (qoff + r0 + (size_t)(R % nb)) * qs + (size_t)(g * group + R / nb) * hd, o + (size_t)R * hd,
+                       sizeof(float) * hd);
         }
     }
 }

@@ -146,34 +146,68 @@ static void pack_scalar(uint16_t *dst, const void *p, int bf16, ptrdiff_t sr, pt
 }
 
 #if HAVE_X86
-/* k contiguous (sk == 1): each row gives 16 units per 32 values. */
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void pack_kcontig(uint16_t *dst, const void *p, int bf16,
-                                                                               ptrdiff_t sr, int rv, int R, int K,
-                                                                               int Kp) {
-    uint32_t *du = (uint32_t *)dst;
-    for (int r = 0; r < R; r++) {
-        if (r >= rv) {
-            for (int kp = 0; kp < Kp; kp++) du[(size_t)kp * R + r] = 0;
-            continue;
+#define T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+/* The 16 units (bf16 pairs of k) of values [k, k + 32) of one row, zero past K. */
+T512 static inline __m512i row_units(const void *row, int bf16, int k, int K) {
+    int n = K - k < 32 ? K - k : 32;
+    if (bf16) {
+        __mmask32 m = n == 32 ? 0xFFFFFFFFu : (__mmask32)((1u << n) - 1);
+        return _mm512_maskz_loadu_epi16(m, (const uint16_t *)row + k);
+    }
+    const float *f = (const float *)row + k;
+    int n0 = n < 16 ? n : 16, n1 = n - n0;
+    __m512 lo = _mm512_maskz_loadu_ps((__mmask16)((1u << n0) - 1), f);
+    __m512 hi = n1 ? _mm512_maskz_loadu_ps((__mmask16)((1u << n1) - 1), f + 16) : _mm512_setzero_ps();
+    return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+}
+
+/* k contiguous: 8 rows at a time (rows[i], the first nrows real, the rest
+ * zero), each 32-value chunk of k an 8 x 16 transpose of units, so that unit
+ * (kp, i) lands at du[kp * R + i] with 256-bit stores instead of scalar ones. */
+T512 static void pack_group8(uint32_t *du, const void *const *rows, int nrows, int bf16, int R, int K, int Kp) {
+    for (int k = 0; k < K; k += 32) {
+        __m512i x[8];
+        for (int i = 0; i < 8; i++) x[i] = i < nrows ? row_units(rows[i], bf16, k, K) : _mm512_setzero_si512();
+        __m512i t[8], q[8], o[8];
+        for (int i = 0; i < 4; i++) { /* t[2i], t[2i+1]: rows 2i, 2i+1 interleaved */
+            t[2 * i] = _mm512_unpacklo_epi32(x[2 * i], x[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_epi32(x[2 * i], x[2 * i + 1]);
         }
-        for (int k = 0; k < K; k += 32) {
-            int n = K - k < 32 ? K - k : 32;
-            __m512i units;
-            if (bf16) {
-                __mmask32 m = n == 32 ? 0xFFFFFFFFu : (__mmask32)((1u << n) - 1);
-                units = _mm512_maskz_loadu_epi16(m, (const uint16_t *)p + r * sr + k);
-            } else {
-                const float *f = (const float *)p + r * sr + k;
-                int n0 = n < 16 ? n : 16, n1 = n - n0;
-                __m512 lo = _mm512_maskz_loadu_ps((__mmask16)((1u << n0) - 1), f);
-                __m512 hi = n1 ? _mm512_maskz_loadu_ps((__mmask16)((1u << n1) - 1), f + 16) : _mm512_setzero_ps();
-                units = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
-            }
-            uint32_t tmp[16];
-            _mm512_storeu_si512((void *)tmp, units);
-            int nu = (n + 1) / 2;
-            for (int u = 0; u < nu; u++) du[(size_t)(k / 2 + u) * R + r] = tmp[u];
+        /* q[j] (rows 0-3) and q[j + 4] (rows 4-7): unit 4l + j in 128-bit lane l */
+        for (int h = 0; h < 2; h++) {
+            q[4 * h + 0] = _mm512_unpacklo_epi64(t[4 * h], t[4 * h + 2]);
+            q[4 * h + 1] = _mm512_unpackhi_epi64(t[4 * h], t[4 * h + 2]);
+            q[4 * h + 2] = _mm512_unpacklo_epi64(t[4 * h + 1], t[4 * h + 3]);
+            q[4 * h + 3] = _mm512_unpackhi_epi64(t[4 * h + 1], t[4 * h + 3]);
         }
+        /* o[m]: units 2m (low half) and 2m + 1 (high half), rows 0-7 each */
+        for (int j = 0; j < 2; j++) {
+            __m512i a0 = _mm512_shuffle_i32x4(q[2 * j], q[2 * j + 4], _MM_SHUFFLE(1, 0, 1, 0));
+            __m512i b0 = _mm512_shuffle_i32x4(q[2 * j + 1], q[2 * j + 5], _MM_SHUFFLE(1, 0, 1, 0));
+            __m512i a1 = _mm512_shuffle_i32x4(q[2 * j], q[2 * j + 4], _MM_SHUFFLE(3, 2, 3, 2));
+            __m512i b1 = _mm512_shuffle_i32x4(q[2 * j + 1], q[2 * j + 5], _MM_SHUFFLE(3, 2, 3, 2));
+            o[j] = _mm512_shuffle_i32x4(a0, b0, _MM_SHUFFLE(2, 0, 2, 0));
+            o[j + 2] = _mm512_shuffle_i32x4(a0, b0, _MM_SHUFFLE(3, 1, 3, 1));
+            o[j + 4] = _mm512_shuffle_i32x4(a1, b1, _MM_SHUFFLE(2, 0, 2, 0));
+            o[j + 6] = _mm512_shuffle_i32x4(a1, b1, _MM_SHUFFLE(3, 1, 3, 1));
+        }
+        int u0 = k / 2, nu = Kp - u0 < 16 ? Kp - u0 : 16;
+        for (int m = 0; m < 8; m++) {
+            if (2 * m < nu) _mm256_storeu_si256((__m256i *)(du + (size_t)(u0 + 2 * m) * R), _mm512_castsi512_si256(o[m]));
+            if (2 * m + 1 < nu)
+                _mm256_storeu_si256((__m256i *)(du + (size_t)(u0 + 2 * m + 1) * R), _mm512_extracti64x4_epi64(o[m], 1));
+        }
+    }
+}
+
+/* k contiguous (sk == 1): row r at p + r * sr. */
+T512 static void pack_kcontig(uint16_t *dst, const void *p, int bf16, ptrdiff_t sr, int rv, int R, int K, int Kp) {
+    for (int g = 0; g < R; g += 8) {
+        const void *rows[8];
+        int n = rv - g < 0 ? 0 : rv - g < 8 ? rv - g : 8;
+        for (int i = 0; i < n; i++)
+            rows[i] = bf16 ? (const void *)((const uint16_t *)p + (g + i) * sr) : (const void *)((const float *)p + (g + i) * sr);
+        pack_group8((uint32_t *)dst + g, rows, n, bf16, R, K, Kp);
     }
 }
 
@@ -202,6 +236,19 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void pack
             __m512i units = _mm512_or_si512(a, _mm512_slli_epi32(b, 16));
             _mm512_mask_storeu_epi32((void *)(dst + ((size_t)kp * R + r) * 2), m, units);
         }
+    }
+}
+#endif
+
+#if HAVE_X86
+/* As pack_kcontig for fp32 rows that each have their own address (stacked
+ * attention queries: rows of several heads). */
+T512 static void pack_rows_f32(uint16_t *dst, const float *const *rows, int rv, int R, int K, int Kp) {
+    for (int g = 0; g < R; g += 8) {
+        const void *r8[8];
+        int n = rv - g < 0 ? 0 : rv - g < 8 ? rv - g : 8;
+        for (int i = 0; i < n; i++) r8[i] = rows[g + i];
+        pack_group8((uint32_t *)dst + g, r8, n, 0, R, K, Kp);
     }
 }
 #endif
@@ -295,6 +342,134 @@ static void gemm_oprm(int M, int N, int K, const GemmOp *A, const GemmOp *B, flo
 #else
     (void)M, (void)N, (void)K, (void)A, (void)B, (void)beta, (void)C, (void)ldc;
 #endif
+}
+
+/* ---- Packed operands for callers that run their own threads ---- */
+
+size_t bf16_packed_a_elems(int M, int K) { return (size_t)((M + MR - 1) / MR) * (size_t)((K + 1) / 2) * 2 * MR; }
+size_t bf16_packed_b_elems(int N, int K) { return (size_t)((N + NR - 1) / NR) * (size_t)((K + 1) / 2) * 2 * NR; }
+
+void bf16_pack_a(uint16_t *dst, int M, int K, GemmOp A) {
+    int Kp = (K + 1) / 2, mb = (M + MR - 1) / MR;
+    for (int b = 0; b < mb; b++) pack_a_block(dst + (size_t)b * Kp * 2 * MR, &A, b * MR, M, K, Kp);
+}
+
+void bf16_pack_a_rows(uint16_t *dst, int M, int K, const float *const *rows) {
+    int Kp = (K + 1) / 2, mb = (M + MR - 1) / MR;
+    for (int b = 0; b < mb; b++) {
+        int rv = M - b * MR < MR ? M - b * MR : MR;
+#if HAVE_X86
+        pack_rows_f32(dst + (size_t)b * Kp * 2 * MR, rows + (size_t)b * MR, rv, MR, K, Kp);
+#else
+        (void)rv, (void)rows;
+#endif
+    }
+}
+
+void bf16_pack_b_rows(uint16_t *dst, int N, int K, const float *const *cols) {
+    int Kp = (K + 1) / 2, np = (N + NR - 1) / NR;
+    for (int p = 0; p < np; p++) {
+        int nv = N - p * NR < NR ? N - p * NR : NR;
+#if HAVE_X86
+        pack_rows_f32(dst + (size_t)p * Kp * 2 * NR, cols + (size_t)p * NR, nv, NR, K, Kp);
+#else
+        (void)nv, (void)cols;
+#endif
+    }
+}
+
+void bf16_pack_b(uint16_t *dst, int N, int K, GemmOp B) {
+    int Kp = (K + 1) / 2, np = (N + NR - 1) / NR;
+    for (int p = 0; p < np; p++) pack_b_panel(dst + (size_t)p * Kp * 2 * NR, &B, p * NR, N, K, Kp);
+}
+
+void bf16_gemm_packed(int M, int N, int K, const uint16_t *ap, int a_k, const uint16_t *bp, int b_k, float beta,
+                      float *C, int ldc) {
+#if HAVE_X86
+    int Kp = (K + 1) / 2, akp = (a_k + 1) / 2, bkp = (b_k + 1) / 2, mb = (M + MR - 1) / MR, np = (N + NR - 1) / NR;
+    for (int p = 0; p < np; p++) {
+        int nr = N - p * NR < NR ? N - p * NR : NR;
+        for (int k0 = 0; k0 < Kp; k0 += KCP) {
+            int npairs = Kp - k0 < KCP ? Kp - k0 : KCP, add = beta != 0.0f || k0 > 0;
+            const uint16_t *bpp = bp + ((size_t)p * bkp + k0) * 2 * NR;
+            for (int b = 0; b < mb; b++) {
+                int mr = M - b * MR < MR ? M - b * MR : MR;
+                bf16_kernel(ap + ((size_t)b * akp + k0) * 2 * MR, bpp, npairs, C + (size_t)b * MR * ldc + p * NR, ldc,
+                            mr, nr, add);
+            }
+        }
+    }
+#else
+    (void)M, (void)N, (void)K, (void)ap, (void)a_k, (void)bp, (void)b_k, (void)beta, (void)C, (void)ldc;
+#endif
+}
+
+int bf16_pack_b_same_size(int N, int K) { return bf16_packed_b_elems(N, K) == (size_t)N * (size_t)K; }
+
+void bf16_unpack_b(uint16_t *dst, ptrdiff_t rs, ptrdiff_t cs, const uint16_t *packed, int N, int K) {
+    int Kp = (K + 1) / 2, np = (N + NR - 1) / NR;
+    for (int p = 0; p < np; p++)
+        for (int kp = 0; kp < Kp; kp++) {
+            const uint16_t *u = packed + ((size_t)p * Kp + kp) * 2 * NR;
+            for (int r = 0; r < NR && p * NR + r < N; r++) {
+                int j = p * NR + r, k0 = 2 * kp;
+                dst[k0 * rs + j * cs] = u[2 * r];
+                if (k0 + 1 < K) dst[(k0 + 1) * rs + j * cs] = u[2 * r + 1];
+            }
+        }
+}
+
+/* A packed once, then every panel of every segment; tasks as in gemm_oprm. */
+static void gemm_multi(int M, int K, const GemmOp *A, int nseg, const Bf16Seg *seg) {
+#if HAVE_X86
+    int Kp = (K + 1) / 2, mb = (M + MR - 1) / MR, nmc = (mb + MBC - 1) / MBC;
+    int pstart[BF16_MAX_SEGS + 1];
+    double work = 0;
+    pstart[0] = 0;
+    for (int e = 0; e < nseg; e++) {
+        pstart[e + 1] = pstart[e] + (seg[e].N + NR - 1) / NR;
+        work += 2.0 * M * seg[e].N * K;
+    }
+    int np = pstart[nseg];
+    uint16_t *ap = grow(&buf_a, &cap_a, (size_t)mb * Kp * 2 * MR);
+    #pragma omp parallel if (work > 4e6)
+    {
+        #pragma omp for schedule(static)
+        for (int b = 0; b < mb; b++) pack_a_block(ap + (size_t)b * Kp * 2 * MR, A, b * MR, M, K, Kp);
+        #pragma omp for schedule(static)
+        for (int t = 0; t < np * nmc; t++) {
+            int gp = t / nmc, mc = t % nmc, e = 0;
+            while (gp >= pstart[e + 1]) e++;
+            int p = gp - pstart[e], N = seg[e].N, ldc = seg[e].ldc;
+            int b0 = mc * MBC, b1 = b0 + MBC < mb ? b0 + MBC : mb;
+            int nr = N - p * NR < NR ? N - p * NR : NR;
+            for (int k0 = 0; k0 < Kp; k0 += KCP) {
+                int npairs = Kp - k0 < KCP ? Kp - k0 : KCP;
+                int add = seg[e].beta != 0.0f || k0 > 0;
+                const uint16_t *bpp = seg[e].bp + ((size_t)p * Kp + k0) * 2 * NR;
+                for (int b = b0; b < b1; b++) {
+                    int mr = M - b * MR < MR ? M - b * MR : MR;
+                    bf16_kernel(ap + ((size_t)b * Kp + k0) * 2 * MR, bpp, npairs, seg[e].C + (size_t)b * MR * ldc + p * NR,
+                                ldc, mr, nr, add);
+                }
+            }
+        }
+    }
+#else
+    (void)M, (void)K, (void)A, (void)nseg, (void)seg;
+#endif
+}
+
+void bf16_gemm_multi(int M, int K, GemmOp A, int nseg, const Bf16Seg *seg) {
+    if (M <= 0 || nseg <= 0) return;
+    if (bf16_gemm_backend() != BF16_OPRM || nseg > BF16_MAX_SEGS || K <= 0) {
+        fprintf(stderr, "oprm: bf16_gemm_multi needs the oprm kernel, 1..%d segments, K > 0 (%s)\n", BF16_MAX_SEGS,
+                describe);
+        abort();
+    }
+    pthread_mutex_lock(&buf_lock);
+    gemm_multi(M, K, &A, nseg, seg);
+    pthread_mutex_unlock(&buf_lock);
 }
 
 /* cblas_sbgemm takes plain row-major bf16 matrices: convert both operands. */

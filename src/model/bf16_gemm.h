@@ -41,4 +41,41 @@ const char *bf16_gemm_describe(void);
  * omp_get_max_threads() threads; call it outside a parallel region. */
 void bf16_gemm(int M, int N, int K, GemmOp A, GemmOp B, float beta, float *C, int ldc);
 
+/* The oprm kernel's pieces, single-threaded, for callers that run their own
+ * parallelism (attention; only with bf16_gemm_backend() == BF16_OPRM).
+ * A packed A holds M rows x K (k padded to even, rows to the 8-row tile), a
+ * packed B K x N (columns padded to 32-column panels); the *_elems functions
+ * give their sizes in uint16_t. bf16_pack_a_rows: row i is rows[i][0 .. K)
+ * (fp32, k contiguous). bf16_gemm_packed multiplies the first K of the a_k
+ * (b_k) values of k that ap (bp) were packed with: C[M, N] (+)= A . B, beta 0
+ * or 1. With K < b_k, a B packed once serves products over a prefix of k (an
+ * odd K reads one more k of B, which A's zero padding cancels). */
+size_t bf16_packed_a_elems(int M, int K);
+size_t bf16_packed_b_elems(int N, int K);
+void bf16_pack_a(uint16_t *dst, int M, int K, GemmOp A);
+void bf16_pack_a_rows(uint16_t *dst, int M, int K, const float *const *rows);
+void bf16_pack_b(uint16_t *dst, int N, int K, GemmOp B);
+/* B(k, j) = cols[j][k] (fp32): column j of B has its own address. */
+void bf16_pack_b_rows(uint16_t *dst, int N, int K, const float *const *cols);
+void bf16_gemm_packed(int M, int N, int K, const uint16_t *ap, int a_k, const uint16_t *bp, int b_k, float beta,
+                      float *C, int ldc);
+
+/* Pre-packed B operands (weights packed once, see bf16_prepack.c).
+ * bf16_pack_b_same_size: a packed K x N B takes exactly N * K values (N a
+ * multiple of 32, K even), so it can replace the matrix in place.
+ * bf16_unpack_b inverts bf16_pack_b for a bf16 B(k, j) = dst[k * rs + j * cs].
+ * bf16_gemm_multi: C_e[M, N_e] (+)= A[M, K] . B_e for segments e sharing one A
+ * (packed once), each B_e packed with bf16_pack_b (K values of k); multi-
+ * threaded like bf16_gemm; needs the oprm backend. */
+#define BF16_MAX_SEGS 4
+typedef struct {
+    const uint16_t *bp; /* bf16_pack_b(bp, N, K, ...) */
+    int N, ldc;
+    float *C;
+    float beta; /* 0 or 1 */
+} Bf16Seg;
+int bf16_pack_b_same_size(int N, int K);
+void bf16_unpack_b(uint16_t *dst, ptrdiff_t rs, ptrdiff_t cs, const uint16_t *packed, int N, int K);
+void bf16_gemm_multi(int M, int K, GemmOp A, int nseg, const Bf16Seg *seg);
+
 #endif

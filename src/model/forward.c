@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/bf16_gemm.h"
 #include "model/layers.h"
 #include "model/model.h"
 #include "model/model_internal.h"
@@ -76,8 +77,8 @@ static size_t carve(Model *m, float *base, int N, int nseq, size_t attn_scratch,
     TAKE(m->hq_buf, (size_t)nseq * D);
     TAKE(m->a_buf, n * F);
     TAKE(m->attn.buf, attn_scratch);
-    /* Residual stream: every layer's input when training, ping-pong otherwise. */
-    int nres = train ? c->n_layers : 2;
+    /* Residual stream: every layer's input when training, one otherwise. */
+    int nres = train ? c->n_layers : 1;
     for (int r = 0; r < nres; r++) {
         float *x = NULL;
         TAKE(x, n * D);
@@ -122,7 +123,11 @@ static void ensure_lora_tmp(Model *m, int rows) {
 static void lin_fwd(Model *m, int l, int s, float *y, const float *x, int rows, int accumulate) {
     int in, out;
     slot_dims(&m->cfg, s, &in, &out);
-    if (m->bf16) {
+    if (m->bf16_packed) {
+        if (!accumulate) linear_bias_fill(y, slot_bias(&m->w[l], s), rows, out);
+        Bf16Seg seg = {m->wb[l].m[s], out, out, y, accumulate || slot_bias(&m->w[l], s) ? 1.0f : 0.0f};
+        bf16_gemm_multi(rows, in, (GemmOp){x, 0, in, 1}, 1, &seg);
+    } else if (m->bf16) {
         const float *wf;
         const uint16_t *wb;
         layer_weight_raw(m, l, s, &wf, &wb);
@@ -141,6 +146,22 @@ static void lin_fwd(Model *m, int l, int s, float *y, const float *x, int rows, 
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, r, (float)(m->lora_alpha / r), xa, r, lp->b, r,
                     1.0f, y, out);
     }
+}
+
+/* With packed BF16 weights: the slots s[0..n) of layer l read the same x
+ * [rows, in] (q|k|v, gate|up), so x is packed once for all of them;
+ * y[i] = x W_i^T + b_i. */
+static void lin_fwd_packed(Model *m, int l, const int *s, float *const *y, int n, const float *x, int rows) {
+    Bf16Seg seg[BF16_MAX_SEGS];
+    int in = 0;
+    for (int i = 0; i < n; i++) {
+        int out;
+        slot_dims(&m->cfg, s[i], &in, &out);
+        const float *b = slot_bias(&m->w[l], s[i]);
+        linear_bias_fill(y[i], b, rows, out);
+        seg[i] = (Bf16Seg){m->wb[l].m[s[i]], out, out, y[i], b ? 1.0f : 0.0f};
+    }
+    bf16_gemm_multi(rows, in, (GemmOp){x, 0, in, 1}, n, seg);
 }
 
 /* Backward of lin_fwd from dy [rows, out] with the layer input x: dW, db and
@@ -218,7 +239,13 @@ int model_forward(Model *m, const SeqBatch *b, int train, float *h_last, OprmErr
     if (!m->acts) m->acts = xcalloc((size_t)c->n_layers, sizeof *m->acts);
     m->n_rows = N;
     m->nseq = nseq;
+    /* Scoring with BF16 compute runs attention's products in the BF16 kernel too. */
+    int bf16_attn = m->bf16 && !train && bf16_gemm_backend() == BF16_OPRM;
     m->attn.per_thread = attention_scratch_floats(maxT);
+    if (bf16_attn) {
+        size_t need_bf16 = attention_bf16_scratch_floats(maxT, c->n_heads / c->n_kv_heads, c->head_dim);
+        if (need_bf16 > m->attn.per_thread) m->attn.per_thread = need_bf16;
+    }
     m->attn.threads = omp_get_max_threads();
     size_t attn_scratch = (size_t)m->attn.threads * m->attn.per_thread;
     size_t need = carve(m, NULL, N, nseq, attn_scratch, train);
@@ -230,6 +257,7 @@ int model_forward(Model *m, const SeqBatch *b, int train, float *h_last, OprmErr
     carve(m, m->arena, N, nseq, attn_scratch, train);
     ensure_rope(m, maxT);
     m->trained = 0;
+    if (!train) model_bf16_prepack(m); /* no-op unless inference-only with BF16 compute */
 
     int D = c->hidden, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, F = c->ffn;
     float *x0 = train ? m->acts[0].x_in : m->res[0];
@@ -241,8 +269,11 @@ int model_forward(Model *m, const SeqBatch *b, int train, float *h_last, OprmErr
         int last = l == c->n_layers - 1;
         LayerActs *a = &m->acts[train ? l : 0];
         const LayerWeights *w = &m->w[l];
-        float *x_in = train ? a->x_in : m->res[l % 2];
-        float *x_out = last ? m->x_last : train ? m->acts[l + 1].x_in : m->res[(l + 1) % 2];
+        /* Scoring keeps one residual stream and adds each branch onto it in place
+         * (no layer input is needed again); training keeps every layer's. */
+        float *x_in = train ? a->x_in : m->res[0];
+        float *x_out = last ? m->x_last : train ? m->acts[l + 1].x_in : m->res[0];
+        float *x_mid = train || last ? a->x_mid : x_in;
         int Nq = last ? nseq : N; /* query rows */
         const int32_t *qpos = last ? m->last_pos : m->pos;
 
@@ -253,27 +284,40 @@ int model_forward(Model *m, const SeqBatch *b, int train, float *h_last, OprmErr
             hq = m->hq_buf;
         }
         float *q = c->qk_norm ? a->q_raw : a->q, *k = c->qk_norm ? a->k_raw : a->k;
-        lin_fwd(m, l, SLOT_Q, q, hq, Nq, 0);
-        lin_fwd(m, l, SLOT_K, k, m->h_buf, N, 0);
-        lin_fwd(m, l, SLOT_V, a->v, m->h_buf, N, 0);
+        if (m->bf16_packed) { /* the last layer's queries read other rows: q on its own there */
+            int qkv[3] = {SLOT_K, SLOT_V, SLOT_Q};
+            float *out3[3] = {k, a->v, q};
+            lin_fwd_packed(m, l, qkv, out3, last ? 2 : 3, m->h_buf, N);
+            if (last) lin_fwd(m, l, SLOT_Q, q, hq, Nq, 0);
+        } else {
+            lin_fwd(m, l, SLOT_Q, q, hq, Nq, 0);
+            lin_fwd(m, l, SLOT_K, k, m->h_buf, N, 0);
+            lin_fwd(m, l, SLOT_V, a->v, m->h_buf, N, 0);
+        }
         if (c->qk_norm) {
             rmsnorm_forward(a->q, a->rstd_q, a->q_raw, w->q_norm, Nq * H, hd, c->rms_eps);
             rmsnorm_forward(a->k, a->rstd_k, a->k_raw, w->k_norm, N * KV, hd, c->rms_eps);
         }
         rope_forward(a->q, Nq, H, hd, qpos, m->rope_cos, m->rope_sin);
         rope_forward(a->k, N, KV, hd, m->pos, m->rope_cos, m->rope_sin);
-        attention_forward_units(a->att, a->lse, &m->attn, a->q, a->k, a->v, last ? &m->units_last : &m->units, H,
-                                KV, hd);
+        (bf16_attn ? attention_forward_units_bf16 : attention_forward_units)(
+            a->att, a->lse, &m->attn, a->q, a->k, a->v, last ? &m->units_last : &m->units, H, KV, hd);
         /* x_mid = x_in + att . Wo^T (the GEMM accumulates onto the copy). */
-        if (last) gather_last(a->x_mid, x_in, m, D);
-        else memcpy(a->x_mid, x_in, sizeof(float) * (size_t)N * D);
-        lin_fwd(m, l, SLOT_O, a->x_mid, a->att, Nq, 1);
+        if (last) gather_last(x_mid, x_in, m, D);
+        else if (x_mid != x_in) memcpy(x_mid, x_in, sizeof(float) * (size_t)N * D);
+        lin_fwd(m, l, SLOT_O, x_mid, a->att, Nq, 1);
 
-        rmsnorm_forward(m->h_buf, a->rstd2, a->x_mid, w->norm2, Nq, D, c->rms_eps);
-        lin_fwd(m, l, SLOT_GATE, a->g, m->h_buf, Nq, 0);
-        lin_fwd(m, l, SLOT_UP, a->u, m->h_buf, Nq, 0);
+        rmsnorm_forward(m->h_buf, a->rstd2, x_mid, w->norm2, Nq, D, c->rms_eps);
+        if (m->bf16_packed) {
+            int gu[2] = {SLOT_GATE, SLOT_UP};
+            float *out2[2] = {a->g, a->u};
+            lin_fwd_packed(m, l, gu, out2, 2, m->h_buf, Nq);
+        } else {
+            lin_fwd(m, l, SLOT_GATE, a->g, m->h_buf, Nq, 0);
+            lin_fwd(m, l, SLOT_UP, a->u, m->h_buf, Nq, 0);
+        }
         swiglu_forward(m->a_buf, a->g, a->u, (size_t)Nq * F);
-        memcpy(x_out, a->x_mid, sizeof(float) * (size_t)Nq * D);
+        if (x_out != x_mid) memcpy(x_out, x_mid, sizeof(float) * (size_t)Nq * D);
         lin_fwd(m, l, SLOT_DOWN, x_out, m->a_buf, Nq, 1);
     }
     rmsnorm_forward(h_last, m->rstd_last, m->x_last, m->final_norm, nseq, D, c->rms_eps);

@@ -28,6 +28,8 @@ void linear_backward(float *dx, float *dw, float *db, const float *dy, const flo
  * there): the weight is w (fp32, rounded per call) or wb (BF16 bits), the
  * other stays NULL. accumulate: y += x W^T (b unused). dx_add: dx += instead
  * of dx =. dW (fp32) accumulates the product of the rounded dy and x. */
+/* y[r, o] = b[o] for every row (nothing when b is NULL). */
+void linear_bias_fill(float *y, const float *b, int rows, int out);
 void linear_forward_bf16(float *y, const float *x, const float *w, const uint16_t *wb, const float *b, int rows,
                          int in, int out, int accumulate);
 void linear_backward_bf16(float *dx, int dx_add, float *dw, const float *dy, const float *x, const float *w,
@@ -93,6 +95,14 @@ typedef struct {
 } AttnUnits;
 void attention_forward_units(float *out, float *lse, const AttnScratch *scratch, const float *q, const float *k,
                              const float *v, const AttnUnits *u, int n_heads, int n_kv, int hd);
+/* Forward in BF16 compute (inference only; needs bf16_gemm_backend() ==
+ * BF16_OPRM): q . k^T and p . v in the BF16 kernel with fp32 accumulation,
+ * softmax in fp32; same outputs (out, lse) as attention_forward_units within
+ * bf16 rounding. Its scratch needs per_thread >=
+ * attention_bf16_scratch_floats(longest unit, n_heads / n_kv, hd). */
+size_t attention_bf16_scratch_floats(int max_len, int group, int hd);
+void attention_forward_units_bf16(float *out, float *lse, const AttnScratch *scratch, const float *q, const float *k,
+                                  const float *v, const AttnUnits *u, int n_heads, int n_kv, int hd);
 void attention_backward_units(float *dq, float *dk, float *dv, float *dk_heads, float *dv_heads,
                               const AttnScratch *scratch, const float *dout, const float *lse, const float *q,
                               const float *k, const float *v, const AttnUnits *u, int n_rows, int n_heads, int n_kv,

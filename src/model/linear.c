@@ -46,13 +46,16 @@ static GemmOp weight_op(const float *w, const uint16_t *wb, int in, int transpos
     return o;
 }
 
+void linear_bias_fill(float *y, const float *b, int rows, int out) {
+    if (!b) return;
+    #pragma omp parallel for schedule(static) if ((size_t)rows * out > OMP_MIN_WORK)
+    for (int r = 0; r < rows; r++)
+        for (int o = 0; o < out; o++) y[(size_t)r * out + o] = b[o];
+}
+
 void linear_forward_bf16(float *y, const float *x, const float *w, const uint16_t *wb, const float *b, int rows,
                          int in, int out, int accumulate) {
-    if (b && !accumulate) {
-        #pragma omp parallel for schedule(static) if ((size_t)rows * out > OMP_MIN_WORK)
-        for (int r = 0; r < rows; r++)
-            for (int o = 0; o < out; o++) y[(size_t)r * out + o] = b[o];
-    }
+    if (!accumulate) linear_bias_fill(y, b, rows, out);
     GemmOp xa = {x, 0, in, 1};
     bf16_gemm(rows, out, in, xa, weight_op(w, wb, in, 1), accumulate || b ? 1.0f : 0.0f, y, out);
 }

@@ -68,6 +68,7 @@ struct Model {
     int frozen_base, inference_only;   /* base tensors frozen (LoRA or inference) */
     WeightStorage storage;             /* of the frozen matrices */
     int bf16;                          /* BF16 compute in force */
+    int bf16_packed;                   /* the BF16 layer matrices are packed in place (bf16_prepack.c) */
     LayerWeights *w, *gw;              /* fp32 pointers; gw entries NULL when frozen */
     LayerBf16 *wb;                     /* per layer: matrices held in BF16 */
     float *embed, *final_norm, *lm_head; /* lm_head == embed when tied; NULL when BF16 */
@@ -100,7 +101,7 @@ struct Model {
     int32_t *last_row, *last_pos, *seq_index, *ones; /* per sequence: its last packed row, position, s, 1 */
     AttnUnits units;      /* every layer but the last: prefixes and continuations, queries on all rows */
     AttnUnits units_last; /* last layer: one unit per sequence, its last row the only query */
-    float *res[2]; /* scoring: ping-pong residual buffers */
+    float *res[1]; /* scoring: the residual stream, updated in place */
     int ibuf_cap;
     LayerActs *acts; /* n_layers entries when training, 1 otherwise */
     float *x_last, *rstd_last; /* last rows before the final norm [nseq, hidden] */
@@ -119,6 +120,12 @@ const float *layer_weight(Model *m, int l, int s);
 /* The stored weight of slot s without widening: *f (fp32) or *b (BF16) is set. */
 void layer_weight_raw(const Model *m, int l, int s, const float **f, const uint16_t **b);
 void slot_dims(const ModelConfig *c, int s, int *in, int *out);
+
+/* bf16_prepack.c: packs the BF16 layer matrices in place for the kernel when
+ * the model is inference-only with BF16 compute (returns 1 if packed now or
+ * before); unpack restores the stored layout. */
+int model_bf16_prepack(Model *m);
+void model_bf16_unpack(Model *m);
 
 /* Lays batch b out in m (prefix.c): m->ids, m->pos (a shared prefix once,
  * then each continuation), the attention units of both kinds, each sequence's

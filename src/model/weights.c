@@ -60,6 +60,7 @@ void layer_weight_raw(const Model *m, int l, int s, const float **f, const uint1
 const float *layer_weight(Model *m, int l, int s) {
     const float *w = slot_ptr(&m->w[l], s);
     if (w) return w;
+    model_bf16_unpack(m); /* only the BF16 kernel reads packed panels */
     int in, out;
     slot_dims(&m->cfg, s, &in, &out);
     bf16_widen(m->wide, m->wb[l].m[s], (size_t)in * out);
@@ -251,6 +252,7 @@ void model_free(Model *m) {
 }
 
 ModelParam *model_params(Model *m, int *count) {
+    model_bf16_unpack(m); /* callers read the stored layout */
     *count = m->n_params;
     return m->params;
 }
@@ -543,6 +545,7 @@ static int base_slot(const char *name, int *layer) {
 }
 
 int model_save(const Model *m, const char *dir, OprmError *err) {
+    model_bf16_unpack((Model *)m); /* the stored layout (the model owns its buffers) */
     if (write_config(m, dir, err) != 0) return -1;
     StWriteTensor *t = xcalloc((size_t)m->n_params, sizeof *t);
     float **owned = xcalloc((size_t)m->n_params, sizeof *owned);
