@@ -12,12 +12,60 @@
 
 
 
-int fail_cuda(OprmError *err, const CudaEngine *c, cudaError_t e, const char *what) {
-    return oprm_fail(err, "%s on cuda:%d (%s): %s [%s]", what, c->dev, c->name, cudaGetErrorString(e),
-                     cudaGetErrorName(e));
+static int take_dbg(OprmError *err, CudaEngine *c, const char *what) {
+    oprm_fail(err, "%s on cuda:%d (%s): %s", what, c->dev, c->name, c->dbg_msg);
+    c->dbg_msg[0] = 0;
+    return -1;
 }
-int fail_lt(OprmError *err, const CudaEngine *c, cublasStatus_t s, const char *what) {
+
+int fail_cuda(OprmError *err, CudaEngine *c, cudaError_t e, const char *what) {
+    if (c->dbg_msg[0]) return take_dbg(err, c, what);
+    return oprm_fail(err, "%s on cuda:%d (%s): %s [%s]%s", what, c->dev, c->name, cudaGetErrorString(e),
+                     cudaGetErrorName(e), c->sync ? "" : " (OPRM_CUDA_SYNC=1 names the kernel)");
+}
+int fail_lt(OprmError *err, CudaEngine *c, cublasStatus_t s, const char *what) {
+    if (c->dbg_msg[0]) return take_dbg(err, c, what);
+    // A CUDA error still pending may come from an earlier kernel, not from the product.
+    cudaError_t e = cudaPeekAtLastError();
+    if (e != cudaSuccess)
+        return oprm_fail(err, "%s on cuda:%d (%s): cuBLASLt status %d, with a CUDA error pending (%s [%s]) that an "
+                              "earlier kernel may have left; OPRM_CUDA_SYNC=1 names the kernel",
+                         what, c->dev, c->name, (int)s, cudaGetErrorString(e), cudaGetErrorName(e));
     return oprm_fail(err, "%s on cuda:%d (%s): cuBLASLt status %d", what, c->dev, c->name, (int)s);
+}
+
+static void dbg_record(CudaEngine *c, const char *what, const char *file, int line, const char *error) {
+    if (c->dbg_msg[0]) return; // the first failure is the informative one
+    const ModelConfig *k = &c->cfg;
+    CudaDbgSite site = {c->dbg_layer, c->dbg_T, k->hidden, k->n_heads, k->n_kv_heads, k->head_dim};
+    cuda_dbg_format(c->dbg_msg, sizeof c->dbg_msg, what, &site, file, line, error);
+    if (c->sync) fprintf(stderr, "oprm: OPRM_CUDA_SYNC: %s\n", c->dbg_msg);
+}
+
+int cuda_dbg_check(CudaEngine *c, const char *what, const char *file, int line) {
+    cudaError_t e = cudaStreamSynchronize(c->st);
+    if (e == cudaSuccess) e = cudaPeekAtLastError();
+    if (e == cudaSuccess) return 0;
+    char es[256];
+    snprintf(es, sizeof es, "%s [%s]", cudaGetErrorString(e), cudaGetErrorName(e));
+    dbg_record(c, what, file, line, es);
+    return 1;
+}
+
+int cuda_dbg_lt(CudaEngine *c, cublasStatus_t s, const char *what, const char *file, int line) {
+    if (c->sync && cuda_dbg_check(c, what, file, line)) return 1;
+    if (s == CUBLAS_STATUS_SUCCESS) return 0;
+    char es[64];
+    snprintf(es, sizeof es, "cuBLASLt status %d", (int)s);
+    dbg_record(c, what, file, line, es);
+    return 1;
+}
+
+int cuda_take_pending(CudaEngine *c, OprmError *err) {
+    if (!c->pending[0]) return 0;
+    oprm_fail(err, "%s", c->pending);
+    c->pending[0] = 0;
+    return -1;
 }
 
 // Visible GPUs, or 0 with the reason in words.
@@ -244,6 +292,7 @@ int cuda_stage_batch(CudaEngine *c, const SeqBatch *b, OprmError *err) {
     const ModelConfig *k = &c->cfg;
     int nseq = b->nseq;
     c->nseq = 0;
+    if (cuda_take_pending(c, err)) return -1;
     cudaSetDevice(c->dev); // engines on several GPUs may share a thread
     for (int s = 0; s < nseq; s++)
         if (b->lens[s] <= 0) return oprm_fail(err, "engine_forward: sequence %d has length %d", s, b->lens[s]);
@@ -261,6 +310,7 @@ int cuda_stage_batch(CudaEngine *c, const SeqBatch *b, OprmError *err) {
         e = cudaMemcpyAsync(c->tiles, c->h_tiles, sizeof(CudaAttnTile) * (size_t)n_tiles, cudaMemcpyHostToDevice, st);
     if (e != cudaSuccess) return fail_cuda(err, c, e, "cannot copy the batch to the GPU");
     c->tr.n_tiles = n_tiles;
+    c->dbg_T = T;
     return T;
 }
 
@@ -277,27 +327,42 @@ static int cuda_forward(void *impl, const SeqBatch *b, float *h_last, OprmError 
     cudaError_t e;
 
     launch_embed(c->x, c->embed, c->ids, T, D, st);
+    KCHECK(c, "embed");
     cublasStatus_t s = CUBLAS_STATUS_SUCCESS;
+#define FWD_LT(x, name)      \
+    do {                     \
+        s = (x);             \
+        LTCHECK(c, s, name); \
+    } while (0)
     for (int l = 0; l < k->n_layers && s == CUBLAS_STATUS_SUCCESS; l++) {
         const DevLayer *L = &c->L[l];
+        c->dbg_layer = l;
         // x += y (the previous layer's MLP output; none before layer 0), h = norm1(x)
         launch_residual_rmsnorm(c->x, l ? c->y : NULL, L->n1, eps, c->h, T, D, st);
-        s = gemm_bf16(&c->gemm, c->qkv, c->h, L->wqkv, T, W, D, st);
+        KCHECK(c, "residual_rmsnorm (norm1)");
+        FWD_LT(gemm_bf16(&c->gemm, c->qkv, c->h, L->wqkv, T, W, D, st), "gemm_bf16 qkv");
         if (s != CUBLAS_STATUS_SUCCESS) break;
         launch_qkv_post(c->qkv, c->qkv, L->bqkv, L->qn, L->kn, eps, c->pos, c->inv_freq, T, H, KV, hd, st);
+        KCHECK(c, "qkv_post");
         if (c->attn_wmma) launch_attention_wmma(c->att, NULL, c->qkv, c->tiles, n_tiles, H, KV, hd, st);
         else launch_attention(c->att, NULL, c->qkv, c->tiles, n_tiles, H, KV, hd, st);
-        s = gemm_bf16(&c->gemm, c->y, c->att, L->wo, T, D, Q, st);
+        KCHECK(c, c->attn_wmma ? "attention_wmma" : "attention (tiled)");
+        FWD_LT(gemm_bf16(&c->gemm, c->y, c->att, L->wo, T, D, Q, st), "gemm_bf16 o");
         if (s != CUBLAS_STATUS_SUCCESS) break;
         launch_residual_rmsnorm(c->x, c->y, L->n2, eps, c->h, T, D, st);
-        s = gemm_bf16(&c->gemm, c->gu, c->h, L->wgu, T, 2 * F, D, st);
+        KCHECK(c, "residual_rmsnorm (norm2)");
+        FWD_LT(gemm_bf16(&c->gemm, c->gu, c->h, L->wgu, T, 2 * F, D, st), "gemm_bf16 gate|up");
         if (s != CUBLAS_STATUS_SUCCESS) break;
         launch_swiglu(c->a, c->gu, T, F, st);
-        s = gemm_bf16(&c->gemm, c->y, c->a, L->wdown, T, D, F, st);
+        KCHECK(c, "swiglu");
+        FWD_LT(gemm_bf16(&c->gemm, c->y, c->a, L->wdown, T, D, F, st), "gemm_bf16 down");
     }
+#undef FWD_LT
+    c->dbg_layer = -1;
     if (s != CUBLAS_STATUS_SUCCESS) return fail_lt(err, c, s, "a cuBLASLt matrix product failed");
     // Only the last position of each sequence goes through the final norm.
     launch_final_norm_last(c->x, c->y, c->last, c->final_norm, eps, c->h_last, NULL, nseq, D, st);
+    KCHECK(c, "final_norm_last");
     e = cudaGetLastError();
     if (e == cudaSuccess && h_last)
         e = cudaMemcpyAsync(h_last, c->h_last, 4 * (size_t)nseq * D, cudaMemcpyDeviceToHost, st);
@@ -312,9 +377,11 @@ int cuda_head_rows(void *impl, const int32_t *rows, int nrows, float *logits, Op
     if (nrows < 1 || nrows > HEAD_ROWS_MAX)
         return oprm_fail(err, "engine_head_rows: %d rows (the CUDA engine reads 1..%d)", nrows, HEAD_ROWS_MAX);
     cudaSetDevice(c->dev);
+    if (cuda_take_pending(c, err)) return -1;
     cudaError_t e = cudaMemcpyAsync(c->rows, rows, 4 * (size_t)nrows, cudaMemcpyHostToDevice, c->st);
     if (e == cudaSuccess) {
         launch_head_rows(c->logits, c->h_last, c->lm_head, c->rows, c->nseq, nrows, c->cfg.hidden, c->st);
+        KCHECK(c, "head_rows");
         e = cudaGetLastError();
     }
     if (e == cudaSuccess)
@@ -330,11 +397,20 @@ static const EngineOps CUDA_OPS = {cuda_forward, cuda_head_rows, NULL, cuda_free
 extern "C" int engine_cuda_init(Engine *e, const Model *m, const EngineOptions *opt, OprmError *err) {
     CudaEngine *c = (CudaEngine *)xcalloc(1, sizeof *c);
     c->cfg = *model_config(m);
+    c->dbg_layer = c->dbg_T = -1;
     c->max_tokens = opt->max_tokens_per_batch > 0 ? opt->max_tokens_per_batch : 8192;
     char msg[256];
     if (cuda_shape_check(&c->cfg, msg, sizeof msg)) {
         oprm_fail(err, "%s", msg);
         goto fail;
+    }
+    {
+        char why[128];
+        c->sync = cuda_sync_mode_parse(getenv("OPRM_CUDA_SYNC"), why, sizeof why);
+        if (c->sync < 0) {
+            oprm_fail(err, "%s", why);
+            goto fail;
+        }
     }
     {
         /* The tensor-core attention where the shape allows; OPRM_CUDA_ATTENTION=tiled|wmma overrides (the

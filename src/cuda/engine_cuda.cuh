@@ -11,6 +11,7 @@
 #include "engine/devmath.h"
 
 extern "C" {
+#include "engine/cuda_debug.h"
 #include "engine/engine_impl.h"
 }
 
@@ -92,10 +93,36 @@ typedef struct {
     int32_t *h_pos, *h_lastidx; // host staging
     CudaAttnTile *h_tiles;
     TrainState tr;
+    // OPRM_CUDA_SYNC=1 (read once at engine start): every launch site below
+    // synchronizes and names the first kernel or cuBLASLt call that failed.
+    int sync;
+    int dbg_layer, dbg_T;  // the layer being run (-1: none) and the batch's tokens, for the messages
+    char dbg_msg[640];     // the first failure a debug check saw ("": none); fail_cuda/fail_lt report it
+    char pending[1024];    // an error of an op that cannot return one (zero_grad), reported by the next call
 } CudaEngine;
 
-int fail_cuda(OprmError *err, const CudaEngine *c, cudaError_t e, const char *what);
-int fail_lt(OprmError *err, const CudaEngine *c, cublasStatus_t s, const char *what);
+// Both prefer the debug mode's message (the launch that failed) to `what` (the phase) and clear it.
+int fail_cuda(OprmError *err, CudaEngine *c, cudaError_t e, const char *what);
+int fail_lt(OprmError *err, CudaEngine *c, cublasStatus_t s, const char *what);
+// Debug mode (c->sync): synchronizes the stream, then records the first CUDA
+// error under `what` (a kernel or launcher name) with c->dbg_layer and the
+// shapes. The error is peeked, not cleared, so the phase's own check still
+// fails. Returns 1 on an error.
+int cuda_dbg_check(CudaEngine *c, const char *what, const char *file, int line);
+// A cuBLASLt call's status: a failure is recorded in any mode; in sync mode the
+// stream is synchronized and checked too.
+int cuda_dbg_lt(CudaEngine *c, cublasStatus_t s, const char *what, const char *file, int line);
+// One test of an int when the mode is off.
+#define KCHECK(c, what)                                                   \
+    do {                                                                  \
+        if ((c)->sync) cuda_dbg_check((c), (what), __FILE__, __LINE__);   \
+    } while (0)
+#define LTCHECK(c, s, what)                                                                          \
+    do {                                                                                             \
+        if ((s) != CUBLAS_STATUS_SUCCESS || (c)->sync) cuda_dbg_lt((c), (s), (what), __FILE__, __LINE__); \
+    } while (0)
+// An error a void op left (zero_grad): fails the next call with it.
+int cuda_take_pending(CudaEngine *c, OprmError *err);
 void *slot_base(CudaEngine *c, const CudaWeightSlot *w);
 // The batch's index buffers and work lists on the device (shared by both forwards);
 // returns total tokens or -1.

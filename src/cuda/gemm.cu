@@ -3,6 +3,10 @@
 
 #include "cuda/gemm.cuh"
 
+extern "C" {
+#include "engine/cuda_debug.h"
+}
+
 cublasStatus_t gemm_init(Gemm *g, void *workspace, size_t workspace_size) {
     g->n_cache = g->next = 0;
     g->workspace = workspace;
@@ -76,11 +80,13 @@ done:
 // column-major [c, r] one with the same ld.
 // The fallback where cuBLASLt has no algorithm for a layout (it should not
 // happen; a slow result beats a failed step): one thread per element of C,
-// fp32 accumulation, the same operand conventions as gemm_ex.
+// fp32 accumulation, the same operand conventions as gemm_ex. Rows stride by
+// gridDim.y (at most 65535, CUDA's limit on grid y), so any M is covered.
 __global__ void gemm_naive_kernel(int ta, int tb, int M, int N, int K, float alpha, const bf16 *A, int lda,
                                   const bf16 *B, int ldb, float beta, void *C, int c_f32, int ldc) {
-    int j = blockIdx.x * blockDim.x + threadIdx.x, i = blockIdx.y;
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
     if (j >= N) return;
+    for (int i = blockIdx.y; i < M; i += gridDim.y) {
     float acc = 0.0f;
     for (int p = 0; p < K; p++) {
         float a = __bfloat162float(ta ? A[(size_t)p * lda + i] : A[(size_t)i * lda + p]);
@@ -95,6 +101,12 @@ __global__ void gemm_naive_kernel(int ta, int tb, int M, int N, int K, float alp
         bf16 *c = (bf16 *)C;
         c[o] = __float2bfloat16(alpha * acc + (beta != 0.0f ? beta * __bfloat162float(c[o]) : 0.0f));
     }
+    }
+}
+
+static dim3 gemm_naive_grid(int M, int N) {
+    CudaGrid2 g = cuda_naive_gemm_grid(M, N, 128);
+    return dim3((unsigned)g.x, (unsigned)g.y);
 }
 
 static cublasStatus_t gemm_naive(int ta, int tb, int M, int N, int K, float alpha, const bf16 *A, int lda,
@@ -105,9 +117,13 @@ static cublasStatus_t gemm_naive(int ta, int tb, int M, int N, int K, float alph
         fprintf(stderr, "oprm: cuBLASLt has no algorithm for a %dx%dx%d product (ld %d/%d/%d); using a slow "
                         "fallback kernel for such products\n", M, N, K, lda, ldb, ldc);
     }
-    gemm_naive_kernel<<<dim3((N + 127) / 128, M), 128, 0, st>>>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, c_f32,
-                                                                ldc);
-    return cudaGetLastError() == cudaSuccess ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;
+    // An error an earlier kernel left is not this product's: launch nothing and
+    // leave it pending (not cleared), so the caller's report (fail_lt) names it
+    // as pending and OPRM_CUDA_SYNC=1's checks attribute it to its kernel.
+    if (cudaPeekAtLastError() != cudaSuccess) return CUBLAS_STATUS_EXECUTION_FAILED;
+    gemm_naive_kernel<<<gemm_naive_grid(M, N), 128, 0, st>>>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, c_f32,
+                                                             ldc);
+    return cudaPeekAtLastError() == cudaSuccess ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;
 }
 
 // Largest power of two (<= 256) dividing a pointer: sub-blocks of the fused

@@ -183,7 +183,10 @@ int cuda_train_init(CudaEngine *c, const Model *m, const EngineOptions *opt, Opr
         if (!p->data) return oprm_fail(err, "CUDA training: trainable \"%s\" has no fp32 data on the host", p->name);
         e = cudaMemcpy(t->master + tt->off, p->data, 4 * p->numel, cudaMemcpyHostToDevice);
         if (e != cudaSuccess) return fail_cuda(err, c, e, "cannot copy the master weights to the GPU");
-        if (t->lora) launch_to_bf16(tt->copy, t->master + tt->off, tt->numel, c->st);
+        if (t->lora) {
+            launch_to_bf16(tt->copy, t->master + tt->off, tt->numel, c->st);
+            KCHECK(c, "to_bf16 (the adapters' BF16 copies)");
+        }
     }
     // Full fine-tuning: the forward reads the fp32 norms and biases from the master copy (AdamW updates it).
     if (!t->lora) {
@@ -220,9 +223,11 @@ void cuda_train_free(CudaEngine *c) {
     memset(t, 0, sizeof *t);
 }
 
-#define LT(x)                                    \
-    do {                                         \
-        s = (x);                                 \
+// Every cuBLASLt call of the training passes: the call's text names it in the debug mode's message.
+#define LT(x)                                     \
+    do {                                          \
+        s = (x);                                  \
+        LTCHECK(c, s, "cuBLASLt " #x);            \
         if (s != CUBLAS_STATUS_SUCCESS) return s; \
     } while (0)
 
@@ -271,21 +276,27 @@ static cublasStatus_t layer_forward(CudaEngine *c, int l, TrainActs *a, int T, i
     cudaStream_t st = c->st;
     cublasStatus_t s = CUBLAS_STATUS_SUCCESS;
     launch_rmsnorm_fwd(a->h1, a->rstd1, t->x_in[l], L->n1, eps, T, D, st);
+    KCHECK(c, "rmsnorm_fwd (norm1)");
     LT(gemm_bf16(&c->gemm, a->qkv_raw, a->h1, L->wqkv, T, W, D, st));
     LT(lora_fwd(c, l, 0, a->h1, T, a->qkv_raw, W));
     LT(lora_fwd(c, l, 1, a->h1, T, a->qkv_raw + Q, W));
     LT(lora_fwd(c, l, 2, a->h1, T, a->qkv_raw + Q + Kd, W));
     launch_qkv_post(a->qkv, a->qkv_raw, L->bqkv, L->qn, L->kn, eps, c->pos, c->inv_freq, T, H, KV, hd, st);
+    KCHECK(c, "qkv_post (training)");
     if (c->attn_wmma) launch_attention_wmma(a->att, a->lse, a->qkv, c->tiles, t->n_tiles, H, KV, hd, st);
     else launch_attention(a->att, a->lse, a->qkv, c->tiles, t->n_tiles, H, KV, hd, st);
+    KCHECK(c, c->attn_wmma ? "attention_wmma (training, with lse)" : "attention (tiled; training, with lse)");
     LT(gemm_bf16(&c->gemm, c->y, a->att, L->wo, T, D, Q, st));
     LT(lora_fwd(c, l, 3, a->att, T, c->y, D));
     launch_add_residual(a->x_mid, t->x_in[l], c->y, (size_t)T * D, st);
+    KCHECK(c, "add_residual (x_mid)");
     launch_rmsnorm_fwd(a->h2, a->rstd2, a->x_mid, L->n2, eps, T, D, st);
+    KCHECK(c, "rmsnorm_fwd (norm2)");
     LT(gemm_bf16(&c->gemm, a->gu, a->h2, L->wgu, T, 2 * F, D, st));
     LT(lora_fwd(c, l, 4, a->h2, T, a->gu, 2 * F));
     LT(lora_fwd(c, l, 5, a->h2, T, a->gu + F, 2 * F));
     launch_swiglu(a->a, a->gu, T, F, st);
+    KCHECK(c, "swiglu (training)");
     if (down) {
         LT(gemm_bf16(&c->gemm, c->y, a->a, L->wdown, T, D, F, st));
         LT(lora_fwd(c, l, 6, a->a, T, c->y, D));
@@ -313,14 +324,21 @@ static int train_forward(void *impl, const SeqBatch *b, float *h_last, OprmError
     if (e != cudaSuccess) return fail_cuda(err, c, e, "cannot copy the batch to the GPU");
     t->T = T;
     launch_embed(t->x_in[0], c->embed, c->ids, T, D, st);
+    KCHECK(c, "embed (training)");
     cublasStatus_t s = CUBLAS_STATUS_SUCCESS;
     for (int l = 0; l < k->n_layers && s == CUBLAS_STATUS_SUCCESS; l++) {
-        if (l) launch_add_residual(t->x_in[l], acts_of(c, l - 1)->x_mid, c->y, (size_t)T * D, st);
+        c->dbg_layer = l;
+        if (l) {
+            launch_add_residual(t->x_in[l], acts_of(c, l - 1)->x_mid, c->y, (size_t)T * D, st);
+            KCHECK(c, "add_residual (layer input)");
+        }
         s = layer_forward(c, l, acts_of(c, l), T, 1);
     }
-    if (s != CUBLAS_STATUS_SUCCESS) return fail_lt(err, c, s, "a cuBLASLt matrix product failed");
+    c->dbg_layer = -1;
+    if (s != CUBLAS_STATUS_SUCCESS) return fail_lt(err, c, s, "a cuBLASLt matrix product of the training forward failed");
     launch_final_norm_last(acts_of(c, k->n_layers - 1)->x_mid, c->y, c->last, c->final_norm, eps, c->h_last,
                            t->pre_last, nseq, D, st);
+    KCHECK(c, "final_norm_last (training)");
     e = cudaGetLastError();
     if (e == cudaSuccess && h_last)
         e = cudaMemcpyAsync(h_last, c->h_last, 4 * (size_t)nseq * D, cudaMemcpyDeviceToHost, st);
@@ -346,39 +364,54 @@ static cublasStatus_t layer_backward(CudaEngine *c, int l, int T) {
     if (t->recompute && l != k->n_layers - 1) LT(layer_forward(c, l, a, T, 0)); // the last layer's set is still there
     // MLP: x_out = x_mid + down(swiglu(gate|up(h2)))
     launch_to_bf16(t->dres, t->dx, (size_t)T * D, st);
+    KCHECK(c, "to_bf16 (dL/dout of the MLP)");
     LT(gemm_ex(&c->gemm, 0, 0, T, F, D, 1.0f, t->dres, D, L->wdown, F, 0.0f, t->da, 0, F, st));
     if (G(c, l, CW_DOWN)) LT(gemm_ex(&c->gemm, 1, 0, D, F, T, 1.0f, t->dres, D, a->a, F, 1.0f, G(c, l, CW_DOWN), 1, F, st));
     LT(lora_bwd(c, l, 6, t->dres, D, a->a, T, t->da));
     launch_swiglu_backward(t->dgu, t->da, a->gu, T, F, st);
+    KCHECK(c, "swiglu_backward");
     LT(gemm_ex(&c->gemm, 0, 0, T, D, 2 * F, 1.0f, t->dgu, 2 * F, L->wgu, D, 0.0f, t->dhb, 0, D, st));
     if (G(c, l, CW_GATE_UP))
         LT(gemm_ex(&c->gemm, 1, 0, 2 * F, D, T, 1.0f, t->dgu, 2 * F, a->h2, D, 1.0f, G(c, l, CW_GATE_UP), 1, D, st));
     LT(lora_bwd(c, l, 4, t->dgu, 2 * F, a->h2, T, t->dhb));
     LT(lora_bwd(c, l, 5, t->dgu + F, 2 * F, a->h2, T, t->dhb));
     launch_rmsnorm_backward(t->dx, G(c, l, CW_NORM2), t->dhb, a->x_mid, L->n2, a->rstd2, T, D, st); // dL/dx_mid
+    KCHECK(c, "rmsnorm_backward (norm2)");
     // Attention: x_mid = x_in + o(att)
     launch_to_bf16(t->dres, t->dx, (size_t)T * D, st);
+    KCHECK(c, "to_bf16 (dL/dx_mid)");
     LT(gemm_ex(&c->gemm, 0, 0, T, Q, D, 1.0f, t->dres, D, L->wo, Q, 0.0f, t->datt, 0, Q, st));
     if (G(c, l, CW_O)) LT(gemm_ex(&c->gemm, 1, 0, D, Q, T, 1.0f, t->dres, D, a->att, Q, 1.0f, G(c, l, CW_O), 1, Q, st));
     LT(lora_bwd(c, l, 3, t->dres, D, a->att, T, t->datt));
     launch_attention_rowdot(t->Di, t->datt, a->att, T, H, hd, st);
+    KCHECK(c, "attention_rowdot");
     if (c->attn_wmma) { // tensor cores, as the forward (OPRM_CUDA_ATTENTION picks both)
         launch_attention_backward_dq_wmma(t->dqkv_f, a->qkv, t->datt, a->lse, t->Di, c->tiles, t->n_tiles, H, KV, hd,
                                           st);
+        KCHECK(c, "attention_backward_dq_wmma");
         launch_attention_backward_dkdv_wmma(t->dqkv_f, a->qkv, t->datt, a->lse, t->Di, t->ktiles, t->n_ktiles, H, KV,
                                             hd, st);
+        KCHECK(c, "attention_backward_dkdv_wmma");
     } else {
         launch_attention_backward_dq(t->dqkv_f, a->qkv, t->datt, a->lse, t->Di, t->tiles_bwd, t->n_tiles_bwd, H, KV,
                                      hd, st);
+        KCHECK(c, "attention_backward_dq (tiled)");
         launch_attention_backward_dkdv(t->dqkv_f, a->qkv, t->datt, a->lse, t->Di, t->ktiles, t->n_ktiles, H, KV, hd,
                                        st);
+        KCHECK(c, "attention_backward_dkdv (tiled)");
     }
     launch_qkv_post_backward(t->dqkv_f, t->dqkv, t->prod, a->qkv_raw, L->bqkv, L->qn, L->kn, eps, c->pos,
                              c->inv_freq, T, H, KV, hd, st);
-    if (G(c, l, CW_QKV_BIAS)) launch_colsum(G(c, l, CW_QKV_BIAS), t->dqkv_f, T, W, W, W, st);
+    KCHECK(c, "qkv_post_backward");
+    if (G(c, l, CW_QKV_BIAS)) {
+        launch_colsum(G(c, l, CW_QKV_BIAS), t->dqkv_f, T, W, W, W, st);
+        KCHECK(c, "colsum (qkv bias gradient)");
+    }
     if (G(c, l, CW_Q_NORM)) {
         launch_colsum(G(c, l, CW_Q_NORM), t->prod, T, H * hd, (H + KV) * hd, hd, st);
+        KCHECK(c, "colsum (q_norm gradient)");
         launch_colsum(G(c, l, CW_K_NORM), t->prod + (size_t)H * hd, T, KV * hd, (H + KV) * hd, hd, st);
+        KCHECK(c, "colsum (k_norm gradient)");
     }
     if (G(c, l, CW_QKV))
         LT(gemm_ex(&c->gemm, 1, 0, W, D, T, 1.0f, t->dqkv, W, a->h1, D, 1.0f, G(c, l, CW_QKV), 1, D, st));
@@ -389,7 +422,10 @@ static cublasStatus_t layer_backward(CudaEngine *c, int l, int T) {
     LT(lora_bwd(c, l, 0, t->dqkv, W, a->h1, T, dh));
     LT(lora_bwd(c, l, 1, t->dqkv + Q, W, a->h1, T, dh));
     LT(lora_bwd(c, l, 2, t->dqkv + Q + Kd, W, a->h1, T, dh));
-    if (need_dx) launch_rmsnorm_backward(t->dx, G(c, l, CW_NORM1), t->dhb, t->x_in[l], L->n1, a->rstd1, T, D, st);
+    if (need_dx) {
+        launch_rmsnorm_backward(t->dx, G(c, l, CW_NORM1), t->dhb, t->x_in[l], L->n1, a->rstd1, T, D, st);
+        KCHECK(c, "rmsnorm_backward (norm1)");
+    }
     return s;
 }
 
@@ -403,10 +439,18 @@ static int backward_dev(CudaEngine *c, OprmError *err) {
     if (e != cudaSuccess) return fail_cuda(err, c, e, "the backward pass failed");
     launch_final_norm_backward(t->dx, G(c, -1, CW_FINAL_NORM), t->dh, t->pre_last, c->last, c->final_norm,
                                (float)k->rms_eps, c->nseq, D, st);
+    KCHECK(c, "final_norm_backward");
     cublasStatus_t s = CUBLAS_STATUS_SUCCESS;
-    for (int l = k->n_layers - 1; l >= 0 && s == CUBLAS_STATUS_SUCCESS; l--) s = layer_backward(c, l, T);
+    for (int l = k->n_layers - 1; l >= 0 && s == CUBLAS_STATUS_SUCCESS; l--) {
+        c->dbg_layer = l;
+        s = layer_backward(c, l, T);
+    }
+    c->dbg_layer = -1;
     if (s != CUBLAS_STATUS_SUCCESS) return fail_lt(err, c, s, "a cuBLASLt matrix product of the backward failed");
-    if (G(c, -1, CW_EMBED)) launch_embed_backward(G(c, -1, CW_EMBED), t->dx, c->ids, T, D, st);
+    if (G(c, -1, CW_EMBED)) {
+        launch_embed_backward(G(c, -1, CW_EMBED), t->dx, c->ids, T, D, st);
+        KCHECK(c, "embed_backward");
+    }
     e = cudaGetLastError();
     if (e == cudaSuccess) e = cudaStreamSynchronize(st);
     return e == cudaSuccess ? 0 : fail_cuda(err, c, e, "the backward pass failed");
@@ -421,6 +465,7 @@ static int train_backward(void *impl, const float *dh_last, OprmError *err) {
     CudaEngine *c = (CudaEngine *)impl;
     if (train_ready(c, "engine_backward", err)) return -1;
     cudaSetDevice(c->dev);
+    if (cuda_take_pending(c, err)) return -1;
     cudaError_t e = cudaMemcpyAsync(c->tr.dh, dh_last, 4 * (size_t)c->nseq * c->cfg.hidden, cudaMemcpyHostToDevice,
                                     c->st);
     if (e != cudaSuccess) return fail_cuda(err, c, e, "cannot copy dL/dh to the GPU");
@@ -434,6 +479,7 @@ static int train_head_backward(void *impl, const int32_t *rows, int nrows, const
     if (nrows < 1 || nrows > HEAD_ROWS_MAX)
         return oprm_fail(err, "engine_head_backward: %d rows (the CUDA engine reads 1..%d)", nrows, HEAD_ROWS_MAX);
     cudaSetDevice(c->dev);
+    if (cuda_take_pending(c, err)) return -1;
     cudaError_t e = cudaMemcpyAsync(c->rows, rows, 4 * (size_t)nrows, cudaMemcpyHostToDevice, c->st);
     if (e == cudaSuccess)
         e = cudaMemcpyAsync(t->dlogits, dlogits, 4 * (size_t)c->nseq * nrows, cudaMemcpyHostToDevice, c->st);
@@ -442,6 +488,7 @@ static int train_head_backward(void *impl, const int32_t *rows, int nrows, const
     float *dW = c->cfg.tie_embeddings ? G(c, -1, CW_EMBED) : G(c, -1, CW_LM_HEAD);
     launch_head_rows_backward(t->dh, dW, t->dlogits, c->h_last, c->lm_head, c->rows, c->nseq, nrows, c->cfg.hidden,
                               c->st);
+    KCHECK(c, "head_rows_backward");
     return backward_dev(c, err);
 }
 
@@ -449,9 +496,11 @@ static int train_grad_sqnorm(void *impl, double *sq, OprmError *err) {
     CudaEngine *c = (CudaEngine *)impl;
     TrainState *t = &c->tr;
     cudaSetDevice(c->dev);
+    if (cuda_take_pending(c, err)) return -1;
     cudaError_t e = cudaMemsetAsync(t->sq, 0, sizeof(double), c->st);
     if (e == cudaSuccess) {
         launch_sqnorm(t->sq, t->grad, t->n, c->st);
+        KCHECK(c, "sqnorm");
         e = cudaGetLastError();
     }
     if (e == cudaSuccess) e = cudaMemcpyAsync(sq, t->sq, sizeof(double), cudaMemcpyDeviceToHost, c->st);
@@ -464,23 +513,34 @@ static int train_adamw_step(void *impl, const EngineAdamWStep *s, OprmError *err
     TrainState *t = &c->tr;
     if (s->step < 1) return oprm_fail(err, "engine_adamw_step: step %lld (1-based)", (long long)s->step);
     cudaSetDevice(c->dev);
+    if (cuda_take_pending(c, err)) return -1;
     DmAdamW k = dm_adamw_consts(s->lr, s->beta1, s->beta2, s->eps, (long long)s->step);
     float decay_mul = (float)(1.0 - s->lr * s->weight_decay);
     for (int i = 0; i < t->n_tt; i++) {
         const TrainTensor *tt = &t->tt[i];
         launch_adamw(t->master + tt->off, t->grad + tt->off, t->m + tt->off, t->v + tt->off, tt->copy, tt->numel,
                      (float)s->grad_scale, s->decay && s->decay[i] ? decay_mul : 1.0f, k, c->st);
+        if (c->sync) {
+            char what[200];
+            snprintf(what, sizeof what, "adamw (tensor %d \"%s\", %zu values)", i, tt->name, tt->numel);
+            cuda_dbg_check(c, what, __FILE__, __LINE__);
+        }
     }
     cudaError_t e = cudaGetLastError();
     if (e == cudaSuccess) e = cudaStreamSynchronize(c->st);
     return e == cudaSuccess ? 0 : fail_cuda(err, c, e, "the AdamW step failed");
 }
 
+// The engine's zero_grad returns nothing: an error is kept and fails the next call (cuda_take_pending).
 static void train_zero_grad(void *impl) {
     CudaEngine *c = (CudaEngine *)impl;
     cudaSetDevice(c->dev);
-    cudaMemsetAsync(c->tr.grad, 0, 4 * c->tr.n, c->st);
-    cudaStreamSynchronize(c->st);
+    cudaError_t e = cudaMemsetAsync(c->tr.grad, 0, 4 * c->tr.n, c->st);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(c->st);
+    if (e == cudaSuccess || c->pending[0]) return;
+    OprmError tmp;
+    fail_cuda(&tmp, c, e, "zeroing the gradients (engine_zero_grad) failed");
+    snprintf(c->pending, sizeof c->pending, "%s", tmp.msg);
 }
 
 static int check_params(CudaEngine *c, const ModelParam *p, int n, OprmError *err) {
@@ -501,6 +561,7 @@ static int train_download(void *impl, ModelParam *p, int n, float *const *m1, fl
     TrainState *t = &c->tr;
     if (check_params(c, p, n, err)) return -1;
     cudaSetDevice(c->dev);
+    if (cuda_take_pending(c, err)) return -1;
     cudaError_t e = cudaStreamSynchronize(c->st);
     for (int i = 0; i < n && e == cudaSuccess; i++) {
         size_t o = t->tt[i].off, b = 4 * t->tt[i].numel;
@@ -517,13 +578,17 @@ static int train_upload(void *impl, const ModelParam *p, int n, const float *con
     TrainState *t = &c->tr;
     if (check_params(c, p, n, err)) return -1;
     cudaSetDevice(c->dev);
+    if (cuda_take_pending(c, err)) return -1;
     cudaError_t e = cudaStreamSynchronize(c->st);
     for (int i = 0; i < n && e == cudaSuccess; i++) {
         size_t o = t->tt[i].off, b = 4 * t->tt[i].numel;
         e = cudaMemcpy(t->master + o, p[i].data, b, cudaMemcpyHostToDevice);
         if (e == cudaSuccess && m1 && m1[i]) e = cudaMemcpy(t->m + o, m1[i], b, cudaMemcpyHostToDevice);
         if (e == cudaSuccess && v1 && v1[i]) e = cudaMemcpy(t->v + o, v1[i], b, cudaMemcpyHostToDevice);
-        if (e == cudaSuccess && t->tt[i].copy) launch_to_bf16(t->tt[i].copy, t->master + o, t->tt[i].numel, c->st);
+        if (e == cudaSuccess && t->tt[i].copy) {
+            launch_to_bf16(t->tt[i].copy, t->master + o, t->tt[i].numel, c->st);
+            KCHECK(c, "to_bf16 (uploaded parameters' BF16 copies)");
+        }
     }
     if (e == cudaSuccess) e = cudaGetLastError();
     if (e == cudaSuccess) e = cudaStreamSynchronize(c->st);
