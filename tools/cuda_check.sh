@@ -22,6 +22,10 @@
 #   4. train20: `oprm train` 20 steps on cpu and on cuda, same data and random
 #      model: loss within 2e-2 at every step (full; LoRA + recomputation), then
 #      the scorer check (cpu vs cuda) on the checkpoint the GPU run wrote;
+#   (1-4 run with OPRM_CUDA_SYNC=1: a failing kernel or cuBLASLt call is named
+#   with its layer and shapes, e.g. "attention_backward_dq_wmma (layer 3,
+#   T=2048, D=896, H=14, KV=2, hd=64; train_cuda.cu:312): an illegal memory
+#   access ..."; stderr also gets an "oprm: OPRM_CUDA_SYNC:" line)
 #   5. benchmarks (not tests; "pass" means "measured"): bf16 matmul peak;
 #      training tokens/s and MFU against PyTorch + transformers (7B LoRA r16 with
 #      recomputation, 0.5B full); scoring tokens/s (7B and 0.5B at 2048 and 512).
@@ -173,7 +177,7 @@ run_check() {
   if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
     line "{\"check\":\"$mode\",$extra,\"error\":\"timeout after ${t} s ($((after - before)) lines before it)\",\"pass\":false}"
   elif [ "$rc" -gt 1 ] || [ "$after" = "$before" ]; then
-    line "{\"check\":\"$mode\",$extra,\"error\":\"exit $rc after $((after - before)) lines: $(tail -1 "$ERR" | jstr)\",\"seconds\":$(( $(date +%s) - t0 )),\"pass\":false}"
+    line "{\"check\":\"$mode\",$extra,\"error\":\"exit $rc after $((after - before)) lines: $(tail -1 "$ERR" | jstr 400)\",\"seconds\":$(( $(date +%s) - t0 )),\"pass\":false}"
   fi
 }
 
@@ -221,6 +225,11 @@ if [ -n "$missing" ]; then
 fi
 
 FIX=(tests/fixtures/engine/*/)
+# The correctness checks (1-4) run the CUDA engine in its debug mode: every kernel
+# launch and cuBLASLt call synchronizes, and a failure names the kernel, the layer
+# and the shapes instead of only the phase. Slower by a sync per launch (small
+# next to these checks' start-up); the benchmarks (5) run without it.
+export OPRM_CUDA_SYNC=1
 # ---- 1, 2: correctness against the PyTorch fixtures ----
 if [ $TRAIN_ONLY = 0 ]; then
   for attn in wmma tiled; do
@@ -272,7 +281,7 @@ r = {"check": "train20", "mode": mode, "seconds": int(secs), "tol": "|loss_cpu -
 def losses(side):
     rc = open(f"{td}/{mode}-{side}.rc").read().strip()
     if rc != "0":
-        tail = (open(f"{td}/{mode}-{side}.log").read().strip().splitlines() or [""])[-1][:160]
+        tail = (open(f"{td}/{mode}-{side}.log").read().strip().splitlines() or [""])[-1][:400] # OPRM_CUDA_SYNC's names
         raise RuntimeError(f"{side}: exit {rc}" + (" (timeout)" if rc in ("124", "137") else "") + ": " + tail)
     out = {}
     for l in open(f"{td}/{mode}-{side}/train_log.jsonl"):
@@ -300,6 +309,7 @@ PY
 fi
 
 # ---- 5: benchmarks (last: the deadline may cut them) ----
+unset OPRM_CUDA_SYNC # measured as used: no per-launch synchronization
 if [ $NO_BENCH = 1 ]; then finish; fi
 if [ $DRY = 1 ]; then # tiny shapes, CPU
   CFG7=tools/cuda_configs/tiny-qwen2.json; CFG05=$CFG7; S_LONG=64; S_SHORT=32; TOK=256; DEVFLAG="--device cpu"
