@@ -21,7 +21,9 @@ static int take_dbg(OprmError *err, CudaEngine *c, const char *what) {
 int fail_cuda(OprmError *err, CudaEngine *c, cudaError_t e, const char *what) {
     if (c->dbg_msg[0]) return take_dbg(err, c, what);
     return oprm_fail(err, "%s on cuda:%d (%s): %s [%s]%s", what, c->dev, c->name, cudaGetErrorString(e),
-                     cudaGetErrorName(e), c->sync ? "" : " (OPRM_CUDA_SYNC=1 names the kernel)");
+                     cudaGetErrorName(e),
+                     // after a batch, where kernels ran (not at start-up)
+                     !c->sync && c->dbg_T >= 0 ? " (OPRM_CUDA_SYNC=1 names the kernel)" : "");
 }
 int fail_lt(OprmError *err, CudaEngine *c, cublasStatus_t s, const char *what) {
     if (c->dbg_msg[0]) return take_dbg(err, c, what);
@@ -55,8 +57,14 @@ int cuda_dbg_check(CudaEngine *c, const char *what, const char *file, int line) 
 int cuda_dbg_lt(CudaEngine *c, cublasStatus_t s, const char *what, const char *file, int line) {
     if (c->sync && cuda_dbg_check(c, what, file, line)) return 1;
     if (s == CUBLAS_STATUS_SUCCESS) return 0;
-    char es[64];
-    snprintf(es, sizeof es, "cuBLASLt status %d", (int)s);
+    char es[320];
+    cudaError_t e = cudaPeekAtLastError(); // not this call's when an earlier kernel left it
+    if (e != cudaSuccess)
+        snprintf(es, sizeof es, "cuBLASLt status %d, with a CUDA error pending (%s [%s]) that an earlier kernel may "
+                                "have left; OPRM_CUDA_SYNC=1 names the kernel", (int)s, cudaGetErrorString(e),
+                 cudaGetErrorName(e));
+    else
+        snprintf(es, sizeof es, "cuBLASLt status %d", (int)s);
     dbg_record(c, what, file, line, es);
     return 1;
 }
