@@ -87,20 +87,20 @@ __global__ void gemm_naive_kernel(int ta, int tb, int M, int N, int K, float alp
     int j = blockIdx.x * blockDim.x + threadIdx.x;
     if (j >= N) return;
     for (int i = blockIdx.y; i < M; i += gridDim.y) {
-    float acc = 0.0f;
-    for (int p = 0; p < K; p++) {
-        float a = __bfloat162float(ta ? A[(size_t)p * lda + i] : A[(size_t)i * lda + p]);
-        float b = __bfloat162float(tb ? B[(size_t)j * ldb + p] : B[(size_t)p * ldb + j]);
-        acc += a * b;
-    }
-    size_t o = (size_t)i * ldc + j;
-    if (c_f32) {
-        float *c = (float *)C;
-        c[o] = alpha * acc + (beta != 0.0f ? beta * c[o] : 0.0f);
-    } else {
-        bf16 *c = (bf16 *)C;
-        c[o] = __float2bfloat16(alpha * acc + (beta != 0.0f ? beta * __bfloat162float(c[o]) : 0.0f));
-    }
+        float acc = 0.0f;
+        for (int p = 0; p < K; p++) {
+            float a = __bfloat162float(ta ? A[(size_t)p * lda + i] : A[(size_t)i * lda + p]);
+            float b = __bfloat162float(tb ? B[(size_t)j * ldb + p] : B[(size_t)p * ldb + j]);
+            acc += a * b;
+        }
+        size_t o = (size_t)i * ldc + j;
+        if (c_f32) {
+            float *c = (float *)C;
+            c[o] = alpha * acc + (beta != 0.0f ? beta * c[o] : 0.0f);
+        } else {
+            bf16 *c = (bf16 *)C;
+            c[o] = __float2bfloat16(alpha * acc + (beta != 0.0f ? beta * __bfloat162float(c[o]) : 0.0f));
+        }
     }
 }
 
