@@ -29,46 +29,11 @@
 #include "engine/devmath.h"
 #include "model/model.h"
 #include "train/adamw.h"
+#include "cuda_replay_testutil.h"
 #include "test.h"
 
-static int ROUND;
 static int WMMA_BWD; /* 1: P and dS rounded to BF16 before their products (attention_bwd_wmma.cu) */
-static float rb(float x) {
-    return ROUND ? dm_bf16_to_f32(dm_f32_to_bf16(x)) : x;
-}
-static float *fz(size_t n) {
-    return calloc(n ? n : 1, sizeof(float));
-}
 
-typedef struct {
-    float *buf[8][CW_N_KINDS]; /* [layer + 1][kind], weights as the GPU holds them */
-} Weights;
-
-static Weights place_all(Model *m, const ModelConfig *c) {
-    Weights w = {{{0}}};
-    int np;
-    ModelParam *ps = model_params(m, &np);
-    for (int i = 0; i < np; i++) {
-        CudaWeightSlot s;
-        if (cuda_weight_slot(c, ps[i].name, &s)) continue;
-        float **b = &w.buf[s.layer + 1][s.kind];
-        if (!*b) *b = fz(cuda_weight_numel(c, s.kind));
-        for (size_t j = 0; j < ps[i].numel; j++) (*b)[s.offset + j] = s.bf16 ? rb(ps[i].data[j]) : ps[i].data[j];
-    }
-    if (c->tie_embeddings) w.buf[0][CW_LM_HEAD] = w.buf[0][CW_EMBED];
-    return w;
-}
-
-/* y[T, N] = x[T, K] W[N, K]^T, fp32 accumulation, stored rounded. */
-static void gemm_nt(float *y, const float *x, const float *W, int T, int N, int K) {
-    for (int t = 0; t < T; t++)
-        for (int n = 0; n < N; n++) {
-            float acc = 0;
-            for (int k = 0; k < K; k++) acc += x[(size_t)t * K + k] * W[(size_t)n * K + k];
-            y[(size_t)t * N + n] = rb(acc);
-        }
-}
-/* dx[T, K] = dy[T, N] (row stride ldy) W[N, K], stored rounded. */
 static void gemm_nn(float *dx, const float *dy, int ldy, const float *W, int T, int N, int K) {
     for (int t = 0; t < T; t++)
         for (int k = 0; k < K; k++) {
@@ -627,9 +592,9 @@ static void replay_check(Model *m, int lora, float lora_scale, const char *label
         }
         free(r.x_in), free(r.A), free(r.y), free(r.pre), free(r.h_last), free(r.grad), free(r.pos), free(r.last);
         free(r.tiles), free(r.tiles16), free(r.ktiles), free(r.inv), free(r.xa), free(r.dxa);
-        for (int l = 0; l < 8; l++)
+        for (int l = 0; l <= REPLAY_MAX_LAYERS; l++)
             for (int k = 0; k < 7; k++) free(r.lA[l][k]), free(r.lB[l][k]), free(r.gA[l][k]), free(r.gB[l][k]);
-        for (int l = 0; l < 8; l++)
+        for (int l = 0; l <= REPLAY_MAX_LAYERS; l++)
             for (int k = 0; k < CW_N_KINDS; k++)
                 if (!(l == 0 && k == CW_LM_HEAD && c.tie_embeddings)) free(W.buf[l][k]);
     }

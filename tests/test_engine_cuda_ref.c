@@ -14,41 +14,8 @@
 #include "engine/cuda_plan.h"
 #include "engine/devmath.h"
 #include "model/model.h"
+#include "cuda_replay_testutil.h"
 #include "test.h"
-
-static int ROUND; /* 1: BF16 where the GPU stores BF16 */
-static float rb(float x) {
-    return ROUND ? dm_bf16_to_f32(dm_f32_to_bf16(x)) : x;
-}
-
-typedef struct {
-    float *buf[4][CW_N_KINDS]; /* [layer + 1][kind] */
-} Weights;
-
-static Weights place_all(Model *m, const ModelConfig *c) {
-    Weights w = {{{0}}};
-    int np;
-    ModelParam *ps = model_params(m, &np);
-    for (int i = 0; i < np; i++) {
-        CudaWeightSlot s;
-        if (cuda_weight_slot(c, ps[i].name, &s)) continue;
-        float **b = &w.buf[s.layer + 1][s.kind];
-        if (!*b) *b = calloc(cuda_weight_numel(c, s.kind), sizeof(float));
-        for (size_t j = 0; j < ps[i].numel; j++) (*b)[s.offset + j] = s.bf16 ? rb(ps[i].data[j]) : ps[i].data[j];
-    }
-    if (c->tie_embeddings) w.buf[0][CW_LM_HEAD] = w.buf[0][CW_EMBED];
-    return w;
-}
-
-/* y[T, N] = x[T, K] W[N, K]^T, fp32 accumulate, stored rounded. */
-static void gemm(float *y, const float *x, const float *W, int T, int N, int K) {
-    for (int t = 0; t < T; t++)
-        for (int n = 0; n < N; n++) {
-            float acc = 0;
-            for (int k = 0; k < K; k++) acc += x[(size_t)t * K + k] * W[(size_t)n * K + k];
-            y[(size_t)t * N + n] = rb(acc);
-        }
-}
 
 static void res_norm(float *x, const float *y, const float *w, float eps, float *out, int T, int D) {
     for (int t = 0; t < T; t++) {
@@ -83,7 +50,7 @@ static void forward(const ModelConfig *c, Weights *W, const SeqBatch *b, float *
     for (int l = 0; l < c->n_layers; l++) {
         float **L = W->buf[l + 1];
         res_norm(x, l ? y : NULL, L[CW_NORM1], eps, h, T, D);
-        gemm(qkv, h, L[CW_QKV], T, Wd, D);
+        gemm_nt(qkv, h, L[CW_QKV], T, Wd, D);
         for (int t = 0; t < T; t++) /* qkv_post: one head at a time, pairs (i, i + half) */
             for (int hh = 0; hh < H + 2 * KV; hh++) {
                 float *v = qkv + (size_t)t * Wd + (size_t)hh * hd, ss = 0;
@@ -134,13 +101,13 @@ static void forward(const ModelConfig *c, Weights *W, const SeqBatch *b, float *
                     float *o = att + (size_t)(tiles[ti].seq_row + qpos) * Q + (size_t)hh * hd;
                     for (int e = 0; e < hd; e++) o[e] = rb(acc[e] / lsum);
                 }
-        gemm(y, att, L[CW_O], T, D, Q);
+        gemm_nt(y, att, L[CW_O], T, D, Q);
         res_norm(x, y, L[CW_NORM2], eps, h, T, D);
-        gemm(gu, h, L[CW_GATE_UP], T, 2 * F, D);
+        gemm_nt(gu, h, L[CW_GATE_UP], T, 2 * F, D);
         for (int t = 0; t < T; t++)
             for (int f = 0; f < F; f++)
                 a[(size_t)t * F + f] = rb(dm_swiglu(gu[(size_t)t * 2 * F + f], gu[(size_t)t * 2 * F + F + f]));
-        gemm(y, a, L[CW_DOWN], T, D, F);
+        gemm_nt(y, a, L[CW_DOWN], T, D, F);
     }
     for (int s = 0; s < b->nseq; s++) { /* final_norm_last */
         float v[1024], ss = 0;
@@ -196,7 +163,7 @@ static void check_arch(ModelArch arch, int llama3) {
         /* fp32 schedule = the CPU computation up to summation order; BF16 within its error. */
         CHECK(dh < (ROUND ? 0.15 : 2e-4));
         CHECK(dl < (ROUND ? 0.15 : 2e-4));
-        for (int l = 0; l < 4; l++)
+        for (int l = 0; l <= REPLAY_MAX_LAYERS; l++)
             for (int k = 0; k < CW_N_KINDS; k++)
                 if (!(l == 0 && k == CW_LM_HEAD && c.tie_embeddings)) free(W.buf[l][k]);
     }

@@ -129,6 +129,37 @@ static int score_step(BenchState *s, OprmError *err) {
     return engine_head_rows(s->engine, s->rows, OPRM_LEVELS, s->logits, err);
 }
 
+/* Warm-up, then the timed train steps of either engine into res. */
+typedef int (*TrainStepFn)(BenchState *s, TrainPhases *ph, double *loss, OprmError *err);
+static int time_train(BenchState *s, TrainStepFn step, const BenchOptions *o, int N, BenchResult *res,
+                      OprmError *err) {
+    TrainPhases ph = {0};
+    for (int i = 0; i < o->warmup; i++)
+        if (step(s, &ph, &res->last_loss, err)) return -1;
+    memset(&ph, 0, sizeof ph);
+    double total = 0, best = INFINITY;
+    res->train_window[0] = now_ms() * 1e-3;
+    double cpu0 = cpu_ms();
+    for (int i = 0; i < o->steps; i++) {
+        double t = now_ms();
+        if (step(s, &ph, &res->last_loss, err)) return -1;
+        double dt = now_ms() - t;
+        total += dt;
+        if (dt < best) best = dt;
+    }
+    res->train_window[1] = now_ms() * 1e-3;
+    res->train_cpu_ms = (cpu_ms() - cpu0) / o->steps;
+    res->train_step_ms = total / o->steps;
+    res->train_step_ms_min = best;
+    res->fwd_ms = ph.fwd / o->steps;
+    res->head_ms = ph.head / o->steps;
+    res->bwd_ms = ph.bwd / o->steps;
+    res->opt_ms = ph.opt / o->steps;
+    res->train_tokens_per_s = N / (res->train_step_ms * 1e-3);
+    res->train_gflops = res->train_flops_per_step / (res->train_step_ms * 1e-3) / 1e9;
+    return 0;
+}
+
 static int check_options(const BenchOptions *o, const ModelConfig *c, OprmError *err) {
     if (o->seq < 1) return oprm_fail(err, "--seq must be >= 1 (got %d)", o->seq);
     if (o->steps < 1) return oprm_fail(err, "--steps must be >= 1 (got %d)", o->steps);
@@ -211,57 +242,11 @@ int bench_run(const BenchOptions *o, BenchResult *res, OprmError *err) {
         s.decay = xcalloc((size_t)(s.nparams ? s.nparams : 1), sizeof(int));
         for (int i = 0, k = 0; i < s.nparams; i++)
             if (s.params[i].grad) s.decay[k++] = adamw_param_decays(s.params[i].name);
-        TrainPhases ph = {0};
-        for (int i = 0; i < o->warmup; i++)
-            if (engine_train_step(&s, &ph, &res->last_loss, err)) goto done;
-        memset(&ph, 0, sizeof ph);
-        double total = 0, best = INFINITY;
-        res->train_window[0] = now_ms() * 1e-3;
-        double cpu0 = cpu_ms();
-        for (int i = 0; i < o->steps; i++) {
-            double t = now_ms();
-            if (engine_train_step(&s, &ph, &res->last_loss, err)) goto done;
-            double dt = now_ms() - t;
-            total += dt;
-            if (dt < best) best = dt;
-        }
-        res->train_window[1] = now_ms() * 1e-3;
-        res->train_cpu_ms = (cpu_ms() - cpu0) / o->steps;
-        res->train_step_ms = total / o->steps;
-        res->train_step_ms_min = best;
-        res->fwd_ms = ph.fwd / o->steps;
-        res->head_ms = ph.head / o->steps;
-        res->bwd_ms = ph.bwd / o->steps;
-        res->opt_ms = ph.opt / o->steps;
-        res->train_tokens_per_s = N / (res->train_step_ms * 1e-3);
-        res->train_gflops = res->train_flops_per_step / (res->train_step_ms * 1e-3) / 1e9;
+        if (time_train(&s, engine_train_step, o, N, res, err)) goto done;
     } else if (o->mode & BENCH_TRAIN) {
         AdamWConfig ac = {.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01};
         s.opt = adamw_new(s.params, s.nparams, &ac);
-        TrainPhases ph = {0};
-        for (int i = 0; i < o->warmup; i++)
-            if (train_step(&s, &ph, &res->last_loss, err)) goto done;
-        memset(&ph, 0, sizeof ph);
-        double total = 0, best = INFINITY;
-        res->train_window[0] = now_ms() * 1e-3;
-        double cpu0 = cpu_ms();
-        for (int i = 0; i < o->steps; i++) {
-            double t = now_ms();
-            if (train_step(&s, &ph, &res->last_loss, err)) goto done;
-            double dt = now_ms() - t;
-            total += dt;
-            if (dt < best) best = dt;
-        }
-        res->train_window[1] = now_ms() * 1e-3;
-        res->train_cpu_ms = (cpu_ms() - cpu0) / o->steps;
-        res->train_step_ms = total / o->steps;
-        res->train_step_ms_min = best;
-        res->fwd_ms = ph.fwd / o->steps;
-        res->head_ms = ph.head / o->steps;
-        res->bwd_ms = ph.bwd / o->steps;
-        res->opt_ms = ph.opt / o->steps;
-        res->train_tokens_per_s = N / (res->train_step_ms * 1e-3);
-        res->train_gflops = res->train_flops_per_step / (res->train_step_ms * 1e-3) / 1e9;
+        if (time_train(&s, train_step, o, N, res, err)) goto done;
     }
     if (o->mode & BENCH_SCORE) {
         EngineOptions eo = {.device = o->device, .threads = o->threads, .max_tokens_per_batch = N};
